@@ -1,0 +1,1 @@
+"""Measuring harness, per-device reports and the project's own performance suite."""

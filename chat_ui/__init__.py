@@ -1,0 +1,1 @@
+"""The Gradio app and the assistant (LangChain tools over `factory.api`)."""

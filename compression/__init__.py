@@ -1,0 +1,1 @@
+"""Structured pruning, quantization and the accuracy-budget search (built on `factory`)."""

@@ -1,0 +1,205 @@
+"""The Python API: the functions the CLI, the chat assistant and the server call.
+
+Every function takes `home` (the workspace folder; default `$EDGEFACTORY_HOME` or `./workspace`)
+and raises a `FactoryError` subclass whose message says what went wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from factory.catalog import Catalog
+from factory.config import TrainConfig
+from factory.datasets import importer
+from factory.datasets.synthetic import write_digits
+from factory.evaluation import dataset_row_for, evaluate_split, split_entries, write_eval_report
+from factory.jobs import JobManager
+from factory.models import delete_model_version, load_model, read_metadata, resolve_model
+from factory.training import run as runs
+from factory.training.engine import Event
+from factory.workspace import Workspace
+
+Home = str | Path | None
+
+
+@contextlib.contextmanager
+def session(home: Home = None) -> Iterator[tuple[Workspace, Catalog]]:
+    """Open the workspace and its catalog (migrating it if needed) for one call."""
+    ws = Workspace.open(home)
+    catalog = Catalog(ws.catalog_path)
+    try:
+        yield ws, catalog
+    finally:
+        catalog.close()
+
+
+# -- datasets ------------------------------------------------------------------------------------
+def import_dataset(path: str | Path, name: str, *, task: str = "classification", fmt: str = "auto", seed: int = 0,
+                   home: Home = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Import a folder or .zip as a new version of dataset `name`.
+
+    Args: path (folder or .zip), name, task, fmt ('auto' or a name from DATASET_FORMATS), seed for the split.
+    Returns: dict with dataset, version, task, format, num_images, classes, splits, stats, issues.
+    Raises: DatasetError (nothing written; every issue in `.details`), ConfigError.
+    """
+    with session(home) as (ws, catalog):
+        row = importer.import_dataset(ws, catalog, path, name, task=task, fmt=fmt, seed=seed, progress=progress)
+    return dataset_summary(row)
+
+
+def dataset_summary(row: dict) -> dict:
+    return {"dataset": row["name"], "version": row["version"], "task": row["task"], "format": row["source_format"],
+            "num_images": row["stats"]["num_images"], "classes": row["classes"], "splits": row["splits"],
+            "stats": row["stats"], "issues": row["issues"], "path": row["path"]}
+
+
+def inspect_dataset(ref: str, *, home: Home = None) -> dict:
+    """The catalog record of dataset `NAME[:vN]` (latest version when none is given)."""
+    with session(home) as (_, catalog):
+        return dataset_summary(dataset_row_for(catalog, ref))
+
+
+def list_datasets(*, home: Home = None) -> list[dict]:
+    with session(home) as (_, catalog):
+        return [{"dataset": r["name"], "version": r["version"], "task": r["task"], "format": r["source_format"],
+                 "num_images": r["stats"]["num_images"], "classes": len(r["classes"]), "splits": r["splits"]}
+                for r in catalog.datasets()]
+
+
+# -- training ------------------------------------------------------------------------------------
+def train(config: dict | TrainConfig, *, home: Home = None, on_event: Callable[[Event], None] | None = None,
+          stop: threading.Event | None = None) -> dict:
+    """Train in the calling thread until done; returns {model, version, run, metrics}.
+
+    Raises: ConfigError for bad options, NotFoundError for an unknown dataset or model, TrainingError,
+    MissingDependencyError (pretrained weights not in the local cache), StopRequested when `stop` is set.
+    """
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    with session(home) as (ws, catalog):
+        runs.mark_orphans(catalog)
+        run_id = runs.start_run(ws, catalog, cfg)
+        if on_event:
+            on_event({"type": "run", "run": run_id, "config": catalog.run(run_id)["config"]})
+        return runs.execute_run(ws, catalog, run_id, on_event=on_event, stop=stop)
+
+
+def start_training(config: dict | TrainConfig, jobs: JobManager, *, home: Home = None) -> str:
+    """Start training in a background thread of this process; returns the run id at once."""
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    with session(home) as (ws, catalog):
+        run_id = runs.start_run(ws, catalog, cfg)
+
+    def work(on_event: Callable[[Event], None], stop: threading.Event) -> dict:
+        with session(home) as (ws2, catalog2):
+            return runs.execute_run(ws2, catalog2, run_id, on_event=on_event, stop=stop)
+
+    jobs.start(run_id, work)
+    return run_id
+
+
+def resume_training(run_id: str, *, home: Home = None, on_event: Callable[[Event], None] | None = None,
+                    stop: threading.Event | None = None) -> dict:
+    """Continue an interrupted, stopped or failed run from its last checkpoint."""
+    with session(home) as (ws, catalog):
+        runs.mark_orphans(catalog)
+        run = catalog.run(run_id)
+        if run is None:
+            from factory.errors import NotFoundError
+            from factory.registry import suggest
+
+            raise NotFoundError(f"No run {run_id!r}.{suggest(run_id, [r['id'] for r in catalog.runs()])}",
+                                fix="List runs with `edgefactory runs list`.")
+        if run["status"] == "completed":
+            return run["result"]
+        if run["status"] == "running":
+            from factory.errors import ConfigError
+
+            raise ConfigError(f"Run {run_id} is still running (process {run['pid']}).", fix="Wait for it or stop it first.")
+        return runs.execute_run(ws, catalog, run_id, resume=True, on_event=on_event, stop=stop)
+
+
+def list_runs(*, home: Home = None) -> list[dict]:
+    with session(home) as (_, catalog):
+        runs.mark_orphans(catalog)
+        return [{"run": r["id"], "status": r["status"], "dataset": r["config"].get("dataset"),
+                 "model": r["config"].get("model"), "name": r["config"].get("name"), "progress": r["progress"],
+                 "error": r["error"], "result": r["result"]} for r in catalog.runs()]
+
+
+def run_status(run_id: str, *, home: Home = None) -> dict:
+    with session(home) as (_, catalog):
+        run = catalog.run(run_id)
+    if run is None:
+        from factory.errors import NotFoundError
+
+        raise NotFoundError(f"No run {run_id!r}.", fix="List runs with `edgefactory runs list`.")
+    return run
+
+
+# -- evaluation and registry ---------------------------------------------------------------------
+def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home: Home = None) -> dict:
+    """Evaluate model `NAME[:vN]` on a split of its dataset (or of `dataset`).
+
+    Returns: {model, version, split, metrics (accuracy, macro P/R/F1, per_class), confusion_matrix,
+    worst (misclassified images), files (metrics JSON, confusion PNG, worst-images PNG)}.
+    """
+    if split not in ("train", "val", "test"):
+        from factory.errors import ConfigError
+
+        raise ConfigError(f"Unknown split {split!r}.", fix="Use train, val or test.")
+    with session(home) as (ws, catalog):
+        row = resolve_model(catalog, ref)
+        model, meta = load_model(ws, row)
+        ds = dataset_row_for(catalog, dataset or meta["dataset"])
+        root, entries = split_entries(ws, ds, split)
+        result = evaluate_split(model, meta, root, entries)
+        files = write_eval_report(ws, row, split, result, root, meta["classes"])
+    cm = result.pop("confusion_matrix")
+    worst = result.pop("worst")
+    return {"model": row["name"], "version": row["version"], "dataset": f"{ds['name']}:v{ds['version']}",
+            "split": split, "metrics": result, "confusion_matrix": {"classes": meta["classes"], "matrix": cm},
+            "worst": worst, "files": files}
+
+
+def list_models(*, home: Home = None) -> list[dict]:
+    with session(home) as (_, catalog):
+        return [{"model": r["name"], "version": r["version"], "ref": f"{r['name']}:v{r['version']}",
+                 "task": r["task"], "arch": r["arch"], "dataset": r["dataset"], "metrics": r["metrics"],
+                 "path": r["path"], "run": r["run_id"]} for r in catalog.model_versions()]
+
+
+def show_model(ref: str, *, home: Home = None) -> dict:
+    with session(home) as (ws, catalog):
+        row = resolve_model(catalog, ref)
+        meta = read_metadata(ws, row)
+        meta.pop("history", None)
+        return {**meta, "path": str(ws.home / row["path"])}
+
+
+def delete_model(ref: str, *, home: Home = None) -> dict:
+    with session(home) as (ws, catalog):
+        row = delete_model_version(ws, catalog, ref)
+    return {"deleted": f"{row['name']}:v{row['version']}"}
+
+
+# -- the demo pipeline ---------------------------------------------------------------------------
+def demo(*, home: Home = None, model: str = "mobilenet_v3_small", time_budget_min: float = 4.0,
+         epochs: int | None = None, on_event: Callable[[Event], None] | None = None,
+         progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Import scikit-learn's digits (real handwriting, 32 px), train, evaluate: the offline demo."""
+    with tempfile.TemporaryDirectory(prefix="edgefactory-digits-") as tmp:
+        imported = import_dataset(write_digits(Path(tmp) / "digits"), "digits", home=home, progress=progress)
+    cfg = {"dataset": f"digits:v{imported['version']}", "model": model, "img_size": 32, "hflip": 0.0,
+           "crop_scale": 0.7, "time_budget_min": time_budget_min, "epochs": epochs, "patience": 40}
+    trained = train(cfg, home=home, on_event=on_event)
+    evaluated = evaluate(f"{trained['model']}:v{trained['version']}", home=home)
+    return {"dataset": imported, "train": trained, "eval": evaluated}
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, default=str, sort_keys=False)

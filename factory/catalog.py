@@ -1,0 +1,151 @@
+"""The SQLite catalog: datasets, runs (jobs) and model versions, with a schema version and migrations.
+
+WAL mode and a busy timeout let two processes share one workspace; version numbers are allocated
+inside `BEGIN IMMEDIATE` transactions so two writers never get the same `name:vN`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from factory.errors import CatalogError
+
+BUSY_TIMEOUT_S = 30.0
+
+# Each entry migrates the schema from version i to i + 1. Never edit a released entry: append.
+MIGRATIONS: list[str] = [
+    # 1: datasets and model versions
+    """
+    CREATE TABLE datasets (
+        name TEXT NOT NULL, version INTEGER NOT NULL, task TEXT NOT NULL,
+        source_format TEXT NOT NULL, path TEXT NOT NULL, classes TEXT NOT NULL,
+        splits TEXT NOT NULL, stats TEXT NOT NULL, issues TEXT NOT NULL,
+        created_at REAL NOT NULL, PRIMARY KEY (name, version));
+    CREATE TABLE model_versions (
+        name TEXT NOT NULL, version INTEGER NOT NULL, task TEXT NOT NULL, arch TEXT NOT NULL,
+        dataset TEXT NOT NULL, path TEXT NOT NULL, metrics TEXT NOT NULL,
+        created_at REAL NOT NULL, PRIMARY KEY (name, version));
+    """,
+    # 2: runs (background jobs with persisted status and progress), linked from model versions
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
+        progress TEXT NOT NULL DEFAULT '{}', history TEXT NOT NULL DEFAULT '[]',
+        result TEXT, error TEXT, pid INTEGER,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    ALTER TABLE model_versions ADD COLUMN run_id TEXT REFERENCES runs(id);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+JSON_COLUMNS = {"classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    return {k: (json.loads(row[k]) if k in JSON_COLUMNS and row[k] is not None else row[k]) for k in row.keys()}
+
+
+def _encode(value: Any) -> Any:
+    return json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+
+
+class Catalog:
+    """Thin access layer over catalog.sqlite. One connection per instance; safe across processes."""
+
+    def __init__(self, path: Path, *, migrate_to: int = SCHEMA_VERSION):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                    check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.migrate(migrate_to)
+
+    # -- schema -------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self, target: int = SCHEMA_VERSION) -> None:
+        """Apply the migrations between the stored schema version and `target`, each atomically."""
+        with self.transaction():
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"{self.path} has schema version {current}, newer than this edgefactory ({SCHEMA_VERSION}).",
+                    fix="Upgrade edgefactory, or point EDGEFACTORY_HOME at another workspace.",
+                )
+            for version in range(current, target):
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database lock at once (BEGIN IMMEDIATE)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- generic helpers ------------------------------------------------------------------------
+    def next_version(self, table: str, name: str) -> int:
+        """Next free version for `name`; call inside `transaction()` so it stays free."""
+        row = self.conn.execute(f"SELECT MAX(version) FROM {table} WHERE name = ?", (name,)).fetchone()
+        return int(row[0] or 0) + 1
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", [_encode(v) for v in row.values()])
+
+    def select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        return [_decode(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    # -- datasets -------------------------------------------------------------------------------
+    def datasets(self, name: str | None = None) -> list[dict[str, Any]]:
+        if name is None:
+            return self.select("SELECT * FROM datasets ORDER BY name, version")
+        return self.select("SELECT * FROM datasets WHERE name = ? ORDER BY version", (name,))
+
+    # -- model versions -----------------------------------------------------------------------
+    def model_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        if name is None:
+            return self.select("SELECT * FROM model_versions ORDER BY name, version")
+        return self.select("SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,))
+
+    def delete_model_version(self, name: str, version: int) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version))
+
+    # -- runs -----------------------------------------------------------------------------------
+    def create_run(self, run_id: str, kind: str, config: dict, pid: int) -> None:
+        now = time.time()
+        with self.transaction():
+            self.insert("runs", {"id": run_id, "kind": kind, "status": "queued", "config": config,
+                                 "pid": pid, "created_at": now, "updated_at": now})
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction():
+            self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*map(_encode, fields.values()), run_id])
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self.select("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.select("SELECT * FROM runs ORDER BY created_at")

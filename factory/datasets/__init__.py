@@ -1,0 +1,1 @@
+"""Dataset import, validation, statistics, splits and generators."""

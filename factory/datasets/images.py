@@ -1,0 +1,58 @@
+"""Per-image checks shared by every format: decode, truncation, size, decompression bombs, colour mode."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+MIN_SIDE = 30
+MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    sha256: str
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    problem: str | None = None  # an issue code when the image cannot be used
+
+
+def check_image(path: Path) -> ImageCheck:
+    """Decode `path` fully (so truncation is caught) and report its size, mode and content hash."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    return ImageCheck(digest, width, height, img.mode, "DECOMPRESSION_BOMB")
+                img.load()
+                mode = img.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return ImageCheck(digest, problem="DECOMPRESSION_BOMB")
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError):
+        return ImageCheck(digest, problem="CORRUPT_IMAGE")
+    if min(width, height) < MIN_SIDE:
+        return ImageCheck(digest, width, height, mode, "IMAGE_TOO_SMALL")
+    return ImageCheck(digest, width, height, mode)
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as RGB (the one place colour modes are converted)."""
+    with Image.open(path) as img:
+        if img.mode == "RGB":
+            return img.copy()
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.getchannel("A"))
+            return background
+        return img.convert("RGB")

@@ -1,0 +1,99 @@
+"""The model registry: `name:vN` versions holding plain PyTorch weights plus everything needed to use
+them anywhere (task, architecture, classes, input size, preprocessing, post-processing, metrics)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from factory.catalog import Catalog
+from factory.errors import ConfigError, NotFoundError
+from factory.registry import suggest
+from factory.tasks.classification import build_model, postprocessing_spec, preprocessing_spec
+from factory.workspace import Workspace, atomic_write_json, publish_dir, staging_dir
+
+REF_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.-]*?)(?::v?(?P<version>\d+))?$")
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'name' -> (name, None); 'name:v3' or 'name:3' -> (name, 3)."""
+    m = REF_RE.match(ref.strip())
+    if not m:
+        raise ConfigError(f"{ref!r} is not a valid reference.", fix="Write NAME or NAME:vN, e.g. digits:v1.")
+    return m["name"], int(m["version"]) if m["version"] else None
+
+
+def resolve(rows_for: Any, all_names: list[str], ref: str, kind: str) -> dict:
+    """Pick the row for `ref` from `rows_for(name)` (latest when no version is given)."""
+    name, version = parse_ref(ref)
+    rows = rows_for(name)
+    if not rows:
+        raise NotFoundError(f"No {kind} named {name!r}.{suggest(name, all_names)}",
+                            fix=f"List them with `edgefactory {'dataset' if kind == 'dataset' else 'models'} list`.")
+    if version is None:
+        return rows[-1]
+    for row in rows:
+        if row["version"] == version:
+            return row
+    raise NotFoundError(f"{kind.capitalize()} {name!r} has no version v{version}.",
+                        fix=f"Existing versions: {', '.join('v%d' % r['version'] for r in rows)}.")
+
+
+def resolve_model(catalog: Catalog, ref: str) -> dict:
+    names = sorted({r["name"] for r in catalog.model_versions()})
+    return resolve(catalog.model_versions, names, ref, "model")
+
+
+def register_model_version(ws: Workspace, catalog: Catalog, *, name: str, arch: str, classes: list[str],
+                           img_size: int, state_dict: dict, dataset: str, run_id: str | None,
+                           metrics: dict, extra: dict | None = None) -> dict:
+    """Write weights.pt + metadata.json under a staging name, then publish as the next version."""
+    metadata = {"name": name, "task": "classification", "arch": arch, "classes": classes,
+                "num_classes": len(classes), "input_size": [3, img_size, img_size],
+                "preprocessing": preprocessing_spec(img_size), "postprocessing": postprocessing_spec(classes),
+                "dataset": dataset, "run": run_id, "metrics": metrics, "torch_version": torch.__version__,
+                "weights": "weights.pt", **(extra or {})}
+    with staging_dir(ws.home / "models" / name / "pending") as tmp:
+        torch.save(state_dict, tmp / "weights.pt")
+        with catalog.transaction():
+            version = catalog.next_version("model_versions", name)
+            final = ws.model_dir(name, version)
+            metadata.update(version=version, created_at=time.time())
+            atomic_write_json(tmp / "metadata.json", metadata)
+            publish_dir(tmp, final)
+            row = {"name": name, "version": version, "task": "classification", "arch": arch, "dataset": dataset,
+                   "path": str(final.relative_to(ws.home)), "metrics": metrics, "created_at": metadata["created_at"],
+                   "run_id": run_id}
+            catalog.insert("model_versions", row)
+    return row
+
+
+def read_metadata(ws: Workspace, row: dict) -> dict:
+    return json.loads((ws.home / row["path"] / "metadata.json").read_text())
+
+
+def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
+    """The model of a registry row, in eval mode, with its metadata."""
+    meta = read_metadata(ws, row)
+    model = build_model(meta["arch"], meta["num_classes"])
+    model.load_state_dict(torch.load(ws.home / row["path"] / meta["weights"], map_location="cpu", weights_only=True))
+    return model.eval(), meta
+
+
+def delete_model_version(ws: Workspace, catalog: Catalog, ref: str) -> dict:
+    """Remove a version from the catalog, then its folder (catalog first: no row points at nothing)."""
+    row = resolve_model(catalog, ref)
+    catalog.delete_model_version(row["name"], row["version"])
+    shutil.rmtree(ws.home / row["path"], ignore_errors=True)
+    return row
+
+
+def model_dir(ws: Workspace, row: dict) -> Path:
+    return ws.home / row["path"]

@@ -1,0 +1,1 @@
+"""Per-task model builders, pre/post-processing and metrics."""

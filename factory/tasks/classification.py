@@ -1,0 +1,126 @@
+"""Classification architectures (the `MODELS` registry), pretrained-weight loading, and the
+preprocessing / post-processing spec that travels with every model version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from factory.errors import MissingDependencyError, UnsupportedSpecError
+from factory.registry import Registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    build: Callable[[int], nn.Module]  # num_classes -> module
+    default_img_size: int
+    weights: str | None = None  # torchvision weights enum member, e.g. "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
+    head: str = ""  # state-dict prefix of the final classifier layer, replaced for a new class count
+
+
+MODELS: Registry[ArchSpec] = Registry("architecture")
+
+
+def _torchvision(name: str, weights: str, head: str, size: int = 224) -> None:
+    import torchvision
+
+    def build(num_classes: int) -> nn.Module:
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+
+    MODELS.add(name, ArchSpec(name, build, size, weights, head))
+
+
+_torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", "classifier.3")
+_torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "classifier.3")
+_torchvision("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1", "classifier.1")
+_torchvision("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc")
+
+
+class TinyClassifier(nn.Module):
+    """A three-block CNN (about 25k parameters) so tests train in seconds on a CPU."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(block(3, 16), block(16, 32), block(32, 64))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+MODELS.add("tiny_cls", ArchSpec("tiny_cls", TinyClassifier, 32, None, "fc"))
+
+
+def build_model(arch: str, num_classes: int) -> nn.Module:
+    return MODELS.get(arch).build(num_classes)
+
+
+def pretrained_path(arch: str) -> Path:
+    """Where torchvision keeps the ImageNet weights of `arch` in the local torch cache."""
+    spec = MODELS.get(arch)
+    if spec.weights is None:
+        raise UnsupportedSpecError(f"Architecture {arch!r} has no ImageNet weights.",
+                                   fix="Train it from scratch (leave out --pretrained) or pick a torchvision architecture.")
+    import torchvision
+
+    enum_name, member = spec.weights.split(".")
+    url = getattr(torchvision.models, enum_name)[member].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def load_pretrained(model: nn.Module, arch: str) -> dict:
+    """Load ImageNet weights from the local torch cache into `model`, all but the classifier head.
+
+    Never downloads. Raises MissingDependencyError naming the file and where to put it.
+    """
+    path = pretrained_path(arch)
+    if not path.is_file():
+        raise MissingDependencyError(
+            f"ImageNet weights for {arch} are not in the local torch cache ({path}).",
+            fix=f"Copy the file {path.name} into {path.parent} (the torchvision release file), "
+                "or set TORCH_HOME to a folder whose hub/checkpoints holds it; or train without --pretrained.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return load_matching(model, state, skip_prefix=MODELS.get(arch).head)
+
+
+def load_matching(model: nn.Module, state: dict, skip_prefix: str = "") -> dict:
+    """Copy every tensor whose name and shape match; returns counts of loaded and skipped keys."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items()
+              if k in own and own[k].shape == v.shape and not (skip_prefix and k.startswith(skip_prefix + "."))}
+    model.load_state_dict(usable, strict=False)
+    return {"loaded": len(usable), "skipped": sorted(set(own) - set(usable))}
+
+
+def preprocessing_spec(img_size: int) -> dict:
+    """The preprocessing every runtime applies, stored as data in the model metadata."""
+    return {"resize": [img_size, img_size], "resize_mode": "stretch", "interpolation": "bilinear",
+            "color": "RGB", "layout": "NCHW", "scale": 1 / 255.0, "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD)}
+
+
+def postprocessing_spec(classes: list[str]) -> dict:
+    return {"type": "softmax_topk", "classes": classes}
+
+
+def softmax_topk(logits: np.ndarray, classes: list[str], k: int = 5) -> list[list[dict]]:
+    """NumPy post-processing shared by every Python runtime: softmax, then the k best labels."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return [[{"label": classes[j], "index": int(j), "score": float(p[j])} for j in row] for p, row in zip(probs, top)]

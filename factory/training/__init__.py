@@ -1,0 +1,1 @@
+"""The training engine, its data pipeline and the background job runner."""

@@ -1,0 +1,213 @@
+"""The training engine: AdamW + warm-up/cosine, label smoothing, batch augmentation, early stopping
+on validation accuracy, a time budget, seeded, resumable from its last checkpoint.
+
+On a GPU it uses AMP and channels_last. Progress goes out as events (epoch, step, loss, metrics,
+ETA) to a callback; the job layer persists them and the CLI draws a bar from them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from factory.config import TrainConfig
+from factory.training.data import ImageTensors, augment, batches, normalize
+from factory.workspace import atomic_torch_save
+
+Event = dict[str, Any]
+DEFAULT_EPOCHS = 30
+BUDGET_EPOCH_CAP = 10_000
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when the caller asked the run to stop; the checkpoint is kept."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # completed epochs
+    step: int = 0
+    elapsed_s: float = 0.0
+    best_metric: float = -1.0
+    best_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from factory.errors import ConfigError
+
+        raise ConfigError("device=cuda was asked for but no CUDA GPU is visible.", fix="Use --device cpu or auto.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def lr_factor(step: int, warmup_steps: int, progress: float) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine decay over `progress` in [0, 1]."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+class Trainer:
+    """Trains one model on one dataset version; `fit()` returns the best state dict and history."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, train: ImageTensors, val: ImageTensors,
+                 preprocessing: dict, run_dir: Path, *, on_event: Callable[[Event], None] | None = None,
+                 stop: threading.Event | None = None):
+        self.cfg, self.train, self.val, self.run_dir = cfg, train, val, run_dir
+        self.device = pick_device(cfg.device)
+        self.model = model.to(self.device)
+        self.amp = self.device.type == "cuda"
+        if self.amp:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.mean = torch.tensor(preprocessing["mean"], device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocessing["std"], device=self.device).view(1, 3, 1, 1)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.on_event = on_event or (lambda e: None)
+        self.stop = stop or threading.Event()
+        self.state = TrainState()
+        self.steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+        self.max_epochs = cfg.epochs or (BUDGET_EPOCH_CAP if cfg.time_budget_min else DEFAULT_EPOCHS)
+        self.budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
+        self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    def save_checkpoint(self, generator: torch.Generator) -> None:
+        atomic_torch_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                           "scaler": self.scaler.state_dict(), "state": self.state.__dict__,
+                           "rng": generator.get_state(), "torch_rng": torch.get_rng_state()}, self.last_path)
+
+    def load_checkpoint(self, generator: torch.Generator) -> None:
+        ckpt = torch.load(self.last_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["state"])
+        generator.set_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    # -- loop -----------------------------------------------------------------------------------
+    def progress_fraction(self, elapsed: float) -> float:
+        by_steps = self.state.step / (self.max_epochs * self.steps_per_epoch)
+        return max(by_steps, elapsed / self.budget_s) if self.budget_s else by_steps
+
+    def fit(self, *, resume: bool = False) -> TrainState:
+        generator = seed_everything(self.cfg.seed)
+        if resume and self.last_path.exists():
+            self.load_checkpoint(generator)
+            self.on_event({"type": "resumed", "epoch": self.state.epoch, "step": self.state.step})
+        patience_left = self.cfg.patience - (self.state.epoch - self.state.best_epoch)
+        while self.state.epoch < self.max_epochs and patience_left > 0 and not self.budget_spent():
+            start = time.perf_counter()
+            loss = self.train_epoch(generator, start)
+            metrics = {"val_accuracy": self.evaluate_accuracy()}
+            self.state.epoch += 1
+            self.state.elapsed_s += time.perf_counter() - start
+            improved = metrics["val_accuracy"] > self.state.best_metric
+            if improved:
+                self.state.best_metric, self.state.best_epoch = metrics["val_accuracy"], self.state.epoch
+                atomic_torch_save(self.model.state_dict(), self.best_path)
+            patience_left = self.cfg.patience - (self.state.epoch - self.state.best_epoch)
+            record = {"epoch": self.state.epoch, "train_loss": loss, **metrics,
+                      "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.state.elapsed_s, 2)}
+            self.state.history.append(record)
+            self.save_checkpoint(generator)
+            self.on_event({"type": "epoch", **record, "epochs": self.max_epochs, "best_epoch": self.state.best_epoch,
+                           "eta_s": self.eta_s()})
+        reason = ("time budget" if self.budget_spent() else "early stopping" if patience_left <= 0 else "epochs")
+        self.on_event({"type": "finished", "reason": reason, "best_epoch": self.state.best_epoch,
+                       "best_val_accuracy": self.state.best_metric})
+        return self.state
+
+    def budget_spent(self) -> bool:
+        return self.budget_s is not None and self.state.elapsed_s >= self.budget_s
+
+    def eta_s(self) -> float:
+        per_epoch = self.state.elapsed_s / max(self.state.epoch, 1)
+        by_epochs = per_epoch * (self.max_epochs - self.state.epoch)
+        return round(min(by_epochs, self.budget_s - self.state.elapsed_s) if self.budget_s else by_epochs, 1)
+
+    def train_epoch(self, generator: torch.Generator, start: float) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        last_event = time.perf_counter()
+        for images, labels in batches(self.train, self.cfg.batch_size, shuffle=True, generator=generator,
+                                      workers=self.cfg.workers):
+            if self.stop.is_set():
+                raise StopRequested()
+            loss = self.train_step(images.to(self.device, non_blocking=True), labels.to(self.device), generator, start)
+            total += loss * len(labels)
+            count += len(labels)
+            if time.perf_counter() - last_event > 1.0:
+                last_event = time.perf_counter()
+                self.on_event({"type": "step", "epoch": self.state.epoch + 1, "step": self.state.step,
+                               "steps_per_epoch": self.steps_per_epoch, "loss": loss})
+            if self.budget_s and self.state.elapsed_s + time.perf_counter() - start >= self.budget_s:
+                break
+        return total / max(count, 1)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, start: float) -> float:
+        cfg = self.cfg
+        x = augment(images.float().div_(255.0), hflip=cfg.hflip, crop_scale=cfg.crop_scale,
+                    color_jitter=cfg.color_jitter, generator=generator)
+        x = (x - self.mean) / self.std
+        if self.amp:
+            x = x.contiguous(memory_format=torch.channels_last)
+        factor = lr_factor(self.state.step, self.warmup_steps,
+                           self.progress_fraction(self.state.elapsed_s + time.perf_counter() - start))
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * factor
+        with torch.autocast(self.device.type, enabled=self.amp):
+            loss = F.cross_entropy(self.model(x), labels, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.state.step += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def evaluate_accuracy(self) -> float:
+        logits = predict_logits(self.model, self.val, self.mean, self.std, self.cfg.batch_size * 2, self.amp)
+        return float((logits.argmax(1) == self.val.labels).float().mean()) if len(self.val) else 0.0
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: ImageTensors, mean: torch.Tensor, std: torch.Tensor,
+                   batch_size: int = 128, amp: bool = False) -> torch.Tensor:
+    """Logits for every image of `data` in order (eval mode, no augmentation), on the CPU."""
+    model.eval()
+    device = mean.device
+    out = []
+    for images, _ in batches(data, batch_size, shuffle=False):
+        with torch.autocast(device.type, enabled=amp):
+            out.append(model(normalize(images.to(device), mean, std)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)

@@ -1,0 +1,108 @@
+"""The workspace on disk: `$EDGEFACTORY_HOME` (default `./workspace`) and atomic writes.
+
+Layout (DESIGN.md): catalog.sqlite, datasets/, runs/, models/, artifacts/, reports/.
+Every dataset version, checkpoint and model version is written under a temporary name and renamed
+into place, so a crash or Ctrl-C never leaves a half-written file or folder where a reader looks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+SUBDIRS = ("datasets", "runs", "models", "artifacts", "reports")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("EDGEFACTORY_HOME", "workspace")).resolve()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    home: Path
+
+    @classmethod
+    def open(cls, home: str | Path | None = None) -> "Workspace":
+        """Open (and create if needed) the workspace at `home` or `$EDGEFACTORY_HOME`."""
+        ws = cls(Path(home).resolve() if home else default_home())
+        for sub in SUBDIRS:
+            (ws.home / sub).mkdir(parents=True, exist_ok=True)
+        return ws
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.sqlite"
+
+    def dataset_dir(self, name: str, version: int) -> Path:
+        return self.home / "datasets" / name / f"v{version}"
+
+    def model_dir(self, name: str, version: int) -> Path:
+        return self.home / "models" / name / f"v{version}"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / run_id
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """torch.save through a temporary file, so a checkpoint is either the old one or the new one."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staging_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `final`; it is removed if the block fails or is interrupted.
+
+    The caller renames it into place with `publish_dir` once everything inside is written.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Rename a fully written staging folder to its final name (fails if `final` exists)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # os.rename would silently replace an empty folder
+        raise FileExistsError(f"{final} already exists")
+    os.rename(tmp, final)

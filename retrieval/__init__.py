@@ -1,0 +1,1 @@
+"""Embedding indexes, search, and the assistant's document index."""

@@ -1,0 +1,1 @@
+"""The FastAPI app: REST API, auth, preview pages, QR codes."""

@@ -1,0 +1,1 @@
+"""One module per runtime (export + runner + capabilities) and the export driver."""
