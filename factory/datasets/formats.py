@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from factory.datasets.issues import IssueLog, fail
@@ -117,7 +117,11 @@ class KuplusTxfl:
 
     def read(self, root: Path, log: IssueLog) -> list[Record]:
         try:
-            doc = json.loads((root / TXFL_FILE).read_text(encoding="utf-8-sig"))
+            text = (root / TXFL_FILE).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:  # absent (format forced) or not UTF-8 text
+            raise fail("LABEL_FILE_INVALID", TXFL_FILE, f"({TXFL_FILE}: {exc})") from None
+        try:
+            doc = json.loads(text)
             categories = doc["categories"]
             pairs = [(str(img["url"]), str(cat["name"])) for cat in categories for img in cat["images"]]
         except json.JSONDecodeError as exc:
@@ -145,9 +149,14 @@ class CsvLabels:
 
     def read(self, root: Path, log: IssueLog) -> list[Record]:
         path = self._csv(root)
-        assert path is not None  # detect() ran first
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if any(c.strip() for c in row)]
+        if path is None:  # the format was forced on data without exactly one top-level CSV
+            found = sorted(p.name for p in root.glob("*.csv"))
+            raise fail("LABEL_FILE_INVALID", found, f"(expected exactly one .csv at the top level, found {len(found)})")
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                rows = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if any(c.strip() for c in row)]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise fail("LABEL_FILE_INVALID", path.name, f"({path.name} is not UTF-8 CSV text: {exc})") from None
         if not rows:
             raise fail("LABEL_FILE_INVALID", path.name, f"({path.name} is empty)")
         header = [c.strip().lower() for c in rows[0][1]]
@@ -172,7 +181,9 @@ def _records_from_pairs(root: Path, pairs: list[tuple[str, str]], log: IssueLog)
     records = []
     for rel, label in pairs:
         rel = rel.replace("\\", "/").lstrip("./")
-        if not (root / rel).is_file():
+        if ".." in PurePosixPath(rel).parts:  # would read a file outside the dataset
+            log.add("UNSAFE_PATH", rel)
+        elif not (root / rel).is_file():
             log.add("MISSING_FILE", rel)
         elif not is_image(root / rel):
             log.add("UNSUPPORTED_EXTENSION", rel)

@@ -126,8 +126,10 @@ def import_dataset(ws: Workspace, catalog: Catalog, path: str | Path, name: str,
         unlabelled = [c for c in checked if c.record.label is None]
         if unlabelled:
             log.add("UNLABELLED_IMAGES", [c.record.path for c in unlabelled])
-        if any(c.check.mode != "RGB" for c in checked):
-            log.add("COLOR_MODE_CONVERTED", sorted({c.check.mode for c in checked if c.check.mode != "RGB"}))
+        converted = [c for c in checked if c.check.mode != "RGB"]
+        if converted:
+            log.add("COLOR_MODE_CONVERTED", [c.record.path for c in converted],
+                    f"(modes: {', '.join(sorted({c.check.mode for c in converted}))})")
         classes = _class_checks([c.record.label for c in labelled], log)
         log.raise_if_errors()
         splits = carve([c.record.label for c in labelled], [c.record.split for c in labelled], seed)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -23,7 +24,9 @@ def check_archive(path: Path) -> list[zipfile.ZipInfo]:
     if path.stat().st_size > MAX_ARCHIVE_BYTES:
         raise fail("ARCHIVE_TOO_LARGE", path.name, f"({path.stat().st_size / 1024**3:.2f} GB)")
     if not zipfile.is_zipfile(path):
-        raise fail("NOT_AN_ARCHIVE", path.name)
+        with open(path, "rb") as fh:  # a zip's local header but no readable directory: cut short
+            truncated_zip = fh.read(4) == b"PK\x03\x04"
+        raise fail("CORRUPT_ARCHIVE", path.name, "(truncated)") if truncated_zip else fail("NOT_AN_ARCHIVE", path.name)
     try:
         with zipfile.ZipFile(path) as zf:
             entries = [e for e in zf.infolist() if not e.is_dir()]
@@ -47,15 +50,23 @@ def _unpack(path: Path, entries: list[zipfile.ZipInfo], dest: Path) -> None:
                 if any(part in IGNORED_NAMES for part in PurePosixPath(entry.filename).parts):
                     continue
                 zf.extract(entry, dest)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:  # includes CRC errors
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:  # includes CRC errors
         raise fail("CORRUPT_ARCHIVE", path.name, f"({exc})") from None
 
 
+def _visible(folder: Path) -> list[Path]:
+    return [c for c in folder.iterdir() if c.name not in IGNORED_NAMES and not c.name.startswith(".")]
+
+
 def data_root(root: Path) -> Path:
-    """Descend through a single wrapping folder (`data.zip -> data/ -> classes`)."""
+    """Descend through a single wrapping folder (`data.zip -> data/ -> classes`).
+
+    A lone folder holding only files is a class folder (one class), not a wrapper: stay above it.
+    """
     while True:
-        children = [c for c in root.iterdir() if c.name not in IGNORED_NAMES and not c.name.startswith(".")]
-        if len(children) == 1 and children[0].is_dir():
+        children = _visible(root)
+        if len(children) == 1 and children[0].is_dir() and any(c.is_dir() or c.suffix.lower() in (".json", ".csv")
+                                                               for c in _visible(children[0])):
             root = children[0]
         else:
             return root

@@ -153,7 +153,8 @@ class Trainer:
     def eta_s(self) -> float:
         per_epoch = self.state.elapsed_s / max(self.state.epoch, 1)
         by_epochs = per_epoch * (self.max_epochs - self.state.epoch)
-        return round(min(by_epochs, self.budget_s - self.state.elapsed_s) if self.budget_s else by_epochs, 1)
+        left = min(by_epochs, self.budget_s - self.state.elapsed_s) if self.budget_s else by_epochs
+        return round(max(left, 0.0), 1)
 
     def train_epoch(self, generator: torch.Generator, start: float) -> float:
         self.model.train()

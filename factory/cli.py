@@ -1,0 +1,229 @@
+"""The `edgefactory` command line. Every command takes --json and then prints one JSON object as
+the last line of standard output; human-readable output and progress bars go to standard error
+(progress) and standard output (tables)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from factory import __version__, api
+from factory.errors import FactoryError
+from factory.progress import StageBars, TrainingBar
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _show_issues(issues: list[dict]) -> None:
+    for issue in issues:
+        files = f" [{', '.join(issue['files'][:3])}{' ...' if len(issue['files']) > 3 else ''}]" if issue["files"] else ""
+        print(f"  {issue['severity']:7s} {issue['code']}: {issue['message']}{files}")
+
+
+# -- commands: each returns the JSON object and prints its human form when not --json -------------
+def cmd_dataset_import(a: argparse.Namespace) -> dict:
+    out = api.import_dataset(a.path, a.name, task=a.task, fmt=a.format, seed=a.seed, home=a.home,
+                             progress=StageBars(not a.quiet))
+    if not a.json:
+        chosen = "detected" if a.format == "auto" else "given"
+        print(f"format: {out['format']} ({chosen})")
+        print(f"dataset {out['dataset']}:v{out['version']}: {out['num_images']} images, {len(out['classes'])} classes, "
+              f"splits {out['splits']}")
+        _show_issues(out["issues"])
+    return out
+
+
+def cmd_dataset_inspect(a: argparse.Namespace) -> dict:
+    out = api.inspect_dataset(a.ref, home=a.home)
+    if not a.json:
+        s = out["stats"]
+        print(f"{out['dataset']}:v{out['version']} ({out['format']}): {out['num_images']} images, splits {out['splits']}")
+        print(f"  size (w x h) median {s['width'].get('median')} x {s['height'].get('median')}, "
+              f"aspect median {s['aspect_ratio'].get('median')}, imbalance ratio {s['imbalance_ratio']}")
+        _print_table([{"class": c, "images": n} for c, n in s["images_per_class"].items()], ["class", "images"])
+        _show_issues(out["issues"])
+    return out
+
+
+def cmd_dataset_list(a: argparse.Namespace) -> dict:
+    rows = api.list_datasets(home=a.home)
+    if not a.json:
+        _print_table(rows, ["dataset", "version", "task", "format", "num_images", "classes"])
+    return {"datasets": rows}
+
+
+def _train_config(a: argparse.Namespace) -> dict:
+    return {"dataset": a.dataset, "model": a.model, "epochs": a.epochs, "time_budget_min": a.time_budget,
+            "img_size": a.img_size, "name": a.name, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
+            "pretrained": a.pretrained, "from_model": a.from_model, "device": a.device, "patience": a.patience}
+
+
+def cmd_train(a: argparse.Namespace) -> dict:
+    bar = TrainingBar(not a.quiet)
+    if a.resume:
+        out = api.resume_training(a.resume, home=a.home, on_event=bar)
+    else:
+        if not a.dataset:
+            raise FactoryError("No dataset given.", fix="Pass --dataset NAME, or --resume RUN to continue a run.",
+                               code="CONFIG_ERROR")
+        out = api.train({k: v for k, v in _train_config(a).items() if v is not None}, home=a.home, on_event=bar)
+    if not a.json:
+        m = out["metrics"]
+        print(f"model {out['model']}:v{out['version']} (run {out['run']}): test accuracy {m['accuracy']:.4f}, "
+              f"macro F1 {m['f1_macro']:.4f}, {m['epochs_run']} epochs in {m['train_time_s']} s")
+    return out
+
+
+def cmd_eval(a: argparse.Namespace) -> dict:
+    out = api.evaluate(a.ref, split=a.split, dataset=a.dataset, home=a.home)
+    if not a.json:
+        m = out["metrics"]
+        print(f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({m['num_samples']} images): "
+              f"accuracy {m['accuracy']:.4f}, macro precision {m['precision_macro']:.4f}, "
+              f"recall {m['recall_macro']:.4f}, F1 {m['f1_macro']:.4f}")
+        _print_table([{"class": c, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in pc.items()}}
+                      for c, pc in m["per_class"].items()], ["class", "precision", "recall", "f1", "support"])
+        for key, path in out["files"].items():
+            print(f"{key}: {path}")
+    return out
+
+
+def cmd_models_list(a: argparse.Namespace) -> dict:
+    rows = api.list_models(home=a.home)
+    if not a.json:
+        _print_table([{**r, "accuracy": round(r["metrics"].get("accuracy", 0), 4)} for r in rows],
+                     ["ref", "arch", "dataset", "accuracy", "run"])
+    return {"models": rows}
+
+
+def cmd_models_show(a: argparse.Namespace) -> dict:
+    out = api.show_model(a.ref, home=a.home)
+    if not a.json:
+        print(json.dumps(out, indent=2, default=str))
+    return out
+
+
+def cmd_models_delete(a: argparse.Namespace) -> dict:
+    out = api.delete_model(a.ref, home=a.home)
+    if not a.json:
+        print(f"deleted {out['deleted']}")
+    return out
+
+
+def cmd_runs_list(a: argparse.Namespace) -> dict:
+    rows = api.list_runs(home=a.home)
+    if not a.json:
+        _print_table([{**r, "epoch": (r["progress"] or {}).get("epoch", "")} for r in rows],
+                     ["run", "status", "dataset", "model", "epoch"])
+    return {"runs": rows}
+
+
+def cmd_demo(a: argparse.Namespace) -> dict:
+    out = api.demo(home=a.home, model=a.model, time_budget_min=a.time_budget, epochs=a.epochs,
+                   on_event=TrainingBar(not a.quiet), progress=StageBars(not a.quiet))
+    if not a.json:
+        d, t, e = out["dataset"], out["train"], out["eval"]
+        print(f"dataset {d['dataset']}:v{d['version']}: {d['num_images']} images, {len(d['classes'])} classes")
+        print(f"model {t['model']}:v{t['version']}: test accuracy {e['metrics']['accuracy']:.4f}, "
+              f"macro F1 {e['metrics']['f1_macro']:.4f}")
+        for key, path in e["files"].items():
+            print(f"{key}: {path}")
+    return out
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    common.add_argument("--home", help="workspace folder (default $EDGEFACTORY_HOME or ./workspace)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = argparse.ArgumentParser(prog="edgefactory", description="Local-first model factory for edge devices.")
+    p.add_argument("--version", action="version", version=f"edgefactory {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(parent: Any, name: str, fn: Callable, help_: str) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, parents=[common], help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    ds = sub.add_parser("dataset", help="import and inspect datasets").add_subparsers(dest="action", required=True)
+    sp = add(ds, "import", cmd_dataset_import, "import a folder or .zip as a new dataset version")
+    sp.add_argument("path")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--task", default="classification")
+    sp.add_argument("--format", default="auto", help="auto, folder_per_class, split_folders, kuplus_txfl, csv")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
+    add(ds, "inspect", cmd_dataset_inspect, "statistics and issues of a dataset").add_argument("ref")
+    add(ds, "list", cmd_dataset_list, "all datasets and versions")
+
+    sp = add(sub, "train", cmd_train, "train a model on a dataset")
+    sp.add_argument("--dataset")
+    sp.add_argument("--model", help="architecture (default mobilenet_v3_small)")
+    sp.add_argument("--epochs", type=int)
+    sp.add_argument("--time-budget", type=float, help="minutes; stops when spent (like PAI's auto mode)")
+    sp.add_argument("--img-size", type=int)
+    sp.add_argument("--name", help="model name (default <dataset>-<model>)")
+    sp.add_argument("--batch-size", type=int)
+    sp.add_argument("--lr", type=float)
+    sp.add_argument("--patience", type=int)
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--pretrained", choices=["imagenet"])
+    sp.add_argument("--from", dest="from_model", help="continue from an earlier model version NAME:vN")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+
+    sp = add(sub, "eval", cmd_eval, "evaluate a model version")
+    sp.add_argument("ref")
+    sp.add_argument("--split", default="test")
+    sp.add_argument("--dataset", help="evaluate on another dataset NAME[:vN] with the same classes")
+
+    ms = sub.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
+    add(ms, "list", cmd_models_list, "all model versions")
+    add(ms, "show", cmd_models_show, "metadata of a model version").add_argument("ref")
+    add(ms, "delete", cmd_models_delete, "delete a model version").add_argument("ref")
+
+    rs = sub.add_parser("runs", help="training runs").add_subparsers(dest="action", required=True)
+    add(rs, "list", cmd_runs_list, "all runs with status and progress")
+
+    sp = add(sub, "demo", cmd_demo, "offline demo: digits -> train -> evaluate")
+    sp.add_argument("--model", default="mobilenet_v3_small")
+    sp.add_argument("--time-budget", type=float, default=4.0)
+    sp.add_argument("--epochs", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = args.fn(args)
+    except FactoryError as exc:
+        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+        if getattr(exc, "details", None) and isinstance(exc.details, list):
+            for issue in exc.details:
+                if isinstance(issue, dict) and "code" in issue:
+                    print(f"  {issue['severity']} {issue['code']}: {', '.join(issue['files'][:5])}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": exc.to_dict()}, default=str))
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept; `edgefactory runs list` shows the run, "
+              "`edgefactory train --resume RUN` continues it", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(out, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

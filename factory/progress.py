@@ -1,0 +1,65 @@
+"""Terminal progress for the CLI: bars drawn from the same events the chat and REST API receive."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+
+class StageBars:
+    """`progress(stage, done, total)` callback drawing one bar per stage (import, copy, ...)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="img", file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+
+class TrainingBar:
+    """Consumes training events: a bar over epochs (or over the time budget), loss and accuracy."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self.budget_s: float | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        kind = event["type"]
+        if kind == "run":
+            cfg = event["config"]
+            self.budget_s = cfg["time_budget_min"] * 60 if cfg.get("time_budget_min") else None
+            total = round(self.budget_s) if self.budget_s else (cfg.get("epochs") or 30)
+            print(f"run {event['run']}: {cfg['model']} on {cfg['dataset']} at {cfg['img_size']} px", file=sys.stderr)
+            self.bar = tqdm(total=total, desc="train", unit="s" if self.budget_s else "epoch", file=sys.stderr)
+        elif self.bar is None:
+            return
+        elif kind == "step":
+            self.bar.set_postfix(epoch=event["epoch"], loss=f"{event['loss']:.3f}", refresh=True)
+        elif kind == "epoch":
+            target = min(event["elapsed_s"], self.budget_s) if self.budget_s else event["epoch"]
+            self.bar.update(round(target) - self.bar.n)
+            self.bar.set_postfix(epoch=event["epoch"], loss=f"{event['train_loss']:.3f}",
+                                 val_acc=f"{event['val_accuracy']:.3f}", refresh=True)
+        elif kind in ("finished", "stopped"):
+            self.bar.close()
+            if kind == "finished":
+                print(f"stopped by {event['reason']}; best epoch {event['best_epoch']} "
+                      f"(val accuracy {event['best_val_accuracy']:.4f})", file=sys.stderr)
+        elif kind == "registered":
+            print(f"registered {event['model']}:v{event['version']} test accuracy {event['metrics']['accuracy']:.4f}",
+                  file=sys.stderr)
+        elif kind == "warning":
+            print(f"warning: {event['message']}", file=sys.stderr)

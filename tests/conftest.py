@@ -1,0 +1,50 @@
+"""Shared fixtures: temporary workspaces, seeded synthetic data, a tiny trained model, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factory import api
+from factory.datasets.synthetic import write_shapes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "ws"
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 classes x 30 seeded synthetic 64 px images, one folder per class."""
+    return write_shapes(tmp_path_factory.mktemp("shapes") / "shapes", classes=3, per_class=30, seed=1)
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> Path:
+    """A workspace with dataset shapes:v1 and model shapes-tiny:v1 (tiny_cls, 4 epochs)."""
+    home = tmp_path_factory.mktemp("trained") / "ws"
+    api.import_dataset(shapes_dir, "shapes", home=home)
+    api.train({"dataset": "shapes", "model": "tiny_cls", "epochs": 4, "name": "shapes-tiny"}, home=home)
+    return home
+
+
+def run_cli(*args: str, home: Path | None = None, check: bool = True, timeout: float = 300) -> tuple[int, dict, str]:
+    """Run `edgefactory ARGS --json` in a subprocess; returns (exit code, last-line JSON, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if home is not None:
+        env["EDGEFACTORY_HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", *args, "--json", "--quiet"], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=REPO, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    out = json.loads(lines[-1]) if lines else {}
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edgefactory {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc.returncode, out, proc.stderr

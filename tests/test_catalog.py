@@ -1,0 +1,96 @@
+"""The SQLite catalog: schema version, migrations, WAL, and two processes sharing one workspace."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from factory import api
+from factory.catalog import SCHEMA_VERSION, Catalog
+from factory.errors import CatalogError
+
+from tests.conftest import REPO
+
+
+def test_new_catalog_is_at_latest_schema_in_wal_mode(tmp_path: Path):
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    assert cat.schema_version() == SCHEMA_VERSION >= 2
+    assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cat.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
+
+
+def test_migration_from_version_1_keeps_rows(tmp_path: Path):
+    path = tmp_path / "catalog.sqlite"
+    old = Catalog(path, migrate_to=1)
+    assert old.schema_version() == 1
+    with old.transaction():
+        old.insert("model_versions", {"name": "m", "version": 1, "task": "classification", "arch": "tiny_cls",
+                                      "dataset": "d:v1", "path": "models/m/v1", "metrics": {"accuracy": 0.5},
+                                      "created_at": 1.0})
+    old.close()
+    cat = Catalog(path)
+    assert cat.schema_version() == SCHEMA_VERSION
+    rows = cat.model_versions("m")
+    assert rows[0]["metrics"] == {"accuracy": 0.5} and rows[0]["run_id"] is None
+    cat.create_run("r1", "train", {"dataset": "d"}, pid=1)  # table added by migration 2
+    assert cat.run("r1")["status"] == "queued"
+
+
+def test_catalog_from_a_newer_edgefactory_is_refused(tmp_path: Path):
+    path = tmp_path / "catalog.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(CatalogError, match="newer than this edgefactory"):
+        Catalog(path)
+
+
+def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import factory.catalog as catalog_mod
+
+    path = tmp_path / "catalog.sqlite"
+    Catalog(path, migrate_to=1).close()
+    monkeypatch.setattr(catalog_mod, "MIGRATIONS", [catalog_mod.MIGRATIONS[0], "CREATE TABLE runs (id TEXT); BROKEN SQL"])
+    with pytest.raises(sqlite3.OperationalError):
+        Catalog(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'runs'").fetchone() is None
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    from factory import api
+    home, data, tag = sys.argv[1], sys.argv[2], sys.argv[3]
+    for i in range(3):
+        api.import_dataset(data, "shared", home=home)
+        api.import_dataset(data, f"own-{tag}", home=home)
+""")
+
+
+def test_two_processes_share_one_workspace(tmp_path: Path, shapes_dir: Path):
+    home = tmp_path / "ws"
+    api.list_datasets(home=home)  # create the catalog first, as a user's first command would
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(home), str(shapes_dir), tag], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    rows = api.list_datasets(home=home)
+    shared = sorted(r["version"] for r in rows if r["dataset"] == "shared")
+    assert shared == [1, 2, 3, 4, 5, 6]  # no version handed out twice
+    assert sorted(r["version"] for r in rows if r["dataset"] == "own-a") == [1, 2, 3]
+    conn = sqlite3.connect(home / "catalog.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for v in shared:
+        folder = home / "datasets" / "shared" / f"v{v}"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert len(manifest) == 90 and all((folder / m["file"]).is_file() for m in manifest)
+    leftovers = [p.name for p in (home / "datasets" / "shared").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == []

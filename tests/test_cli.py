@@ -1,0 +1,70 @@
+"""The CLI end to end in a temporary workspace: every command's --json contract and exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.conftest import REPO, run_cli
+
+
+def test_cli_import_train_eval_list(tmp_path: Path, shapes_dir: Path):
+    home = tmp_path / "ws"
+    _, out, _ = run_cli("dataset", "import", str(shapes_dir), "--name", "shapes", home=home)
+    assert {"dataset", "version", "task", "num_images", "classes", "splits", "issues"} <= set(out)
+    assert out["version"] == 1 and out["num_images"] == 90 and out["format"] == "folder_per_class"
+    assert out["splits"] == {"train": 72, "val": 9, "test": 9}
+
+    _, inspected, _ = run_cli("dataset", "inspect", "shapes", home=home)
+    assert inspected["stats"]["images_per_class"] == {"circle": 30, "square": 30, "triangle": 30}
+    _, listed, _ = run_cli("dataset", "list", home=home)
+    assert [(d["dataset"], d["version"]) for d in listed["datasets"]] == [("shapes", 1)]
+
+    _, trained, _ = run_cli("train", "--dataset", "shapes", "--model", "tiny_cls", "--epochs", "2", "--name", "cli-m",
+                            home=home)
+    assert {"model", "version", "run", "metrics"} <= set(trained)
+    assert trained["model"] == "cli-m" and trained["version"] == 1 and 0 <= trained["metrics"]["accuracy"] <= 1
+
+    _, evaluated, _ = run_cli("eval", "cli-m:v1", "--split", "test", home=home)
+    assert "accuracy" in evaluated["metrics"] and len(evaluated["confusion_matrix"]["matrix"]) == 3
+    _, models, _ = run_cli("models", "list", home=home)
+    assert [m["ref"] for m in models["models"]] == ["cli-m:v1"]
+    _, runs, _ = run_cli("runs", "list", home=home)
+    assert runs["runs"][0]["status"] == "completed"
+
+
+def test_cli_human_output_names_the_detected_format(tmp_path: Path, shapes_dir: Path):
+    env = {**os.environ, "EDGEFACTORY_HOME": str(tmp_path / "ws"), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", "dataset", "import", str(shapes_dir), "--name", "s",
+                           "--quiet"], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    assert "format: folder_per_class (detected)" in proc.stdout
+
+
+def test_cli_failed_import_exits_non_zero_and_changes_nothing(tmp_path: Path, shapes_dir: Path):
+    home = tmp_path / "ws"
+    run_cli("dataset", "import", str(shapes_dir), "--name", "shapes", home=home)
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    code, out, err = run_cli("dataset", "import", str(bad), "--name", "shapes", home=home, check=False)
+    assert code != 0
+    assert out["error"]["code"] in ("NOT_AN_ARCHIVE", "CORRUPT_ARCHIVE") and "Fix:" in err
+    one_class = tmp_path / "one.zip"
+    with zipfile.ZipFile(one_class, "w") as zf:
+        for p in sorted((shapes_dir / "circle").iterdir()):
+            zf.write(p, f"circle/{p.name}")
+    code, out, err = run_cli("dataset", "import", str(one_class), "--name", "shapes", home=home, check=False)
+    assert code == 1 and out["error"]["code"] == "TOO_FEW_CLASSES" and "at least 2 classes" in err
+    _, listed, _ = run_cli("dataset", "list", home=home)
+    assert [(d["dataset"], d["version"]) for d in listed["datasets"]] == [("shapes", 1)]
+    assert sorted(p.name for p in (home / "datasets" / "shapes").iterdir()) == ["v1"]
+
+
+def test_cli_errors_are_plain(tmp_path: Path):
+    home = tmp_path / "ws"
+    code, out, err = run_cli("eval", "nothing:v1", home=home, check=False)
+    assert code == 1 and out["error"]["code"] == "NOT_FOUND" and "edgefactory models list" in err
+    code, out, err = run_cli("train", "--dataset", "x", "--model", "mobilenet_v3_smal", home=home, check=False)
+    assert code == 1 and "No dataset named 'x'" in err
