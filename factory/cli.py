@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": exc.to_dict()}, default=str))
         return 1
     except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is kept; `edgefactory runs list` shows the run, "
-              "`edgefactory train --resume RUN` continues it", file=sys.stderr)
+        print("interrupted: nothing half-written was kept. A training run keeps its last checkpoint: "
+              "`edgefactory runs list` shows it, `edgefactory train --resume RUN` continues it", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(out, default=str))

@@ -43,7 +43,8 @@ class TrainingBar:
             self.budget_s = cfg["time_budget_min"] * 60 if cfg.get("time_budget_min") else None
             total = round(self.budget_s) if self.budget_s else (cfg.get("epochs") or 30)
             print(f"run {event['run']}: {cfg['model']} on {cfg['dataset']} at {cfg['img_size']} px", file=sys.stderr)
-            self.bar = tqdm(total=total, desc="train", unit="s" if self.budget_s else "epoch", file=sys.stderr)
+            fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]" if self.budget_s else None
+            self.bar = tqdm(total=total, desc="train", unit="epoch", bar_format=fmt, file=sys.stderr)
         elif self.bar is None:
             return
         elif kind == "step":

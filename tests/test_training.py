@@ -161,3 +161,16 @@ def test_crash_resumes_from_last_checkpoint(tmp_path: Path, shapes_dir: Path):
     assert epochs == list(range(resumed["epoch"] + 1, 13))
     meta = api.show_model(f"crashy:v{out['version']}", home=home)
     assert [h["epoch"] for h in json.loads((Path(meta["path"]) / "metadata.json").read_text())["history"]] == list(range(1, 13))
+
+
+def test_background_job_reports_progress_and_result(trained_home: Path):
+    from factory.jobs import JobManager
+
+    jobs = JobManager()
+    run_id = api.start_training({"dataset": "shapes", "model": "tiny_cls", "epochs": 2, "name": "bg"}, jobs,
+                                home=trained_home)
+    job = jobs.wait(run_id, timeout=120)
+    assert job.error is None and job.result["model"] == "bg"
+    assert [e["epoch"] for e in job.events if e["type"] == "epoch"] == [1, 2]
+    run = api.run_status(run_id, home=trained_home)
+    assert run["status"] == "completed" and run["progress"]["type"] == "registered"
