@@ -432,6 +432,13 @@ def test_csv_with_and_without_header(variant: str, tmp_path: Path, home: Path):
     assert {m["source"]: m["label"] for m in manifest(home, result)} == labels
 
 
+def test_zip_wrapping_a_flat_csv_layout(tmp_path: Path, home: Path):
+    entries = {f"export/{label}{i}.png": image_bytes(f"{label}{i}") for label in ("cat", "dog") for i in range(2)}
+    entries["export/labels.csv"] = "".join(f"{p.split('/')[1]},{p.split('/')[1][:3]}\n" for p in entries).encode()
+    result = import_ok(zip_entries(tmp_path / "export.zip", entries), home)
+    assert (result["format"], result["classes"], result["num_images"]) == ("csv", ["cat", "dog"], 4)
+
+
 def test_csv_made_by_the_generator(tmp_path: Path, home: Path):
     result = import_ok(shapes(tmp_path / "src", "csv", per_class=5), home)
     assert (result["format"], result["classes"], result["num_images"]) == ("csv", ["circle", "square"], 10)
@@ -613,10 +620,14 @@ def test_empty_dataset(layout: str, tmp_path: Path, home: Path):
 
 
 @pytest.mark.parametrize("layout", ["csv_one_label", "one_folder_with_readme", "split_folders_one_class",
-                                    "other_class_all_corrupt"])
+                                    "other_class_all_corrupt", "single_class_folder", "zip_of_single_class_folder"])
 def test_too_few_classes(layout: str, tmp_path: Path, home: Path):
     src = tmp_path / "src"
-    if layout == "csv_one_label":
+    if layout in ("single_class_folder", "zip_of_single_class_folder"):  # not mistaken for a wrapping folder
+        make_classes(src, {"cat": 3})
+        if layout.startswith("zip"):
+            src = zip_dir(src, tmp_path / "cats.zip")
+    elif layout == "csv_one_label":
         for i in range(3):
             put(src / f"images/{i}.png", image_bytes(str(i)))
         put(src / "labels.csv", "".join(f"images/{i}.png,cat\n" for i in range(3)))

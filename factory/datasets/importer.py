@@ -112,7 +112,8 @@ def import_dataset(ws: Workspace, catalog: Catalog, path: str | Path, name: str,
     """Import `path` (folder or .zip) as a new version of dataset `name`; returns its catalog row.
 
     Raises DatasetError (with every issue in `details`) when the data has an error-level problem,
-    ConfigError for a bad name, task or format. Nothing is written in either case.
+    ConfigError for a bad name or task, NotFoundError (with a suggestion) for an unknown format.
+    Nothing is written in any of these cases.
     """
     validate_name(name)
     if task not in TASKS:

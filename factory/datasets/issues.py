@@ -21,8 +21,8 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
                           "Split the data into several archives or import the unpacked folder."),
     "TOO_MANY_FILES": ("error", "The archive holds more than 50,000 files.",
                        "Split it into archives of at most 50,000 files, or import the unpacked folder."),
-    "UNSAFE_PATH": ("error", "The archive has entries that point outside it (absolute or '..' paths).",
-                    "Re-create the archive with relative paths only."),
+    "UNSAFE_PATH": ("error", "The archive or label file has paths that point outside the dataset (absolute or "
+                    "'..' paths).", "Use paths relative to the dataset folder, without '..'."),
     "UNKNOWN_FORMAT": ("error", "No supported dataset layout was found.",
                        "Use one folder per class, a train/val/test split of such folders, a Ku+ "
                        "txfl-result.json, or a CSV with columns path,label; or pass --format."),
