@@ -31,7 +31,7 @@ class TrainConfig:
     hflip: float = 0.5
     crop_scale: float = 0.6  # random resized crop keeps between crop_scale and 100 % of the area
     color_jitter: float = 0.2
-    workers: int = 0
+    workers: int | None = None  # DataLoader workers for data too large to cache; None: up to 4
     device: str = "auto"  # auto | cpu | cuda
 
     @classmethod
@@ -64,7 +64,7 @@ class TrainConfig:
             ("hflip", 0 <= self.hflip <= 1, "a probability from 0 to 1"),
             ("crop_scale", 0.05 <= self.crop_scale <= 1, "from 0.05 to 1"),
             ("color_jitter", 0 <= self.color_jitter <= 1, "from 0 to 1"),
-            ("workers", 0 <= self.workers <= 64, "from 0 to 64"),
+            ("workers", self.workers is None or 0 <= self.workers <= 64, "from 0 to 64"),
             ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
         ]
         for name, ok, expected in rules:

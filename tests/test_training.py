@@ -174,3 +174,23 @@ def test_background_job_reports_progress_and_result(trained_home: Path):
     assert [e["epoch"] for e in job.events if e["type"] == "epoch"] == [1, 2]
     run = api.run_status(run_id, home=trained_home)
     assert run["status"] == "completed" and run["progress"]["type"] == "registered"
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path, shapes_dir: Path):
+    home = tmp_path / "ws"
+    api.import_dataset(shapes_dir, "shapes", home=home)
+    env = {**os.environ, "EDGEFACTORY_HOME": str(home), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "train", "--dataset", "shapes", "--model", "tiny_cls",
+                             "--epochs", "40", "--img-size", "128", "--name", "ctrlc", "--quiet"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list((home / "runs").glob("run-*/last.pt")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "edgefactory train --resume RUN" in err and "Traceback" not in err
+    run = api.list_runs(home=home)[0]
+    assert run["status"] == "interrupted"
+    assert api.list_models(home=home) == []  # nothing registered from a half-trained run
+    assert not [p for p in (home / "runs" / run["run"]).iterdir() if p.name.startswith(".tmp")]

@@ -7,6 +7,7 @@ Datasets too large for the in-memory cache are decoded on the fly by DataLoader 
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -49,7 +50,7 @@ class ImageTensors(torch.utils.data.Dataset):
 
 
 def batches(data: ImageTensors, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-            workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (uint8 images, labels) batches; in-memory data is sliced directly (no per-item overhead)."""
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -58,6 +59,8 @@ def batches(data: ImageTensors, batch_size: int, *, shuffle: bool, generator: to
             idx = order[start:start + batch_size]
             yield data.images[idx], data.labels[idx]
         return
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order.tolist()), batch_size=batch_size,
                                          num_workers=workers, shuffle=False)
     yield from loader
@@ -68,34 +71,38 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (images.float().div_(255.0) - mean) / std
 
 
-def augment(x: torch.Tensor, *, hflip: float, crop_scale: float, color_jitter: float,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random resized crop + horizontal flip (one affine warp per batch) and brightness/contrast jitter.
+def augment(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, hflip: float, crop_scale: float,
+            color_jitter: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 NCHW batch -> augmented, normalised float batch, in as few passes over the pixels as possible.
 
-    `x` is float in [0, 1], NCHW. Works on any device.
+    Random resized crop + horizontal flip are one affine warp (grid_sample) for the whole batch;
+    brightness/contrast jitter and the mean/std normalisation fold into one multiply-add per pixel.
+    `mean` and `std` are (1, 3, 1, 1) tensors on the batch's device. Works on any device.
     """
-    n = x.shape[0]
-    dev = x.device
+    x = images.float()  # 0..255
+    n, dev = x.shape[0], x.device
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=generator).to(dev)
 
-    area = crop_scale + (1 - crop_scale) * rand(n)
-    log_ratio = (rand(n) * 2 - 1) * math.log(4 / 3)
-    ratio = torch.exp(log_ratio)
-    sx = torch.sqrt(area * ratio).clamp(max=1.0)
-    sy = torch.sqrt(area / ratio).clamp(max=1.0)
-    tx = (rand(n) * 2 - 1) * (1 - sx)
-    ty = (rand(n) * 2 - 1) * (1 - sy)
-    flip = torch.where(rand(n) < hflip, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0], theta[:, 0, 2] = sx * flip, tx
-    theta[:, 1, 1], theta[:, 1, 2] = sy, ty
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if crop_scale < 1 or hflip > 0:
+        area = crop_scale + (1 - crop_scale) * rand(n)
+        ratio = torch.exp((rand(n) * 2 - 1) * math.log(4 / 3))
+        sx = torch.sqrt(area * ratio).clamp(max=1.0)
+        sy = torch.sqrt(area / ratio).clamp(max=1.0)
+        flip = torch.where(rand(n) < hflip, -1.0, 1.0)
+        theta = torch.zeros(n, 2, 3, device=dev)
+        theta[:, 0, 0], theta[:, 0, 2] = sx * flip, (rand(n) * 2 - 1) * (1 - sx)
+        theta[:, 1, 1], theta[:, 1, 2] = sy, (rand(n) * 2 - 1) * (1 - sy)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    # jitter: x' = (x - m) * contrast + m * brightness = x * contrast + m * (brightness - contrast)
+    # normalise: (x' / 255 - mean) / std  ->  x * scale + shift with per-image, per-channel scale and shift
+    contrast = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color_jitter if color_jitter > 0 else torch.ones(n, 1, 1, 1, device=dev)
+    scale = contrast / (255.0 * std)
+    shift = -mean / std
     if color_jitter > 0:
         brightness = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color_jitter
-        contrast = 1 + (rand(n, 1, 1, 1) * 2 - 1) * color_jitter
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * contrast + mean * brightness).clamp_(0, 1)
-    return x
+        pixel_mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        shift = shift + pixel_mean * (brightness - contrast) / (255.0 * std)
+    return torch.addcmul(shift.expand(n, 3, 1, 1), x, scale.expand(n, 3, 1, 1))

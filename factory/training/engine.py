@@ -177,9 +177,8 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, start: float) -> float:
         cfg = self.cfg
-        x = augment(images.float().div_(255.0), hflip=cfg.hflip, crop_scale=cfg.crop_scale,
+        x = augment(images, self.mean, self.std, hflip=cfg.hflip, crop_scale=cfg.crop_scale,
                     color_jitter=cfg.color_jitter, generator=generator)
-        x = (x - self.mean) / self.std
         if self.amp:
             x = x.contiguous(memory_format=torch.channels_last)
         factor = lr_factor(self.state.step, self.warmup_steps,
