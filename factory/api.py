@@ -17,8 +17,10 @@ from factory.catalog import Catalog
 from factory.config import TrainConfig
 from factory.datasets import importer
 from factory.datasets.synthetic import write_digits
+from factory.errors import ConfigError, NotFoundError
 from factory.evaluation import dataset_row_for, evaluate_split, split_entries, write_eval_report
 from factory.jobs import JobManager
+from factory.registry import suggest
 from factory.models import delete_model_version, load_model, read_metadata, resolve_model
 from factory.training import run as runs
 from factory.training.engine import Event
@@ -109,16 +111,11 @@ def resume_training(run_id: str, *, home: Home = None, on_event: Callable[[Event
         runs.mark_orphans(catalog)
         run = catalog.run(run_id)
         if run is None:
-            from factory.errors import NotFoundError
-            from factory.registry import suggest
-
             raise NotFoundError(f"No run {run_id!r}.{suggest(run_id, [r['id'] for r in catalog.runs()])}",
                                 fix="List runs with `edgefactory runs list`.")
         if run["status"] == "completed":
             return run["result"]
         if run["status"] == "running":
-            from factory.errors import ConfigError
-
             raise ConfigError(f"Run {run_id} is still running (process {run['pid']}).", fix="Wait for it or stop it first.")
         return runs.execute_run(ws, catalog, run_id, resume=True, on_event=on_event, stop=stop)
 
@@ -135,8 +132,6 @@ def run_status(run_id: str, *, home: Home = None) -> dict:
     with session(home) as (_, catalog):
         run = catalog.run(run_id)
     if run is None:
-        from factory.errors import NotFoundError
-
         raise NotFoundError(f"No run {run_id!r}.", fix="List runs with `edgefactory runs list`.")
     return run
 
@@ -149,8 +144,6 @@ def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home:
     worst (misclassified images), files (metrics JSON, confusion PNG, worst-images PNG)}.
     """
     if split not in ("train", "val", "test"):
-        from factory.errors import ConfigError
-
         raise ConfigError(f"Unknown split {split!r}.", fix="Use train, val or test.")
     with session(home) as (ws, catalog):
         row = resolve_model(catalog, ref)

@@ -63,6 +63,24 @@ def cmd_dataset_list(a: argparse.Namespace) -> dict:
     return {"datasets": rows}
 
 
+def cmd_dataset_sample(a: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from factory.datasets.synthetic import write_digits, write_shapes
+
+    dest = Path(a.dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise FactoryError(f"{dest} is not empty.", fix="Give a new or empty folder.", code="CONFIG_ERROR")
+    if a.kind == "digits":
+        write_digits(dest)
+    else:
+        write_shapes(dest, classes=a.classes, per_class=a.per_class, seed=a.seed, layout=a.layout)
+    files = sum(1 for p in dest.rglob("*") if p.is_file())
+    if not a.json:
+        print(f"wrote {files} files to {dest}")
+    return {"path": str(dest), "kind": a.kind, "files": files}
+
+
 def _train_config(a: argparse.Namespace) -> dict:
     return {"dataset": a.dataset, "model": a.model, "epochs": a.epochs, "time_budget_min": a.time_budget,
             "img_size": a.img_size, "name": a.name, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
@@ -166,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
     add(ds, "inspect", cmd_dataset_inspect, "statistics and issues of a dataset").add_argument("ref")
     add(ds, "list", cmd_dataset_list, "all datasets and versions")
+    sp = add(ds, "sample", cmd_dataset_sample, "write offline sample data to a folder (to try imports)")
+    sp.add_argument("kind", choices=["digits", "shapes"], help="digits: scikit-learn's handwriting; shapes: synthetic")
+    sp.add_argument("dest")
+    sp.add_argument("--layout", default="folder_per_class",
+                    choices=["folder_per_class", "split_folders", "kuplus_txfl", "csv"], help="shapes only")
+    sp.add_argument("--classes", type=int, default=3, help="shapes only (1-6)")
+    sp.add_argument("--per-class", type=int, default=30, help="shapes only")
+    sp.add_argument("--seed", type=int, default=0, help="shapes only")
 
     sp = add(sub, "train", cmd_train, "train a model on a dataset")
     sp.add_argument("--dataset")

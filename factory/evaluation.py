@@ -12,6 +12,7 @@ import torch
 from factory.catalog import Catalog
 from factory.datasets.images import load_rgb
 from factory.errors import DatasetError
+from factory.models import resolve
 from factory.tasks.metrics import classification_metrics
 from factory.training.data import ImageTensors
 from factory.training.engine import predict_logits
@@ -110,7 +111,5 @@ def write_eval_report(ws: Workspace, model_row: dict, split: str, metrics: dict,
 
 
 def dataset_row_for(catalog: Catalog, ref: str) -> dict:
-    from factory.models import resolve
-
     names = sorted({r["name"] for r in catalog.datasets()})
     return resolve(catalog.datasets, names, ref, "dataset")

@@ -68,3 +68,15 @@ def test_cli_errors_are_plain(tmp_path: Path):
     assert code == 1 and out["error"]["code"] == "NOT_FOUND" and "edgefactory models list" in err
     code, out, err = run_cli("train", "--dataset", "x", "--model", "mobilenet_v3_smal", home=home, check=False)
     assert code == 1 and "No dataset named 'x'" in err
+
+
+def test_cli_sample_data_in_every_layout_imports(tmp_path: Path):
+    home = tmp_path / "ws"
+    for layout in ("folder_per_class", "split_folders", "kuplus_txfl", "csv"):
+        dest = tmp_path / layout
+        _, out, _ = run_cli("dataset", "sample", "shapes", str(dest), "--layout", layout, "--per-class", "20", home=home)
+        assert out["files"] >= 60
+        _, imported, _ = run_cli("dataset", "import", str(dest), "--name", layout.replace("_", "-"), home=home)
+        assert imported["format"] == layout and imported["num_images"] == 60
+    code, out, err = run_cli("dataset", "sample", "shapes", str(tmp_path / "csv"), home=home, check=False)
+    assert code == 1 and "not empty" in err
