@@ -196,3 +196,4 @@ def demo(*, home: Home = None, model: str = "mobilenet_v3_small", time_budget_mi
 
 def to_json(obj: Any) -> str:
     return json.dumps(obj, default=str, sort_keys=False)
+

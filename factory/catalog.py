@@ -40,9 +40,17 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL, updated_at REAL NOT NULL);
     ALTER TABLE model_versions ADD COLUMN run_id TEXT REFERENCES runs(id);
     """,
+    # 3: artifacts (a model version exported for one target at one precision)
+    """
+    CREATE TABLE artifacts (
+        model TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL, precision TEXT NOT NULL,
+        path TEXT NOT NULL, size_mb REAL NOT NULL, accuracy REAL, reference_accuracy REAL,
+        parity TEXT NOT NULL, compression TEXT NOT NULL, created_at REAL NOT NULL,
+        PRIMARY KEY (model, version, target, precision));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-JSON_COLUMNS = {"classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
+JSON_COLUMNS = {"parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -129,6 +137,20 @@ class Catalog:
     def delete_model_version(self, name: str, version: int) -> None:
         with self.transaction():
             self.conn.execute("DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version))
+
+    # -- artifacts ------------------------------------------------------------------------------
+    def artifacts(self, model: str | None = None, version: int | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM artifacts", []
+        if model is not None:
+            sql += " WHERE model = ?" + (" AND version = ?" if version is not None else "")
+            params = [model] + ([version] if version is not None else [])
+        return self.select(sql + " ORDER BY model, version, target, precision", tuple(params))
+
+    def put_artifact(self, row: dict[str, Any]) -> None:
+        """Insert or replace the row of (model, version, target, precision); call inside `transaction()`."""
+        self.conn.execute("DELETE FROM artifacts WHERE model = ? AND version = ? AND target = ? AND precision = ?",
+                          (row["model"], row["version"], row["target"], row["precision"]))
+        self.insert("artifacts", row)
 
     # -- runs -----------------------------------------------------------------------------------
     def create_run(self, run_id: str, kind: str, config: dict, pid: int) -> None:

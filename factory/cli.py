@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from typing import Any, Callable
 
 from factory import __version__, api
@@ -221,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("runs", help="training runs").add_subparsers(dest="action", required=True)
     add(rs, "list", cmd_runs_list, "all runs with status and progress")
+
+    for plugin in entry_points(group="edgefactory.cli"):  # commands of the packages above factory/
+        plugin.load()(sub, add)
 
     sp = add(sub, "demo", cmd_demo, "offline demo: digits -> train -> evaluate")
     sp.add_argument("--model", default="mobilenet_v3_small")

@@ -1,0 +1,46 @@
+"""The export API (next to factory.api, which sits below targets/ and cannot import it): the
+functions the CLI's `export` / `targets` commands, the chat assistant and the server call."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from factory.api import Home, session
+from factory.models import resolve_model
+from targets.base import TARGETS
+from targets.driver import ExportJob, ExportPlan
+
+
+def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 1.0, device: str = "cpu",
+           calibration_size: int = 300, dynamic_batch: bool = False, keep_if_slower: bool = False,
+           home: Home = None, log: Callable[[str], None] | None = None) -> dict:
+    """Export model `NAME[:vN]` to `target` at `precision` with parity and re-evaluation.
+
+    Returns: {artifact, path, size_mb, accuracy (re-evaluated with the target's runtime),
+    reference_accuracy (PyTorch FP32), accuracy_drop_points, parity, compression, notes}.
+    Raises: NotFoundError (unknown target / model, with a suggestion), UnsupportedSpecError (every
+    violation of the target's capabilities at once), ParityError, BudgetError (over max_drop, or
+    INT8 not faster than FP32), DatasetError (no calibration data). Nothing is written on failure.
+    """
+    plan = ExportPlan(target=target, precision=precision, device=device, max_drop=max_drop,
+                      calibration_size=calibration_size, dynamic_batch=dynamic_batch, keep_if_slower=keep_if_slower)
+    with session(home) as (ws, catalog):
+        return ExportJob(ws, catalog, ref, plan, log=log).run()
+
+
+def list_targets() -> list[dict]:
+    """Every registered target with its capabilities and what is missing to export / run it here."""
+    out = []
+    for name in TARGETS.names():
+        caps = TARGETS.get(name).capabilities
+        out.append({"target": name, **caps.to_dict(), "missing_for_export": caps.missing_modules("export"),
+                    "missing_for_runtime": caps.missing_modules("runtime")})
+    return out
+
+
+def list_artifacts(ref: str | None = None, *, home: Home = None) -> list[dict]:
+    with session(home) as (_, catalog):
+        if ref is None:
+            return catalog.artifacts()
+        row = resolve_model(catalog, ref)
+        return catalog.artifacts(row["name"], row["version"])

@@ -1,0 +1,47 @@
+"""CLI commands of targets/ (`export`, `targets`), registered through the `edgefactory.cli` entry
+point so factory's CLI never imports the packages above it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from targets import api
+
+
+def cmd_export(a: argparse.Namespace) -> dict:
+    log = (lambda line: print(line, file=sys.stderr)) if not a.quiet else None
+    out = api.export(a.ref, a.target, precision=a.precision, max_drop=a.max_drop, device=a.device,
+                     calibration_size=a.calibration_size, dynamic_batch=a.dynamic_batch,
+                     keep_if_slower=a.keep_if_slower, home=a.home, log=log)
+    if not a.json:
+        acc = "not run here" if out["accuracy"] is None else f"{out['accuracy']:.4f}"
+        print(f"{out['artifact']}: {out['size_mb']:.3f} MB, accuracy {acc} (PyTorch FP32 {out['reference_accuracy']:.4f})")
+        print(f"path: {out['path']}")
+        for note in out["notes"]:
+            print(f"note: {note}")
+    return out
+
+
+def cmd_targets(a: argparse.Namespace) -> dict:
+    rows = api.list_targets()
+    if not a.json:
+        for r in rows:
+            missing = r["missing_for_export"]
+            state = "ready" if not missing else f"missing {', '.join(missing)}"
+            print(f"{r['target']:12s} {'/'.join(r['precisions']):15s} {'/'.join(r['devices']):22s} {state}")
+    return {"targets": rows}
+
+
+def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.ArgumentParser]) -> None:
+    sp = add(sub, "export", cmd_export, "export a model version to a target runtime, with parity and re-evaluation")
+    sp.add_argument("ref", help="model NAME[:vN]")
+    sp.add_argument("--target", required=True)
+    sp.add_argument("--precision", default="fp32", help="fp32, fp16 or int8")
+    sp.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in points (default 1.0)")
+    sp.add_argument("--device", help="default: cpu where the target runs on it, else its first device")
+    sp.add_argument("--calibration-size", type=int, default=300)
+    sp.add_argument("--dynamic-batch", action="store_true")
+    sp.add_argument("--keep-if-slower", action="store_true", help="keep an INT8 artifact that is not faster than FP32")
+    add(sub, "targets", cmd_targets, "list targets, their capabilities and what is missing here")

@@ -1,0 +1,80 @@
+"""`openvino`: OpenVINO IR (model.xml + model.bin); CPU here, GPU / NPU when present; INT8 by NNCF,
+FP16 as compressed weights with an f16 inference hint on GPUs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from compression.ptq import quantize
+from factory.errors import UnsupportedSpecError
+from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
+
+
+def available_devices() -> list[str]:
+    try:
+        import openvino as ov
+
+        return [d.lower() for d in ov.Core().available_devices]
+    except Exception:  # no openvino, or no driver: nothing available
+        return []
+
+
+def ov_accuracy(compiled: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """validate() for NNCF accuracy control: `compiled` is an ov.CompiledModel."""
+    preds = np.concatenate([compiled(x[i:i + 1])[0] for i in range(len(x))]).argmax(1)
+    return float((preds == y).mean())
+
+
+@TARGETS.register("openvino")
+class OpenVinoTarget:
+    name = "openvino"
+    capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), devices=("cpu", "gpu", "npu"), dynamic_batch=True,
+                                export_modules=("openvino", "nncf"), runtime_modules=("openvino",),
+                                notes="OpenVINO IR; INT8 by NNCF; FP16 is meant for Intel GPUs.")
+    int8_strategies = ("ptq", "ptq_mixed", "accuracy_control")
+
+    def export(self, model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> ExportResult:
+        import openvino as ov
+
+        c, h, w = meta["input_size"]
+        shape = ov.PartialShape([-1 if request.dynamic_batch else 1, c, h, w])
+        with warnings.catch_warnings():  # convert_model traces with torch.jit, which warns it is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            ov_model = ov.convert_model(model, example_input=torch.zeros(1, c, h, w), input=[shape])
+        notes = []
+        if request.precision == "int8":
+            strategy = request.options.get("strategy", "ptq")
+            ov_model = quantize(ov_model, request.calibration.inputs, strategy=strategy,
+                                validation=request.options.get("validation"),
+                                max_drop=request.options.get("max_drop", 1.0), validate=ov_accuracy)
+            notes.append(f"INT8 by NNCF ({strategy}) from {len(request.calibration.inputs)} calibration images")
+        ov.save_model(ov_model, str(out / "model.xml"), compress_to_fp16=request.precision == "fp16")
+        versions = {"openvino": ov.get_version(), "torch": torch.__version__}
+        if request.precision == "int8":
+            import nncf
+
+            versions["nncf"] = nncf.__version__
+        return ExportResult(files=["model.xml", "model.bin"], tool_versions=versions, notes=notes)
+
+    def load(self, out: Path, meta: dict, device: str = "cpu") -> Runner:
+        import openvino as ov
+
+        if device not in available_devices():
+            raise UnsupportedSpecError(f"OpenVINO device {device!r} is not present here.",
+                                       fix=f"Use one of: {', '.join(available_devices()) or 'none'}.")
+        precision = meta.get("precision", "fp32")
+        config = {"PERFORMANCE_HINT": "LATENCY",
+                  # fp32 artifacts keep fp32 maths even where the CPU would pick bf16 (AMX)
+                  "INFERENCE_PRECISION_HINT": "f16" if precision == "fp16" and device != "cpu" else "f32"}
+        compiled = ov.Core().compile_model(str(out / "model.xml"), device.upper(), config)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]
+
+        return run
