@@ -241,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error [{exc.code}]: {exc}", file=sys.stderr)
         if getattr(exc, "details", None) and isinstance(exc.details, list):
             for issue in exc.details:
-                if isinstance(issue, dict) and "code" in issue:
-                    print(f"  {issue['severity']} {issue['code']}: {', '.join(issue['files'][:5])}", file=sys.stderr)
+                if isinstance(issue, dict) and "code" in issue and issue["code"] != exc.code:
+                    files = f": {', '.join(issue['files'][:5])}" if issue.get("files") else ""
+                    print(f"  also {issue['severity']} {issue['code']}{files}", file=sys.stderr)
         if args.json:
             print(json.dumps({"error": exc.to_dict()}, default=str))
         return 1

@@ -196,8 +196,8 @@ def case_unsafe_path(src: Path, mp: pytest.MonkeyPatch) -> Case:
 
 
 def case_unknown_format(src: Path, mp: pytest.MonkeyPatch) -> Case:
-    put(src / "a.png", image_bytes("a"))
-    put(src / "b.png", image_bytes("b"))
+    put(src / "cat/notes.txt", "x")
+    put(src / "dog/notes.txt", "y")
     return Case(src, [])
 
 
@@ -582,25 +582,27 @@ def test_label_file_invalid_says_where(name: str, content: str | bytes, fragment
     assert err.details[0]["files"] == [name]
 
 
-@pytest.mark.parametrize("layout", ["empty_folder", "top_level_images_only", "class_folders_without_images",
-                                    "two_csv_files"])
+@pytest.mark.parametrize("layout", ["empty_folder", "class_folders_without_images"])
 def test_unknown_format(layout: str, tmp_path: Path, home: Path):
     src = tmp_path / "src"
     src.mkdir()
-    if layout == "top_level_images_only":
-        put(src / "a.png", image_bytes("a"))
-        put(src / "b.png", image_bytes("b"))
-    elif layout == "class_folders_without_images":
+    if layout == "class_folders_without_images":
         put(src / "cat/notes.txt", "x")
         put(src / "dog/notes.txt", "y")
-    elif layout == "two_csv_files":
-        put(src / "a.csv", "x.png,cat\n")
-        put(src / "b.csv", "y.png,dog\n")
-        put(src / "x.png", image_bytes("x"))
     expect_error(src, home, "UNKNOWN_FORMAT")
 
 
-@pytest.mark.parametrize("layout", ["all_images_corrupt", "csv_header_only", "only_unlabelled_images"])
+def test_two_label_csvs_are_ambiguous(tmp_path: Path, home: Path):
+    src = tmp_path / "src"
+    put(src / "a.csv", "x.png,cat\n")
+    put(src / "b.csv", "y.png,dog\n")
+    put(src / "x.png", image_bytes("x"))
+    err = expect_error(src, home, "LABEL_FILE_INVALID")
+    assert "exactly one .csv" in err.message and err.details[0]["files"] == ["a.csv", "b.csv"]
+
+
+@pytest.mark.parametrize("layout", ["all_images_corrupt", "csv_header_only", "only_unlabelled_images",
+                                    "only_unlabelled_images_auto"])
 def test_empty_dataset(layout: str, tmp_path: Path, home: Path):
     src = tmp_path / "src"
     kwargs = {}
@@ -610,11 +612,13 @@ def test_empty_dataset(layout: str, tmp_path: Path, home: Path):
     elif layout == "csv_header_only":
         put(src / "x.png", image_bytes("x"))
         put(src / "labels.csv", "path,label\n")
-    else:
+    else:  # a flat folder of images: all unlabelled, detected as folder-per-class with no classes
         put(src / "a.png", image_bytes("a"))
         put(src / "b.png", image_bytes("b"))
-        kwargs = {"fmt": "folder_per_class"}
+        kwargs = {"fmt": "folder_per_class"} if layout == "only_unlabelled_images" else {}
     err = expect_error(src, home, "EMPTY_DATASET", **kwargs)
+    if layout.startswith("only_unlabelled"):
+        assert "2 images at the top level are unlabelled" in err.message
     if layout == "all_images_corrupt":  # the reason is reported too
         assert sorted(issue(err.details, "CORRUPT_IMAGE")["files"]) == ["cat/a.png", "dog/b.jpg"]
 

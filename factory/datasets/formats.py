@@ -81,7 +81,8 @@ class FolderPerClass:
     description = "one folder per class; top-level images are unlabelled"
 
     def detect(self, root: Path) -> bool:
-        return any(any(is_image(f) for f in walk_files(d)) for d in _class_dirs(root))
+        top_level_images = any(is_image(p) for p in root.iterdir() if p.is_file())
+        return top_level_images or any(any(is_image(f) for f in walk_files(d)) for d in _class_dirs(root))
 
     def read(self, root: Path, log: IssueLog) -> list[Record]:
         return _read_class_folders(root, root, log, None)
@@ -145,11 +146,11 @@ class CsvLabels:
         return found[0] if len(found) == 1 else None
 
     def detect(self, root: Path) -> bool:
-        return self._csv(root) is not None
+        return any(root.glob("*.csv"))  # several CSVs: read() says which to keep
 
     def read(self, root: Path, log: IssueLog) -> list[Record]:
         path = self._csv(root)
-        if path is None:  # the format was forced on data without exactly one top-level CSV
+        if path is None:  # no or several top-level CSVs
             found = sorted(p.name for p in root.glob("*.csv"))
             raise fail("LABEL_FILE_INVALID", found, f"(expected exactly one .csv at the top level, found {len(found)})")
         try:

@@ -85,11 +85,11 @@ def _dedupe(checked: list[CheckedRecord], log: IssueLog) -> list[CheckedRecord]:
     return kept
 
 
-def _class_checks(labels: list[str], log: IssueLog) -> list[str]:
+def _class_checks(labels: list[str], log: IssueLog, unlabelled: int = 0) -> list[str]:
     counts = Counter(labels)
     classes = sorted(counts)
     if not classes:
-        log.add("EMPTY_DATASET")
+        log.add("EMPTY_DATASET", detail=f"({unlabelled} images at the top level are unlabelled.)" if unlabelled else "")
     elif len(classes) < 2:
         log.add("TOO_FEW_CLASSES", detail=f"(found only {classes[0]!r})")
     small = [f"{c} ({counts[c]})" for c in classes if counts[c] < MIN_CLASS_IMAGES]
@@ -131,7 +131,7 @@ def import_dataset(ws: Workspace, catalog: Catalog, path: str | Path, name: str,
         if converted:
             log.add("COLOR_MODE_CONVERTED", [c.record.path for c in converted],
                     f"(modes: {', '.join(sorted({c.check.mode for c in converted}))})")
-        classes = _class_checks([c.record.label for c in labelled], log)
+        classes = _class_checks([c.record.label for c in labelled], log, len(unlabelled))
         log.raise_if_errors()
         splits = carve([c.record.label for c in labelled], [c.record.split for c in labelled], seed)
         return _publish(ws, catalog, root, name, task, chosen, classes, labelled, splits, unlabelled, log,
