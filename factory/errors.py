@@ -66,5 +66,9 @@ class BudgetError(FactoryError):
     code = "BUDGET_ERROR"
 
 
+class ModelFileError(FactoryError):
+    code = "MODEL_FILE_CORRUPT"
+
+
 class CatalogError(FactoryError):
     code = "CATALOG_ERROR"

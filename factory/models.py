@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from factory.catalog import Catalog
-from factory.errors import ConfigError, NotFoundError
+from factory.errors import ConfigError, ModelFileError, NotFoundError
 from factory.registry import suggest
 from factory.tasks.classification import build_model, postprocessing_spec, preprocessing_spec
 from factory.workspace import Workspace, atomic_write_json, publish_dir, staging_dir
@@ -76,14 +76,25 @@ def register_model_version(ws: Workspace, catalog: Catalog, *, name: str, arch: 
 
 
 def read_metadata(ws: Workspace, row: dict) -> dict:
-    return json.loads((ws.home / row["path"] / "metadata.json").read_text())
+    path = ws.home / row["path"] / "metadata.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"The metadata of {row['name']}:v{row['version']} ({path}) cannot be read: {exc}",
+                             fix="Restore the model folder from a backup, or delete the version and retrain.") from exc
 
 
 def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
     """The model of a registry row, in eval mode, with its metadata."""
     meta = read_metadata(ws, row)
     model = build_model(meta["arch"], meta["num_classes"])
-    model.load_state_dict(torch.load(ws.home / row["path"] / meta["weights"], map_location="cpu", weights_only=True))
+    path = ws.home / row["path"] / meta["weights"]
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # unpickling, truncated zip, shape mismatch: all mean the file is not usable
+        raise ModelFileError(f"The weights of {row['name']}:v{row['version']} ({path}) cannot be loaded: "
+                             f"{type(exc).__name__}: {str(exc)[:200]}",
+                             fix="Restore the file from a backup, or retrain (the catalog and other versions are intact).") from exc
     return model.eval(), meta
 
 

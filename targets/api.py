@@ -11,7 +11,7 @@ from targets.base import TARGETS
 from targets.driver import ExportJob, ExportPlan
 
 
-def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 1.0, device: str = "cpu",
+def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 1.0, device: str | None = None,
            calibration_size: int = 300, dynamic_batch: bool = False, keep_if_slower: bool = False,
            home: Home = None, log: Callable[[str], None] | None = None) -> dict:
     """Export model `NAME[:vN]` to `target` at `precision` with parity and re-evaluation.

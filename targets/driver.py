@@ -56,6 +56,12 @@ class ExportPlan:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def artifact_bytes(folder: Path, files: list[str]) -> int:
+    """Bytes on disk of an artifact's files; a listed folder (e.g. model.mlpackage) counts its contents."""
+    paths = [folder / n for n in files]
+    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+
+
 def check_request(target: Target, plan: ExportPlan, meta: dict) -> None:
     """Raise one UnsupportedSpecError listing every way `plan` does not fit `target`."""
     caps = target.capabilities
@@ -173,7 +179,7 @@ class ExportJob:
         request = ExportRequest(self.plan.precision, self.plan.device, self.plan.dynamic_batch,
                                 options={**self.plan.options, "max_drop": self.plan.max_drop,
                                          "validation": (self.x_val, self.y_val)})
-        if self.plan.precision == "int8":
+        if self.plan.precision == "int8" and self.target.capabilities.int8_calibrated:
             request.calibration = self.calibration()
             self.stage("calibration", t0, f"{request.calibration.report['size']} train images")
         try:
@@ -227,7 +233,7 @@ class ExportJob:
         self.target.export(copy.deepcopy(self.model), self.meta, fp32_dir, ExportRequest("fp32", self.plan.device))
         fp32 = median_latency_ms(self.target.load(fp32_dir, {**self.meta, "precision": "fp32"}, self.plan.device), x)
         int8 = median_latency_ms(self.target.load(chosen.folder, {**self.meta, "precision": "int8"}, self.plan.device), x)
-        sizes = [sum((f / n).stat().st_size for n in chosen.files if (f / n).exists()) / 1e6 for f in (fp32_dir, chosen.folder)]
+        sizes = [artifact_bytes(f, chosen.files) / 1e6 for f in (fp32_dir, chosen.folder)]
         speed = {"device": self.plan.device, "fp32_ms": round(fp32, 4), "int8_ms": round(int8, 4),
                  "speedup": round(fp32 / int8, 3), "fp32_size_mb": round(sizes[0], 4), "int8_size_mb": round(sizes[1], 4),
                  "faster": fp32 / int8 >= MIN_INT8_SPEEDUP, "min_speedup": MIN_INT8_SPEEDUP}
@@ -240,7 +246,7 @@ class ExportJob:
         return speed
 
     def publish(self, chosen: Attempt, tried: list[dict], request: ExportRequest, speed: dict | None, t0: float) -> dict:
-        size_mb = sum((chosen.folder / n).stat().st_size for n in chosen.files) / 1e6
+        size_mb = artifact_bytes(chosen.folder, chosen.files) / 1e6
         ref_acc = self.reference["accuracy"]
         notes = list(chosen.result.notes) + ([] if not speed or speed.get("faster", True) else
                                              ["INT8 is smaller but NOT faster than FP32 on this device (kept on request)"])

@@ -109,8 +109,9 @@ def ncnn_runner(out: Path, precision: str, threads: int = 0) -> Runner:
     (input_name,), (output_name,) = net.input_names(), net.output_names()
 
     def run_one(image: np.ndarray) -> np.ndarray:
+        chw = np.ascontiguousarray(image, dtype=np.float32)  # ncnn has no batch axis; kept alive until extract
         ex = net.create_extractor()
-        ex.input(input_name, ncnn.Mat(np.ascontiguousarray(image, dtype=np.float32)))  # CHW: ncnn has no batch axis
+        ex.input(input_name, ncnn.Mat(chw))
         ret, mat = ex.extract(output_name)
         if ret != 0:
             raise RuntimeError(f"ncnn extract({output_name!r}) failed with code {ret}")
@@ -156,6 +157,11 @@ class NcnnTarget:
             trace(model, meta, traced)
             run_pnnx(traced, meta, out, fp16)
         old_in, old_out = rename_io_blobs(out / PARAM)
+        try:  # pnnx writes layers ncnn lacks as-is; loading here catches them at export, not on the phone
+            make_net(out, request.precision)
+        except UnsupportedSpecError as exc:
+            raise ExportError(f"ncnn cannot load what pnnx wrote for {meta['arch']}: {exc.message}",
+                              fix="A layer of the model has no ncnn implementation; use another target.") from exc
         notes = [f"pnnx blobs {old_in} / {old_out} renamed to {INPUT_NAME} / {OUTPUT_NAME}; input is one CHW image "
                  "(ncnn has no batch axis)"]
         if fp16:
@@ -164,5 +170,6 @@ class NcnnTarget:
 
     def load(self, out: Path, meta: dict, device: str = "cpu") -> Runner:
         if device != "cpu":
-            raise UnsupportedSpecError(f"The ncnn target runs on the CPU here, not on {device!r}.", fix="Use device cpu.")
+            raise UnsupportedSpecError(f"The ncnn target runs on the CPU here, not on {device!r}.",
+                                       fix="Use device cpu.")
         return ncnn_runner(out, meta.get("precision", "fp32"))
