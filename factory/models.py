@@ -16,7 +16,7 @@ from torch import nn
 from factory.catalog import Catalog
 from factory.errors import ConfigError, ModelFileError, NotFoundError
 from factory.registry import suggest
-from factory.tasks.classification import build_model, postprocessing_spec, preprocessing_spec
+from factory.tasks.classification import build_model, fit_to_state_dict, postprocessing_spec, preprocessing_spec
 from factory.workspace import Workspace, atomic_write_json, publish_dir, staging_dir
 
 REF_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.-]*?)(?::v?(?P<version>\d+))?$")
@@ -90,7 +90,10 @@ def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
     model = build_model(meta["arch"], meta["num_classes"])
     path = ws.home / row["path"] / meta["weights"]
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if meta.get("pruned"):  # channel-pruned: shrink the fresh architecture to the saved shapes first
+            fit_to_state_dict(model, state)
+        model.load_state_dict(state)
     except Exception as exc:  # unpickling, truncated zip, shape mismatch: all mean the file is not usable
         raise ModelFileError(f"The weights of {row['name']}:v{row['version']} ({path}) cannot be loaded: "
                              f"{type(exc).__name__}: {str(exc)[:200]}",

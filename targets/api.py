@@ -8,6 +8,8 @@ from typing import Callable
 from factory.api import Home, session
 from factory.models import resolve_model
 from targets.base import TARGETS
+from targets.compress import CompressPlan
+from targets.compress import compress as run_compress
 from targets.driver import ExportJob, ExportPlan
 
 
@@ -26,6 +28,23 @@ def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 
                       calibration_size=calibration_size, dynamic_batch=dynamic_batch, keep_if_slower=keep_if_slower)
     with session(home) as (ws, catalog):
         return ExportJob(ws, catalog, ref, plan, log=log).run()
+
+
+def compress(ref: str, target: str, *, prune: float | None = None, target_latency_ms: float | None = None,
+             max_drop: float = 1.0, precision: str = "fp32", finetune_epochs: int = 15, keep_if_slower: bool = False,
+             home: Home = None, log: Callable[[str], None] | None = None) -> dict:
+    """Prune model `NAME[:vN]` (structured channels) toward `prune` (fraction of MACs to remove) or
+    `target_latency_ms` (measured with `target`'s runtime), fine-tune it, register it as a new version
+    and export that to `target` at `precision`, all within `max_drop` points of the original.
+
+    Returns: {model, version (the new one), artifact, path, size_mb, accuracy, reference_accuracy,
+    parity, compression, pruning: {before, after (params, MACs, latency_ms, accuracy), ...}}.
+    Raises: BudgetError (nothing registered), UnsupportedSpecError, ConfigError, NotFoundError.
+    """
+    plan = CompressPlan(target=target, prune=prune, target_latency_ms=target_latency_ms, max_drop=max_drop,
+                        precision=precision, finetune_epochs=finetune_epochs, keep_if_slower=keep_if_slower)
+    with session(home) as (ws, catalog):
+        return run_compress(ws, catalog, ref, plan, log=log)
 
 
 def list_targets() -> list[dict]:

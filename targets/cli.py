@@ -24,6 +24,22 @@ def cmd_export(a: argparse.Namespace) -> dict:
     return out
 
 
+def cmd_compress(a: argparse.Namespace) -> dict:
+    log = (lambda line: print(line, file=sys.stderr)) if not a.quiet else None
+    out = api.compress(a.ref, a.target, prune=a.prune, target_latency_ms=a.target_latency, max_drop=a.max_drop,
+                       precision=a.precision, finetune_epochs=a.finetune_epochs, keep_if_slower=a.keep_if_slower,
+                       home=a.home, log=log)
+    if not a.json:
+        p = out["pruning"]
+        lat = (f", latency {p['before']['latency_ms']:.3f} -> {p['after']['latency_ms']:.3f} ms"
+               if p["before"].get("latency_ms") else "")
+        print(f"{out['model']}:v{out['version']}: MACs {p['before']['macs']:,} -> {p['after']['macs']:,} "
+              f"({p['mac_ratio']:.2f}x), params {p['before']['params']:,} -> {p['after']['params']:,}{lat}")
+        print(f"accuracy {p['before']['accuracy']:.4f} -> {p['after']['accuracy']:.4f}; artifact {out['artifact']} "
+              f"({out['size_mb']:.3f} MB) at {out['path']}")
+    return out
+
+
 def cmd_targets(a: argparse.Namespace) -> dict:
     rows = api.list_targets()
     if not a.json:
@@ -44,4 +60,14 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--calibration-size", type=int, default=300)
     sp.add_argument("--dynamic-batch", action="store_true")
     sp.add_argument("--keep-if-slower", action="store_true", help="keep an INT8 artifact that is not faster than FP32")
+    sp = add(sub, "compress", cmd_compress, "prune (structured), fine-tune, register a new version, export to a target")
+    sp.add_argument("ref", help="model NAME[:vN]")
+    sp.add_argument("--target", required=True)
+    how = sp.add_mutually_exclusive_group(required=True)
+    how.add_argument("--prune", type=float, help="fraction of MACs to remove, e.g. 0.35")
+    how.add_argument("--target-latency", type=float, help="batch-1 latency goal in ms on the target's runtime here")
+    sp.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in points, pruning + quantization")
+    sp.add_argument("--precision", default="fp32")
+    sp.add_argument("--finetune-epochs", type=int, default=15)
+    sp.add_argument("--keep-if-slower", action="store_true")
     add(sub, "targets", cmd_targets, "list targets, their capabilities and what is missing here")

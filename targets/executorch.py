@@ -116,7 +116,7 @@ class ExecuTorchTarget:
             pte, delegated = lower_to_xnnpack(model, meta)
         except ImportError as exc:
             raise MissingDependencyError(f"The executorch target needs ExecuTorch and torchao ({exc}).",
-                                         fix="Run scripts/setup (installs executorch), or pick another target.") from None
+                                         fix="pip install executorch==1.5.1 (it brings torchao), or pick another target.") from None
         except Exception as exc:  # torch.export, PT2E and lowering errors come in many types
             raise ExportError(f"ExecuTorch export of {meta['arch']} at {request.precision} failed: "
                               f"{type(exc).__name__}: {exc}",
@@ -145,7 +145,7 @@ class ExecuTorchTarget:
         runtime = Runtime.get()
         if not runtime.backend_registry.is_available(XNNPACK_BACKEND):
             raise MissingDependencyError("This ExecuTorch runtime was built without the XNNPACK backend.",
-                                         fix="Install the executorch wheel from PyPI (it links XNNPACK).")
+                                         fix="pip install the executorch wheel from PyPI (it links XNNPACK).")
         method = runtime.load_program(out / PROGRAM).load_method(METHOD)
 
         def run(batch: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from factory.evaluation import dataset_row_for, evaluate_split, split_entries, w
 from factory.models import load_model, register_model_version, resolve_model
 from factory.tasks.classification import MODELS, build_model, load_matching, load_pretrained, preprocessing_spec
 from factory.training.data import ImageTensors
-from factory.training.engine import Event, StopRequested, Trainer
+from factory.training.engine import Event, StopRequested, Trainer, recalibrate_batchnorm
 from factory.workspace import Workspace, atomic_write_json
 
 EventSink = Callable[[Event], None]
@@ -143,6 +143,7 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
     state = trainer.fit(resume=resume)
     model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
     model.cpu().eval()
+    recalibrate_batchnorm(model, train, preprocessing_spec(size))  # exact statistics for the kept weights
     _, test_entries = split_entries(ws, ds, "test")
     meta = {"classes": classes, "input_size": [3, size, size], "preprocessing": preprocessing_spec(size)}
     test = evaluate_split(model, meta, root, test_entries or val_entries)
