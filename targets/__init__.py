@@ -5,7 +5,7 @@ target's `export` / `load`, so listing targets never needs a runtime installed.
 """
 
 from targets import base  # noqa: F401  (the protocol and the registry)
-from targets import coreml, ncnn, onnxruntime, openvino, pytorch, tensorrt, tflite, web  # noqa: F401  (each registers itself)
+from targets import coreml, executorch, ncnn, onnxruntime, openvino, pytorch, tensorrt, tflite, web  # noqa: F401  (each registers itself)
 from targets.base import TARGETS
 
 __all__ = ["TARGETS"]

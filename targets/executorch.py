@@ -116,7 +116,7 @@ class ExecuTorchTarget:
             pte, delegated = lower_to_xnnpack(model, meta)
         except ImportError as exc:
             raise MissingDependencyError(f"The executorch target needs ExecuTorch and torchao ({exc}).",
-                                         fix="pip install executorch==1.5.1 (it brings torchao), or pick another target.") from None
+                                         fix="Run scripts/setup (it installs executorch 1.5.1 and torchao), or pick another target.") from None
         except Exception as exc:  # torch.export, PT2E and lowering errors come in many types
             raise ExportError(f"ExecuTorch export of {meta['arch']} at {request.precision} failed: "
                               f"{type(exc).__name__}: {exc}",

@@ -61,8 +61,10 @@ def batches(data: ImageTensors, batch_size: int, *, shuffle: bool, generator: to
         return
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
+    # forkserver: forking a process that already runs threads (JAX, OpenVINO, OpenMP pools) can deadlock
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order.tolist()), batch_size=batch_size,
-                                         num_workers=workers, shuffle=False)
+                                         num_workers=workers, shuffle=False,
+                                         multiprocessing_context="forkserver" if workers else None)
     yield from loader
 
 
