@@ -72,12 +72,13 @@ def prune(model: nn.Module, arch: str, input_size: list[int], *, mac_reduction: 
 
 def finetune(model: nn.Module, cfg: TrainConfig, train: ImageTensors, val: ImageTensors, preprocessing: dict,
              run_dir: Path, on_event: Callable[[Event], None] | None = None,
-             stop: threading.Event | None = None) -> dict:
+             stop: threading.Event | None = None, teacher: nn.Module | None = None) -> dict:
     """Fine-tune a pruned model with the training engine, then re-estimate its BatchNorm statistics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, model, train, val, preprocessing, run_dir, on_event=on_event, stop=stop)
+    trainer = Trainer(cfg, model, train, val, preprocessing, run_dir, on_event=on_event, stop=stop, teacher=teacher)
     state = trainer.fit()  # keeps the final (annealed) weights: after pruning, the schedule's end beats an early best
     model.cpu().eval()
     recalibrated = recalibrate_batchnorm(model, train, preprocessing)
     return {"epochs": state.epoch, "best_epoch": state.best_epoch, "best_val_accuracy": state.best_metric,
-            "time_s": round(state.elapsed_s, 1), "lr": cfg.lr, "batchnorm_recalibrated_layers": recalibrated}
+            "time_s": round(state.elapsed_s, 1), "lr": cfg.lr, "batchnorm_recalibrated_layers": recalibrated,
+            "distilled_from_parent": teacher is not None}

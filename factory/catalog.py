@@ -135,7 +135,9 @@ class Catalog:
         return self.select("SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,))
 
     def delete_model_version(self, name: str, version: int) -> None:
+        """Remove a version and its artifacts' rows in one transaction."""
         with self.transaction():
+            self.conn.execute("DELETE FROM artifacts WHERE model = ? AND version = ?", (name, version))
             self.conn.execute("DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version))
 
     # -- artifacts ------------------------------------------------------------------------------

@@ -102,10 +102,12 @@ def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
 
 
 def delete_model_version(ws: Workspace, catalog: Catalog, ref: str) -> dict:
-    """Remove a version from the catalog, then its folder (catalog first: no row points at nothing)."""
+    """Remove a version (and its exported artifacts) from the catalog, then their folders
+    (catalog first: no row ever points at a missing folder)."""
     row = resolve_model(catalog, ref)
     catalog.delete_model_version(row["name"], row["version"])
     shutil.rmtree(ws.home / row["path"], ignore_errors=True)
+    shutil.rmtree(ws.home / "artifacts" / row["name"] / f"v{row['version']}", ignore_errors=True)
     return row
 
 

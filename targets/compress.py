@@ -73,6 +73,7 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     _, val = split_entries(ws, ds, "val")
     _, train = split_entries(ws, ds, "train")
     before_acc = evaluate_split(model, meta, root, test or val)["accuracy"]
+    teacher = copy.deepcopy(model).eval()  # the unpruned parent teaches the pruned model while it fine-tunes
     before = {**model_cost(model, meta["input_size"]), "accuracy": before_acc,
               "latency_ms": target_latency_ms(target, model, meta) if measurable else None}
     stop = None
@@ -86,7 +87,7 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     atomic_write_json(ws.run_dir(run_id) / "config.json", {**cfg.to_dict(), "pruning": report})
     log(f"fine-tune    {plan.finetune_epochs} epochs (run {run_id})")
     tuning = finetune(model, cfg, ImageTensors(root, train, classes, size), ImageTensors(root, val or train, classes, size),
-                      meta["preprocessing"], ws.run_dir(run_id))
+                      meta["preprocessing"], ws.run_dir(run_id), teacher=teacher)
     after_acc = evaluate_split(model, meta, root, test or val)["accuracy"]
     after = {**report["after"], "accuracy": after_acc,
              "latency_ms": target_latency_ms(target, model, meta) if measurable else None}

@@ -26,6 +26,7 @@ from factory.workspace import atomic_torch_save
 
 Event = dict[str, Any]
 DEFAULT_EPOCHS = 30
+DISTILL_T, DISTILL_ALPHA = 4.0, 0.7  # Hinton et al.'s soft targets: temperature and weight
 BUDGET_EPOCH_CAP = 10_000
 
 
@@ -72,10 +73,12 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train: ImageTensors, val: ImageTensors,
                  preprocessing: dict, run_dir: Path, *, on_event: Callable[[Event], None] | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, teacher: nn.Module | None = None):
         self.cfg, self.train, self.val, self.run_dir = cfg, train, val, run_dir
         self.device = pick_device(cfg.device)
         self.model = model.to(self.device)
+        # knowledge distillation (e.g. a pruned model learning from its unpruned parent)
+        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
         self.amp = self.device.type == "cuda"
         if self.amp:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -186,7 +189,13 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor
         with torch.autocast(self.device.type, enabled=self.amp):
-            loss = F.cross_entropy(self.model(x), labels, label_smoothing=cfg.label_smoothing)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    soft = F.softmax(self.teacher(x).float() / DISTILL_T, dim=1)
+                kd = F.kl_div(F.log_softmax(logits.float() / DISTILL_T, dim=1), soft, reduction="batchmean")
+                loss = (1 - DISTILL_ALPHA) * loss + DISTILL_ALPHA * DISTILL_T**2 * kd
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
