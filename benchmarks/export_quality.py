@@ -137,7 +137,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, help="workspace (default: a temporary one with the digits demo)")
     ap.add_argument("--model", help="model ref (default: the digits demo model, trained if absent)")
-    ap.add_argument("--prune", type=float, default=0.35)
+    ap.add_argument("--prune", type=float, default=0.335)
     ap.add_argument("--finetune-epochs", type=int, default=40)
     ap.add_argument("--skip-pruning", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)

@@ -15,7 +15,8 @@ from targets.driver import ExportJob, ExportPlan
 
 def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 1.0, device: str | None = None,
            calibration_size: int = 300, dynamic_batch: bool = False, keep_if_slower: bool = False,
-           home: Home = None, log: Callable[[str], None] | None = None) -> dict:
+           strategies: tuple[str, ...] | None = None, home: Home = None,
+           log: Callable[[str], None] | None = None) -> dict:
     """Export model `NAME[:vN]` to `target` at `precision` with parity and re-evaluation.
 
     Returns: {artifact, path, size_mb, accuracy (re-evaluated with the target's runtime),
@@ -23,9 +24,11 @@ def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 
     Raises: NotFoundError (unknown target / model, with a suggestion), UnsupportedSpecError (every
     violation of the target's capabilities at once), ParityError, BudgetError (over max_drop, or
     INT8 not faster than FP32), DatasetError (no calibration data). Nothing is written on failure.
+    `strategies` restricts the INT8 strategies tried (default: the target's own list, in its order).
     """
     plan = ExportPlan(target=target, precision=precision, device=device, max_drop=max_drop,
-                      calibration_size=calibration_size, dynamic_batch=dynamic_batch, keep_if_slower=keep_if_slower)
+                      calibration_size=calibration_size, dynamic_batch=dynamic_batch, keep_if_slower=keep_if_slower,
+                      options={"strategies": tuple(strategies)} if strategies else {})
     with session(home) as (ws, catalog):
         return ExportJob(ws, catalog, ref, plan, log=log).run()
 

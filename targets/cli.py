@@ -14,7 +14,8 @@ def cmd_export(a: argparse.Namespace) -> dict:
     log = (lambda line: print(line, file=sys.stderr)) if not a.quiet else None
     out = api.export(a.ref, a.target, precision=a.precision, max_drop=a.max_drop, device=a.device,
                      calibration_size=a.calibration_size, dynamic_batch=a.dynamic_batch,
-                     keep_if_slower=a.keep_if_slower, home=a.home, log=log)
+                     keep_if_slower=a.keep_if_slower, home=a.home, log=log,
+                     strategies=tuple(a.strategies.split(",")) if a.strategies else None)
     if not a.json:
         acc = "not run here" if out["accuracy"] is None else f"{out['accuracy']:.4f}"
         print(f"{out['artifact']}: {out['size_mb']:.3f} MB, accuracy {acc} (PyTorch FP32 {out['reference_accuracy']:.4f})")

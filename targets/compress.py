@@ -54,7 +54,7 @@ def _finetune_config(catalog: Catalog, row: dict, meta: dict, epochs: int) -> Tr
     run = catalog.run(row["run_id"]) if row.get("run_id") else None
     base = {k: v for k, v in (run["config"] if run else {}).items() if k in TrainConfig.__dataclass_fields__}
     base.update(dataset=meta["dataset"], model=meta["arch"], img_size=meta["input_size"][-1], epochs=epochs,
-                time_budget_min=None, lr=base.get("lr", 2e-3) * 0.5, warmup_epochs=0.0, pretrained=None,
+                time_budget_min=None, lr=base.get("lr", 2e-3), warmup_epochs=0.0, pretrained=None,
                 from_model=None, patience=max(epochs, 1))
     return TrainConfig.from_dict(base)
 

@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from compression.calibration import DEFAULT_SIZE, select_calibration
+from compression.qat import quantization_aware_finetune
+from factory.config import TrainConfig
 from factory.catalog import Catalog
 from factory.errors import BudgetError, ParityError, UnsupportedSpecError
 from factory.evaluation import dataset_row_for, split_entries
 from factory.models import load_model, resolve_model
 from factory.tasks.inputs import run_batched, split_arrays
 from factory.tasks.metrics import classification_metrics
+from factory.training.data import ImageTensors
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import PRECISIONS, TARGETS, Calibration, ExportRequest, Target
 from targets.pytorch import eager_runner
@@ -145,7 +149,7 @@ class ExportJob:
         self.eval_split = "test" if test else "val"
         self.x_test, self.y_test = split_arrays(root, test or val, self.meta)
         self.x_val, self.y_val = split_arrays(root, val or test, self.meta)
-        self.root, self.train_entries = root, train
+        self.root, self.train_entries, self.val_entries = root, train, val
         self.parity_inputs = self.x_test[:PARITY_IMAGES]
 
     def calibration(self) -> Calibration:
@@ -155,10 +159,22 @@ class ExportJob:
             self.log(f"warning: {warning}")
         return Calibration(inputs, report)
 
+    def qat_model(self, request: ExportRequest) -> torch.nn.Module:
+        """The model fine-tuned with fake quantizers (compression.qat), for strategy `qat`."""
+        size, classes = self.meta["input_size"][-1], self.meta["classes"]
+        train = ImageTensors(self.root, self.train_entries, classes, size)
+        val = ImageTensors(self.root, self.val_entries or self.train_entries, classes, size)
+        cfg = TrainConfig(dataset=self.meta["dataset"], model=self.meta["arch"], img_size=size)
+        model, record = quantization_aware_finetune(copy.deepcopy(self.model), request.calibration.inputs, train, val,
+                                                    self.meta["preprocessing"], cfg, self.staging / "qat-run")
+        request.options["qat"] = record
+        return model
+
     def attempt(self, strategy: str, request: ExportRequest) -> Attempt:
         folder = self.staging / strategy
         folder.mkdir(parents=True)
-        result = self.target.export(copy.deepcopy(self.model), self.meta, folder, request)
+        model = self.qat_model(request) if strategy == "qat" else copy.deepcopy(self.model)
+        result = self.target.export(model, self.meta, folder, request)
         if not result.runnable:
             return Attempt(strategy, folder, result.files, result, {"checked": False, "reason": "; ".join(result.notes)}, None)
         runner = self.target.load(folder, {**self.meta, "precision": self.plan.precision}, self.plan.device)
@@ -188,10 +204,23 @@ class ExportJob:
             return self.publish(chosen, tried, request, speed, t0)
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
+            self.remove_empty_parents()
+
+    def remove_empty_parents(self) -> None:
+        """A failed first export leaves no empty <model>/<version>/<target> folders behind."""
+        folder, top = self.final.parent, self.ws.home / "artifacts"
+        while folder != top and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
     def search(self, request: ExportRequest, t0: float) -> tuple[Attempt, list[dict]]:
         strategies = getattr(self.target, "int8_strategies", ("ptq",)) if self.plan.precision == "int8" else ("export",)
-        strategies = [s for s in strategies if s in self.plan.options.get("strategies", strategies)]
+        wanted = self.plan.options.get("strategies", strategies)
+        unknown = [s for s in wanted if s not in strategies]
+        if unknown:
+            raise UnsupportedSpecError(f"{self.plan.target} has no INT8 strategy {', '.join(map(repr, unknown))}.",
+                                       fix=f"Use some of: {', '.join(strategies)}.")
+        strategies = [s for s in strategies if s in wanted]
         ref_acc = self.reference["accuracy"]
         tried: list[dict] = []
         for strategy in strategies:
@@ -263,6 +292,7 @@ class ExportJob:
             "eval_split": self.eval_split, "per_class": (chosen.metrics or {}).get("per_class"),
             "reference_per_class": self.reference["per_class"], "max_drop": self.plan.max_drop,
             "compression": {"precision": self.plan.precision, "strategy": chosen.strategy, "tried": tried,
+                            "qat": request.options.get("qat") if chosen.strategy == "qat" else None,
                             "calibration": request.calibration.report if request.calibration else None,
                             "speed": speed},
             "runnable_here": chosen.parity.get("checked", False), "tool_versions": chosen.result.tool_versions,

@@ -37,7 +37,7 @@ class OpenVinoTarget:
     capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), devices=("cpu", "gpu", "npu"), dynamic_batch=True,
                                 export_modules=("openvino", "nncf"), runtime_modules=("openvino",),
                                 notes="OpenVINO IR; INT8 by NNCF; FP16 is meant for Intel GPUs.")
-    int8_strategies = ("ptq", "ptq_mixed", "accuracy_control")
+    int8_strategies = ("ptq", "ptq_mixed", "accuracy_control", "qat")
 
     def export(self, model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> ExportResult:
         import openvino as ov
@@ -48,8 +48,11 @@ class OpenVinoTarget:
             warnings.simplefilter("ignore", FutureWarning)
             ov_model = ov.convert_model(model, example_input=torch.zeros(1, c, h, w), input=[shape])
         notes = []
-        if request.precision == "int8":
-            strategy = request.options.get("strategy", "ptq")
+        strategy = request.options.get("strategy", "ptq")
+        if request.precision == "int8" and strategy == "qat":  # the model already carries trained fake quantizers
+            notes.append(f"INT8 by quantization-aware fine-tuning (NNCF fake quantizers, {request.options['qat']['epochs']} "
+                         "epochs) converted by OpenVINO")
+        elif request.precision == "int8":
             ov_model = quantize(ov_model, request.calibration.inputs, strategy=strategy,
                                 validation=request.options.get("validation"),
                                 max_drop=request.options.get("max_drop", 1.0), validate=ov_accuracy)

@@ -160,3 +160,16 @@ def test_budget_refusal_reports_everything_tried(home: Path, monkeypatch: pytest
     assert [t["strategy"] for t in tried] == ["ptq", "ptq_mixed", "accuracy_control"]
     assert all(t["drop_points"] >= 49 for t in tried)
     assert (_artifact_files(home), api.list_artifacts(home=home)) == before
+
+
+def test_quantization_aware_training_is_the_last_resort_for_openvino(home: Path):
+    assert TARGETS.get("openvino").int8_strategies[-1] == "qat"
+    out = api.export(MODEL, "openvino", precision="int8", strategies=("qat",), max_drop=6.0, keep_if_slower=True,
+                     calibration_size=40, home=home)
+    comp = out["compression"]
+    assert comp["strategy"] == "qat" and comp["qat"]["epochs"] == 3 and [t["strategy"] for t in comp["tried"]] == ["qat"]
+    assert out["parity"]["passed"] and out["accuracy_drop_points"] <= 6.0
+    xml = (Path(out["path"]) / "model.xml").read_text()
+    assert "FakeQuantize" in xml  # an INT8 IR, from the trained fake quantizers
+    with pytest.raises(UnsupportedSpecError, match="no INT8 strategy 'qat'"):
+        api.export(MODEL, "onnxruntime", precision="int8", strategies=("qat",), home=home)

@@ -1,0 +1,39 @@
+"""Quantization-aware fine-tuning: the last resort of the INT8 budget search. NNCF inserts fake
+quantizers (initialised from the calibration set) into the PyTorch model, which is then fine-tuned
+for a few epochs with the factory's engine so the weights adapt to INT8 rounding. OpenVINO converts
+the result straight into an INT8 IR."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from factory.config import TrainConfig
+from factory.errors import MissingDependencyError
+from factory.training.data import ImageTensors
+from factory.training.engine import Trainer
+
+QAT_EPOCHS = 3
+QAT_LR = 1e-4
+
+
+def quantization_aware_finetune(model: nn.Module, calibration: np.ndarray, train: ImageTensors, val: ImageTensors,
+                                preprocessing: dict, cfg: TrainConfig, run_dir: Path) -> tuple[nn.Module, dict]:
+    """Returns the fine-tuned fake-quantized model (eval mode) and a record of what was done."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    try:
+        import nncf
+    except ImportError as exc:
+        raise MissingDependencyError(f"Quantization-aware training needs NNCF ({exc}).", fix="Run scripts/setup.") from None
+    nncf.set_log_level(logging.WARNING)
+    items = [torch.from_numpy(calibration[i:i + 1]) for i in range(len(calibration))]
+    qmodel = nncf.quantize(model.eval(), nncf.Dataset(items), subset_size=len(items))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    qcfg = cfg.replace(epochs=QAT_EPOCHS, time_budget_min=None, lr=QAT_LR, warmup_epochs=0.0, patience=QAT_EPOCHS)
+    state = Trainer(qcfg, qmodel, train, val, preprocessing, run_dir).fit()  # keeps the final epoch's weights
+    return qmodel.cpu().eval(), {"epochs": state.epoch, "lr": QAT_LR, "best_val_accuracy": state.best_metric,
+                                 "time_s": round(state.elapsed_s, 1)}
