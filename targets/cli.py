@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--calibration-size", type=int, default=300)
     sp.add_argument("--dynamic-batch", action="store_true")
     sp.add_argument("--keep-if-slower", action="store_true", help="keep an INT8 artifact that is not faster than FP32")
+    sp.add_argument("--strategies", help="INT8 strategies to try, comma-separated (default: the target's list, in order)")
     sp = add(sub, "compress", cmd_compress, "prune (structured), fine-tune, register a new version, export to a target")
     sp.add_argument("ref", help="model NAME[:vN]")
     sp.add_argument("--target", required=True)

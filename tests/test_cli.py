@@ -80,3 +80,23 @@ def test_cli_sample_data_in_every_layout_imports(tmp_path: Path):
         assert imported["format"] == layout and imported["num_images"] == 60
     code, out, err = run_cli("dataset", "sample", "shapes", str(tmp_path / "csv"), home=home, check=False)
     assert code == 1 and "not empty" in err
+
+
+def test_cli_targets_export_and_compress(trained_home: Path, tmp_path: Path):
+    import shutil
+
+    home = tmp_path / "ws"
+    shutil.copytree(trained_home, home)
+    _, listed, _ = run_cli("targets", home=home)
+    names = {t["target"] for t in listed["targets"]}
+    assert {"pytorch", "onnxruntime", "openvino", "tensorrt", "tflite", "executorch", "ncnn", "coreml", "web"} <= names
+    _, out, _ = run_cli("export", "shapes-tiny:v1", "--target", "openvino", "--precision", "int8", "--keep-if-slower",
+                        "--calibration-size", "20", "--strategies", "ptq", home=home)
+    assert {"artifact", "path", "size_mb", "accuracy", "reference_accuracy", "parity", "compression"} <= set(out)
+    assert out["artifact"] == "shapes-tiny:v1/openvino/int8" and out["compression"]["strategy"] == "ptq"
+    code, err_out, err = run_cli("export", "shapes-tiny:v1", "--target", "onnxruntime", "--precision", "fp16",
+                                 home=home, check=False)
+    assert code == 1 and err_out["error"]["code"] == "UNSUPPORTED_SPEC" and "does not support fp16" in err
+    _, comp, _ = run_cli("compress", "shapes-tiny:v1", "--target", "onnxruntime", "--prune", "0.3",
+                         "--finetune-epochs", "1", "--max-drop", "100", home=home)
+    assert comp["version"] == 2 and comp["pruning"]["mac_ratio"] >= 1.4 and comp["artifact"] == "shapes-tiny:v2/onnxruntime/fp32"
