@@ -59,7 +59,7 @@ def test_target_contract(name: str, home: Path):
     if not meta["runnable_here"]:
         assert target.capabilities.runs_here is False and meta["parity"]["reason"]
         return
-    assert meta["parity"]["passed"] and meta["parity"]["images"] == 18
+    assert meta["parity"]["passed"] and meta["parity"]["images"] == 64  # 18 test + 18 val + 28 train
     assert meta["accuracy"] == pytest.approx(meta["reference_accuracy"])
     # metadata.json is enough to run the artifact without the catalog
     runner = target.load(folder, meta, meta["device"])
@@ -158,7 +158,7 @@ def test_budget_refusal_reports_everything_tried(home: Path, monkeypatch: pytest
         api.export(MODEL, "onnxruntime", precision="int8", calibration_size=30, home=home)
     tried = info.value.details["tried"]
     assert [t["strategy"] for t in tried] == ["ptq", "ptq_mixed", "accuracy_control"]
-    assert all(t["drop_points"] >= 49 for t in tried)
+    assert all(t["drop_points"] >= 40 for t in tried)  # the 50-point penalty, give or take one test image
     assert (_artifact_files(home), api.list_artifacts(home=home)) == before
 
 
@@ -173,3 +173,27 @@ def test_quantization_aware_training_is_the_last_resort_for_openvino(home: Path)
     assert "FakeQuantize" in xml  # an INT8 IR, from the trained fake quantizers
     with pytest.raises(UnsupportedSpecError, match="no INT8 strategy 'qat'"):
         api.export(MODEL, "onnxruntime", precision="int8", strategies=("qat",), home=home)
+
+
+@pytest.mark.gpu
+def test_tensorrt_engine_builds_and_matches_on_a_gpu(home: Path):
+    from targets.tensorrt import ENGINE, engine_buildable
+
+    ok, reason = engine_buildable()
+    if not ok:
+        pytest.skip(f"TensorRT engine build needs the tensorrt package and an NVIDIA GPU: {reason}")
+    for precision in ("fp16", "int8"):
+        out = api.export(MODEL, "tensorrt", precision=precision, max_drop=6.0, keep_if_slower=True, home=home)
+        assert (Path(out["path"]) / ENGINE).is_file() and out["parity"]["passed"]
+        assert not any("engine not built" in note for note in out["notes"])
+
+
+def test_tensorrt_without_a_gpu_says_how_to_build_the_engine(home: Path):
+    from targets.tensorrt import engine_buildable
+
+    if engine_buildable()[0]:
+        pytest.skip("this machine can build engines; the GPU test covers it")
+    out = api.export(MODEL, "tensorrt", precision="int8", max_drop=6.0, calibration_size=40, home=home)
+    note = next(n for n in out["notes"] if "engine not built" in n)
+    assert "trtexec --onnx=model.onnx --int8 --saveEngine=model.plan" in note
+    assert out["compression"]["speed"]["skipped"].startswith("validated with onnxruntime")

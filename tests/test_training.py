@@ -40,7 +40,7 @@ def test_train_eval_registry_round_trip(trained_home: Path):
     for path in result["files"].values():
         assert Path(path).stat().st_size > 0
     run = api.run_status(meta["run"], home=trained_home)
-    assert run["status"] == "completed" and len(run["history"]) == 4
+    assert run["status"] == "completed" and len(run["history"]) == 15
     config = json.loads((trained_home / "runs" / meta["run"] / "config.json").read_text())
     assert config["img_size"] == 32 and config["model"] == "tiny_cls"
 
@@ -128,14 +128,20 @@ def test_warmup_then_cosine():
     assert lr_factor(99, 10, 1.0) == pytest.approx(0.0)
 
 
-def test_crash_resumes_from_last_checkpoint(tmp_path: Path, shapes_dir: Path):
-    """kill -9 mid-training: the run is marked interrupted and `--resume` finishes it from the checkpoint."""
+def _train_in_a_subprocess(tmp_path: Path, shapes_dir: Path, *, epochs: int, name: str) -> tuple[Path, subprocess.Popen]:
+    """`edgefactory train` in its own process (slow enough at 128 px to be interrupted mid-run)."""
     home = tmp_path / "ws"
     api.import_dataset(shapes_dir, "shapes", home=home)
     env = {**os.environ, "EDGEFACTORY_HOME": str(home), "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "train", "--dataset", "shapes", "--model", "tiny_cls",
-                             "--epochs", "12", "--img-size", "128", "--name", "crashy", "--quiet"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--epochs", str(epochs), "--img-size", "128", "--name", name, "--quiet"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return home, proc
+
+
+def test_crash_resumes_from_last_checkpoint(tmp_path: Path, shapes_dir: Path):
+    """kill -9 mid-training: the run is marked interrupted and `--resume` finishes it from the checkpoint."""
+    home, proc = _train_in_a_subprocess(tmp_path, shapes_dir, epochs=12, name="crashy")
     deadline = time.time() + 180
     run_dir = None
     while time.time() < deadline:
@@ -146,7 +152,7 @@ def test_crash_resumes_from_last_checkpoint(tmp_path: Path, shapes_dir: Path):
             if ckpt["state"]["epoch"] >= 2:
                 break
         time.sleep(0.2)
-    assert run_dir is not None, proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint"
+    assert run_dir is not None, proc.stderr.read() if proc.poll() is not None else "no checkpoint"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = torch.load(run_dir / "last.pt", weights_only=False)["state"]["epoch"]
@@ -176,13 +182,8 @@ def test_background_job_reports_progress_and_result(trained_home: Path):
     assert run["status"] == "completed" and run["progress"]["type"] == "registered"
 
 
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path: Path, shapes_dir: Path):
-    home = tmp_path / "ws"
-    api.import_dataset(shapes_dir, "shapes", home=home)
-    env = {**os.environ, "EDGEFACTORY_HOME": str(home), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "train", "--dataset", "shapes", "--model", "tiny_cls",
-                             "--epochs", "40", "--img-size", "128", "--name", "ctrlc", "--quiet"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def test_ctrl_c_stops_cleanly_and_keeps_the_run_resumable(tmp_path: Path, shapes_dir: Path):
+    home, proc = _train_in_a_subprocess(tmp_path, shapes_dir, epochs=40, name="ctrlc")
     deadline = time.time() + 180
     while time.time() < deadline and not list((home / "runs").glob("run-*/last.pt")):
         time.sleep(0.2)
