@@ -20,7 +20,8 @@ from factory.errors import MissingDependencyError
 PTQ_STRATEGIES = ("ptq", "ptq_mixed", "accuracy_control")
 
 
-def _nncf() -> Any:
+def nncf_module() -> Any:
+    """NNCF, imported with its and torch's noisy logs quieted; MissingDependencyError when absent."""
     # torch's extension loader logs a CUDA warning when NNCF probes it; NNCF's INFO lines are noise
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
@@ -34,7 +35,7 @@ def _nncf() -> Any:
 
 
 def _dataset(inputs: np.ndarray, input_name: str | None) -> Any:
-    nncf = _nncf()
+    nncf = nncf_module()
     items = [inputs[i:i + 1] for i in range(len(inputs))]
     return nncf.Dataset(items, (lambda x: {input_name: x}) if input_name else (lambda x: x))
 
@@ -48,7 +49,7 @@ def quantize(model: Any, calibration: np.ndarray, *, strategy: str = "ptq", inpu
     (compiled model, inputs, labels -> accuracy in [0, 1]) are needed for `accuracy_control`;
     `max_drop` is in points (1.0 = one percentage point).
     """
-    nncf = _nncf()
+    nncf = nncf_module()
     calib = _dataset(calibration, input_name)
     common = {"subset_size": len(calibration)}
     if strategy == "ptq":

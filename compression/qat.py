@@ -5,7 +5,6 @@ the result straight into an INT8 IR."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from torch import nn
 
 from factory.config import TrainConfig
-from factory.errors import MissingDependencyError
+from compression.ptq import nncf_module
 from factory.training.data import ImageTensors
 from factory.training.engine import Trainer
 
@@ -24,12 +23,7 @@ QAT_LR = 1e-4
 def quantization_aware_finetune(model: nn.Module, calibration: np.ndarray, train: ImageTensors, val: ImageTensors,
                                 preprocessing: dict, cfg: TrainConfig, run_dir: Path) -> tuple[nn.Module, dict]:
     """Returns the fine-tuned fake-quantized model (eval mode) and a record of what was done."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    try:
-        import nncf
-    except ImportError as exc:
-        raise MissingDependencyError(f"Quantization-aware training needs NNCF ({exc}).", fix="Run scripts/setup.") from None
-    nncf.set_log_level(logging.WARNING)
+    nncf = nncf_module()
     items = [torch.from_numpy(calibration[i:i + 1]) for i in range(len(calibration))]
     qmodel = nncf.quantize(model.eval(), nncf.Dataset(items), subset_size=len(items))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,11 @@ WORST_SHOWN = 16
 
 def split_entries(ws: Workspace, dataset_row: dict, split: str) -> tuple[Path, list[dict]]:
     root = ws.home / dataset_row["path"]
-    manifest = json.loads((root / "manifest.json").read_text())
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"Dataset {dataset_row['name']}:v{dataset_row['version']} cannot be read ({exc}).",
+                           fix="Restore its folder from a backup, or import the data again as a new version.") from exc
     entries = [m for m in manifest if m["split"] == split]
     return root, entries
 

@@ -16,14 +16,14 @@ from torch import nn
 from compression.pruning import finetune, model_cost, prune
 from factory.catalog import Catalog
 from factory.config import TrainConfig
-from factory.errors import BudgetError, UnsupportedSpecError
+from factory.errors import BudgetError, FactoryError, TrainingError, UnsupportedSpecError
 from factory.evaluation import dataset_row_for, evaluate_split, split_entries
-from factory.models import load_model, register_model_version, resolve_model
+from factory.models import delete_model_version, load_model, register_model_version, resolve_model
 from factory.training.data import ImageTensors
 from factory.training.run import new_run_id
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import TARGETS, ExportRequest, Target
-from targets.driver import ExportJob, ExportPlan
+from targets.driver import ExportJob, ExportPlan, check_request
 from targets.timing import median_latency_ms
 
 Log = Callable[[str], None]
@@ -46,8 +46,10 @@ def target_latency_ms(target: Target, model: nn.Module, meta: dict) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         result = target.export(copy.deepcopy(model).eval(), meta, Path(tmp), ExportRequest("fp32"))
+        if not result.runnable:
+            return float("nan")
         runner = target.load(Path(tmp), {**meta, "precision": "fp32"}, "cpu")
-        return median_latency_ms(runner, np.zeros((1, *meta["input_size"]), np.float32)) if result.runnable else float("nan")
+        return median_latency_ms(runner, np.zeros((1, *meta["input_size"]), np.float32))
 
 
 def _finetune_config(catalog: Catalog, row: dict, meta: dict, epochs: int) -> TrainConfig:
@@ -64,6 +66,8 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     target = TARGETS.get(plan.target)()
     row = resolve_model(catalog, ref)
     model, meta = load_model(ws, row)
+    export_plan = ExportPlan(target=plan.target, precision=plan.precision, keep_if_slower=plan.keep_if_slower)
+    check_request(target, export_plan, meta)  # before any pruning work, not after it
     measurable = target.capabilities.runs_here and plan.target not in ("tensorrt", "web")
     if plan.target_latency_ms is not None and not measurable:
         raise UnsupportedSpecError(f"A latency target cannot be measured for {plan.target} on this machine.",
@@ -86,8 +90,18 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     catalog.create_run(run_id, "prune-finetune", {**cfg.to_dict(), "parent": f"{row['name']}:v{row['version']}"}, os.getpid())
     atomic_write_json(ws.run_dir(run_id) / "config.json", {**cfg.to_dict(), "pruning": report})
     log(f"fine-tune    {plan.finetune_epochs} epochs (run {run_id})")
-    tuning = finetune(model, cfg, ImageTensors(root, train, classes, size), ImageTensors(root, val or train, classes, size),
-                      meta["preprocessing"], ws.run_dir(run_id), teacher=teacher)
+    catalog.update_run(run_id, status="running")
+    try:
+        tuning = finetune(model, cfg, ImageTensors(root, train, classes, size),
+                          ImageTensors(root, val or train, classes, size), meta["preprocessing"], ws.run_dir(run_id),
+                          teacher=teacher)
+    except BaseException as exc:
+        catalog.update_run(run_id, status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                           error=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, (FactoryError, KeyboardInterrupt)):
+            raise
+        raise TrainingError(f"Fine-tuning the pruned model failed: {type(exc).__name__}: {exc}",
+                            fix=f"See {ws.run_dir(run_id)}; nothing was registered.") from exc
     after_acc = evaluate_split(model, meta, root, test or val)["accuracy"]
     after = {**report["after"], "accuracy": after_acc,
              "latency_ms": target_latency_ms(target, model, meta) if measurable else None}
@@ -108,7 +122,11 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
                                  extra={"pruned": True, "parent": f"{row['name']}:v{row['version']}", "pruning": summary})
     catalog.update_run(run_id, status="completed", result={"model": new["name"], "version": new["version"], **summary})
     log(f"registered   {new['name']}:v{new['version']}")
-    export_plan = ExportPlan(target=plan.target, precision=plan.precision, max_drop=max(plan.max_drop - max(drop, 0.0), 0.0),
-                             keep_if_slower=plan.keep_if_slower)
-    exported = ExportJob(ws, catalog, f"{new['name']}:v{new['version']}", export_plan, log=log).run()
+    export_plan.max_drop = max(plan.max_drop - max(drop, 0.0), 0.0)  # what pruning left of the budget
+    try:
+        exported = ExportJob(ws, catalog, f"{new['name']}:v{new['version']}", export_plan, log=log).run()
+    except BaseException:
+        delete_model_version(ws, catalog, f"{new['name']}:v{new['version']}")  # all or nothing
+        catalog.update_run(run_id, status="failed", error="the export of the pruned model failed")
+        raise
     return {"model": new["name"], "version": new["version"], **exported, "pruning": summary}

@@ -27,7 +27,7 @@ from compression.calibration import DEFAULT_SIZE, select_calibration
 from compression.qat import quantization_aware_finetune
 from factory.config import TrainConfig
 from factory.catalog import Catalog
-from factory.errors import BudgetError, ParityError, UnsupportedSpecError
+from factory.errors import BudgetError, ExportError, FactoryError, ParityError, UnsupportedSpecError
 from factory.evaluation import dataset_row_for, split_entries
 from factory.models import load_model, resolve_model
 from factory.tasks.inputs import run_batched, split_arrays
@@ -66,8 +66,15 @@ def artifact_bytes(folder: Path, files: list[str]) -> int:
     return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
+def default_device(target: Target) -> str:
+    """cpu where the target runs on it, else its first device (web: the browser, tensorrt: cuda)."""
+    devices = target.capabilities.devices
+    return "cpu" if "cpu" in devices else devices[0]
+
+
 def check_request(target: Target, plan: ExportPlan, meta: dict) -> None:
     """Raise one UnsupportedSpecError listing every way `plan` does not fit `target`."""
+    plan.device = plan.device or default_device(target)
     caps = target.capabilities
     problems = []
     if plan.precision not in PRECISIONS:
@@ -130,8 +137,6 @@ class ExportJob:
         self.ws, self.catalog, self.plan = ws, catalog, plan
         self.log = log or (lambda line: None)
         self.target: Target = TARGETS.get(plan.target)()
-        devices = self.target.capabilities.devices
-        plan.device = plan.device or ("cpu" if "cpu" in devices else devices[0])
         self.row = resolve_model(catalog, ref)
         self.model, self.meta = load_model(ws, self.row)
         check_request(self.target, plan, self.meta)
@@ -178,7 +183,14 @@ class ExportJob:
         folder = self.staging / strategy
         folder.mkdir(parents=True)
         model = self.qat_model(request) if strategy == "qat" else copy.deepcopy(self.model)
-        result = self.target.export(model, self.meta, folder, request)
+        try:
+            result = self.target.export(model, self.meta, folder, request)
+        except FactoryError:
+            raise
+        except Exception as exc:  # converters and quantizers fail in many exception types: name the stage
+            raise ExportError(f"{self.plan.target} {self.plan.precision} export ({strategy}) failed: "
+                              f"{type(exc).__name__}: {str(exc)[:300]}",
+                              fix="Try another precision or target, and report the model and versions as a bug.") from exc
         if not result.runnable:
             return Attempt(strategy, folder, result.files, result, {"checked": False, "reason": "; ".join(result.notes)}, None)
         runner = self.target.load(folder, {**self.meta, "precision": self.plan.precision}, self.plan.device)

@@ -57,7 +57,7 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = tmp_path / "catalog.sqlite"
     Catalog(path, migrate_to=1).close()
     monkeypatch.setattr(catalog_mod, "MIGRATIONS", [catalog_mod.MIGRATIONS[0], "CREATE TABLE runs (id TEXT); BROKEN SQL"])
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(CatalogError, match="cannot be opened or migrated"):
         Catalog(path)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1

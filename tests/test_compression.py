@@ -77,3 +77,21 @@ def test_compress_registers_a_pruned_version_and_exports_it(trained_home: Path):
 def test_latency_target_needs_a_runtime_that_runs_here(trained_home: Path):
     with pytest.raises(UnsupportedSpecError, match="cannot be measured for web"):
         api.compress("shapes-tiny:v1", "web", target_latency_ms=1.0, home=trained_home)
+
+
+def test_compress_checks_the_export_before_pruning_and_registers_nothing_on_failure(trained_home: Path,
+                                                                                      monkeypatch: pytest.MonkeyPatch):
+    before = [m["ref"] for m in core_api.list_models(home=trained_home)]
+    with pytest.raises(UnsupportedSpecError, match="does not support fp16"):
+        api.compress("shapes-tiny:v1", "onnxruntime", prune=0.3, precision="fp16", home=trained_home)
+    from targets.driver import ExportJob
+
+    def broken_run(self):
+        raise UnsupportedSpecError("simulated export failure", fix="none")
+
+    monkeypatch.setattr(ExportJob, "run", broken_run)
+    with pytest.raises(UnsupportedSpecError, match="simulated"):
+        api.compress("shapes-tiny:v1", "onnxruntime", prune=0.3, finetune_epochs=1, max_drop=100.0, home=trained_home)
+    assert [m["ref"] for m in core_api.list_models(home=trained_home)] == before  # the pruned version was removed
+    run = [r for r in core_api.list_runs(home=trained_home) if r["status"] == "failed"][-1]
+    assert "export of the pruned model failed" in run["error"]

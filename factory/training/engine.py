@@ -109,7 +109,7 @@ class Trainer:
                            "rng": generator.get_state(), "torch_rng": torch.get_rng_state()}, self.last_path)
 
     def load_checkpoint(self, generator: torch.Generator) -> None:
-        ckpt = torch.load(self.last_path, map_location=self.device, weights_only=False)
+        ckpt = torch.load(self.last_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
