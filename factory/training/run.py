@@ -156,7 +156,11 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
                                  run_id=run_id, metrics=metrics,
                                  extra={"parent": resolved.get("from_model"), "pretrained": resolved.get("pretrained"),
                                         "history": state.history})
-    write_eval_report(ws, row, metrics["split"], test, root, classes)
+    try:  # the version is registered: a failed report must not fail the run (a resume would register it twice)
+        write_eval_report(ws, row, metrics["split"], test, root, classes)
+    except Exception as exc:
+        sink({"type": "warning", "message": f"evaluation report not written ({type(exc).__name__}: {exc}); "
+                                            f"run `edgefactory eval {row['name']}:v{row['version']}` to make it"})
     sink({"type": "registered", "model": row["name"], "version": row["version"], "metrics": metrics})
     return {"model": row["name"], "version": row["version"], "run": run_id, "metrics": metrics}
 
