@@ -22,9 +22,9 @@ from factory.models import delete_model_version, load_model, register_model_vers
 from factory.training.data import ImageTensors
 from factory.training.run import new_run_id
 from factory.workspace import Workspace, atomic_write_json
-from targets.base import TARGETS, ExportRequest, Target
+from targets.base import TARGETS, Target
 from targets.driver import ExportJob, ExportPlan, check_request
-from targets.timing import median_latency_ms
+from targets.timing import fp32_latency_ms
 
 Log = Callable[[str], None]
 
@@ -42,14 +42,9 @@ class CompressPlan:
 
 def target_latency_ms(target: Target, model: nn.Module, meta: dict) -> float:
     """Batch-1 median latency of `model` exported at fp32 to `target`, measured with its runtime here."""
-    import numpy as np
-
     with tempfile.TemporaryDirectory() as tmp:
-        result = target.export(copy.deepcopy(model).eval(), meta, Path(tmp), ExportRequest("fp32"))
-        if not result.runnable:
-            return float("nan")
-        runner = target.load(Path(tmp), {**meta, "precision": "fp32"}, "cpu")
-        return median_latency_ms(runner, np.zeros((1, *meta["input_size"]), np.float32))
+        latency = fp32_latency_ms(target, model, meta, Path(tmp))
+    return float("nan") if latency is None else latency
 
 
 def _finetune_config(catalog: Catalog, row: dict, meta: dict, epochs: int) -> TrainConfig:

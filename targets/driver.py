@@ -36,7 +36,7 @@ from factory.training.data import ImageTensors
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import PRECISIONS, TARGETS, Calibration, ExportRequest, Target
 from targets.pytorch import eager_runner
-from targets.timing import median_latency_ms
+from targets.timing import fp32_latency_ms, median_latency_ms
 
 PARITY_IMAGES = 64
 # per precision: (max abs logit difference relative to the logit scale, minimum top-1 agreement)
@@ -275,12 +275,11 @@ class ExportJob:
         if chosen.result.proxy:
             self.stage("speed check", t0, f"skipped: checked with {chosen.result.proxy}, not {self.plan.target}'s own runtime")
             return {"device": self.plan.device, "skipped": f"validated with {chosen.result.proxy}; measure on the device"}
-        x = self.parity_inputs[:1]
         fp32_dir = self.staging / "fp32-baseline"
         fp32_dir.mkdir()
-        self.target.export(copy.deepcopy(self.model), self.meta, fp32_dir, ExportRequest("fp32", self.plan.device))
-        fp32 = median_latency_ms(self.target.load(fp32_dir, {**self.meta, "precision": "fp32"}, self.plan.device), x)
-        int8 = median_latency_ms(self.target.load(chosen.folder, {**self.meta, "precision": "int8"}, self.plan.device), x)
+        fp32 = fp32_latency_ms(self.target, self.model, self.meta, fp32_dir, self.plan.device)
+        int8 = median_latency_ms(self.target.load(chosen.folder, {**self.meta, "precision": "int8"}, self.plan.device),
+                                 np.zeros((1, *self.meta["input_size"]), np.float32))
         sizes = [artifact_bytes(f, chosen.files) / 1e6 for f in (fp32_dir, chosen.folder)]
         speed = {"device": self.plan.device, "fp32_ms": round(fp32, 4), "int8_ms": round(int8, 4),
                  "speedup": round(fp32 / int8, 3), "fp32_size_mb": round(sizes[0], 4), "int8_size_mb": round(sizes[1], 4),

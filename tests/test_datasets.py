@@ -549,14 +549,19 @@ def test_unsafe_zip_entries_are_refused_before_unpacking(entry: str, tmp_path: P
     assert [p.name for p in tmp_path.rglob("evil.png")] == []
 
 
-def test_label_file_paths_outside_the_dataset_are_refused(tmp_path: Path, home: Path):
-    secret = put(tmp_path / "secret.png", image_bytes("secret"))
-    src = tmp_path / "src"
+def write_cat_dog_csv(src: Path, extra_row: str) -> None:
+    """Two cats and two dogs listed in labels.csv, plus one more row under test."""
     for label in ("cat", "dog"):
         for i in range(2):
             put(src / f"images/{label}{i}.png", image_bytes(f"{label}{i}"))
     rows = [f"images/{label}{i}.png,{label}" for label in ("cat", "dog") for i in range(2)]
-    put(src / "labels.csv", "\n".join(rows + ["images/../../secret.png,cat"]) + "\n")
+    put(src / "labels.csv", "\n".join(rows + [extra_row]) + "\n")
+
+
+def test_label_file_paths_outside_the_dataset_are_refused(tmp_path: Path, home: Path):
+    secret = put(tmp_path / "secret.png", image_bytes("secret"))
+    src = tmp_path / "src"
+    write_cat_dog_csv(src, "images/../../secret.png,cat")
     assert (src / "images/../../secret.png").resolve() == secret.resolve()
     err = expect_error(src, home, "UNSAFE_PATH")
     assert err.details[0]["files"] == ["images/../../secret.png"]
@@ -726,11 +731,7 @@ def test_duplicate_across_split_folders_is_kept_once(tmp_path: Path, home: Path)
 
 def test_conflicting_labels_in_a_csv_drop_every_copy(tmp_path: Path, home: Path):
     src = tmp_path / "src"
-    for label in ("cat", "dog"):
-        for i in range(2):
-            put(src / f"images/{label}{i}.png", image_bytes(f"{label}{i}"))
-    rows = [f"images/{label}{i}.png,{label}" for label in ("cat", "dog") for i in range(2)]
-    put(src / "labels.csv", "\n".join(rows + ["images/cat0.png,dog"]) + "\n")
+    write_cat_dog_csv(src, "images/cat0.png,dog")
     result = import_ok(src, home)
     assert issue(result["issues"], "CONFLICTING_LABELS")["files"] == ["images/cat0.png", "images/cat0.png"]
     assert result["stats"]["images_per_class"] == {"cat": 1, "dog": 2}
