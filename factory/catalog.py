@@ -48,9 +48,17 @@ MIGRATIONS: list[str] = [
         parity TEXT NOT NULL, compression TEXT NOT NULL, created_at REAL NOT NULL,
         PRIMARY KEY (model, version, target, precision));
     """,
+    # 4: benchmark results (an artifact measured on a device, or estimated for a device not at hand)
+    """
+    CREATE TABLE benchmarks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version INTEGER NOT NULL,
+        target TEXT NOT NULL, precision TEXT NOT NULL, device_id TEXT NOT NULL, device TEXT NOT NULL,
+        measured INTEGER NOT NULL, result TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX benchmarks_by_model ON benchmarks (model, version);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-JSON_COLUMNS = {"parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
+JSON_COLUMNS = {"device", "parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -143,9 +151,10 @@ class Catalog:
         return self.select("SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,))
 
     def delete_model_version(self, name: str, version: int) -> None:
-        """Remove a version and its artifacts' rows in one transaction."""
+        """Remove a version and its artifacts' and benchmarks' rows in one transaction."""
         with self.transaction():
             self.conn.execute("DELETE FROM artifacts WHERE model = ? AND version = ?", (name, version))
+            self.conn.execute("DELETE FROM benchmarks WHERE model = ? AND version = ?", (name, version))
             self.conn.execute("DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version))
 
     # -- artifacts ------------------------------------------------------------------------------
@@ -161,6 +170,17 @@ class Catalog:
         self.conn.execute("DELETE FROM artifacts WHERE model = ? AND version = ? AND target = ? AND precision = ?",
                           (row["model"], row["version"], row["target"], row["precision"]))
         self.insert("artifacts", row)
+
+    # -- benchmark results ---------------------------------------------------------------------
+    def add_benchmark(self, row: dict[str, Any]) -> None:
+        with self.transaction():
+            self.insert("benchmarks", {**row, "measured": int(bool(row["measured"]))})
+
+    def benchmarks(self, model: str, version: int) -> list[dict[str, Any]]:
+        """The latest result per (target, precision, device), oldest first."""
+        rows = self.select("SELECT * FROM benchmarks WHERE model = ? AND version = ? ORDER BY id", (model, version))
+        latest = {(r["target"], r["precision"], r["device_id"]): {**r, "measured": bool(r["measured"])} for r in rows}
+        return list(latest.values())
 
     # -- runs -----------------------------------------------------------------------------------
     def create_run(self, run_id: str, kind: str, config: dict, pid: int) -> None:

@@ -313,7 +313,7 @@ class ExportJob:
                             "qat": request.options.get("qat") if chosen.strategy == "qat" else None,
                             "calibration": request.calibration.report if request.calibration else None,
                             "speed": speed},
-            "runnable_here": chosen.parity.get("checked", False), "tool_versions": chosen.result.tool_versions,
+            "runnable_here": chosen.parity.get("checked", False), "proxy": chosen.result.proxy or None, "tool_versions": chosen.result.tool_versions,
             "notes": notes, "created_at": time.time(),
         }
         atomic_write_json(chosen.folder / "metadata.json", metadata)

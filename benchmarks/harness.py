@@ -1,0 +1,151 @@
+"""The measuring harness: one artifact on one device.
+
+Latency at batch 1 (warm-up, then calls until both a minimum count and a minimum time are reached;
+p50 / p90 / p99 / mean), throughput at the best batch size the artifact accepts, model load time,
+the runner's peak resident memory, size on disk, and accuracy re-measured with that runtime on the
+test split. Each artifact is measured in a fresh process (spawned), so runtimes do not share thread
+pools or memory and the peak memory is the runner's own.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+Clock = Callable[[], float]
+
+WARMUP_CALLS = 10
+MIN_ITERS = 50
+MIN_TIME_S = 2.0
+MAX_TIME_S = 30.0
+THROUGHPUT_BATCHES = (1, 8, 32)
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup: int = WARMUP_CALLS
+    min_iters: int = MIN_ITERS
+    min_time_s: float = MIN_TIME_S
+    max_time_s: float = MAX_TIME_S
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    """Linear-interpolated percentile (NumPy's default) of an ascending list."""
+    pos = (len(sorted_ms) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_ms[lo] + (sorted_ms[hi] - sorted_ms[lo]) * (pos - lo)
+
+
+def latency_stats(times_ms: list[float]) -> dict:
+    ordered = sorted(times_ms)
+    return {"p50": percentile(ordered, 50), "p90": percentile(ordered, 90), "p99": percentile(ordered, 99),
+            "mean": sum(ordered) / len(ordered), "min": ordered[0], "max": ordered[-1], "iterations": len(ordered)}
+
+
+def time_calls(call: Callable[[], object], timing: Timing = Timing(), clock: Clock = time.perf_counter) -> list[float]:
+    """Milliseconds per call of `call`, after `timing.warmup` untimed calls, until at least
+    `min_iters` calls and `min_time_s` seconds (and at most `max_time_s`)."""
+    for _ in range(timing.warmup):
+        call()
+    times: list[float] = []
+    start = clock()
+    while True:
+        t = clock()
+        call()
+        end = clock()
+        times.append((end - t) * 1000)
+        spent = end - start
+        if (len(times) >= timing.min_iters and spent >= timing.min_time_s) or spent >= timing.max_time_s:
+            return times
+
+
+def throughput(runner: Callable[[np.ndarray], object], image: np.ndarray, batches: tuple[int, ...],
+               timing: Timing = Timing()) -> dict:
+    """Images per second at each batch size in `batches`; the best one, and which it was."""
+    short = Timing(warmup=2, min_iters=5, min_time_s=timing.min_time_s / 2, max_time_s=timing.max_time_s / 2)
+    rates = {}
+    for b in batches:
+        batch = np.repeat(image, b, axis=0)
+        times = time_calls(lambda: runner(batch), short)
+        rates[b] = b * 1000 / (sum(times) / len(times))
+    best = max(rates, key=rates.get)
+    return {"images_per_s": rates[best], "batch": best, "by_batch": {str(b): r for b, r in rates.items()},
+            "threads": os.cpu_count(), "thread_setting": "runtime default (all cores)"}
+
+
+# -- memory -----------------------------------------------------------------------------------------
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_memory() -> int | None:
+    """Reset this process's peak resident set (Linux) and return the current one in kB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_kb("VmRSS")
+
+
+def peak_memory_kb() -> int | None:
+    return _status_kb("VmHWM")
+
+
+# -- one artifact --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BenchSpec:
+    home: str
+    ref: str
+    target: str
+    precision: str
+    device: str = "cpu"
+    timing: Timing = Timing()
+    accuracy: bool = True
+
+
+def run_isolated(spec: BenchSpec) -> dict:
+    """Measure `spec` in a fresh spawned process; a FactoryError there is raised here."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out = pool.submit(_child, asdict(spec)).result()
+    if "error" in out:
+        raise error_from_dict(out["error"])
+    return out
+
+
+def error_from_dict(err: dict) -> Exception:
+    """The FactoryError subclass whose code is `err['code']` (FactoryError itself when none is)."""
+    from factory.errors import FactoryError
+
+    kinds, found = [FactoryError], FactoryError
+    while kinds:
+        kind = kinds.pop()
+        if kind.code == err["code"]:
+            found = kind
+        kinds.extend(kind.__subclasses__())
+    return found(err["message"], fix=err.get("fix", ""), code=err["code"], details=err.get("details"))
+
+
+def _child(spec: dict) -> dict:
+    from factory.errors import FactoryError
+
+    spec["timing"] = Timing(**spec["timing"])
+    try:
+        from benchmarks.measure import measure
+
+        return measure(BenchSpec(**spec))
+    except FactoryError as exc:
+        return {"error": exc.to_dict()}

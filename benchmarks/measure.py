@@ -1,0 +1,113 @@
+"""What the harness measures for one (model version, target, precision, device), in the process it
+is called in (the harness calls it in a fresh one): load time, latency, throughput, peak memory,
+size, and accuracy on the test split with the artifact's own runtime."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, latency_stats, peak_memory_kb, reset_peak_memory,
+                                throughput, time_calls)
+from factory.api import session
+from factory.errors import NotFoundError, UnsupportedSpecError
+from factory.evaluation import dataset_row_for, split_entries
+from factory.models import load_model, read_metadata, resolve_model
+from factory.tasks.inputs import run_batched, split_arrays
+from factory.tasks.metrics import classification_metrics
+from factory.workspace import Workspace
+from targets.base import TARGETS, Runner
+from targets.driver import artifact_bytes
+from targets.pytorch import eager_runner
+
+
+def locate(ws: Workspace, catalog, ref: str, target: str, precision: str, device: str = "cpu") -> tuple[dict, Path | None, dict]:
+    """(model row, artifact folder or None for the eager model, metadata to run it with)."""
+    row = resolve_model(catalog, ref)
+    if target == "pytorch" and precision == "fp32":
+        _, meta = load_model(ws, row)
+        return row, None, {**meta, "precision": "fp32", "input_shape": [-1, *meta["input_size"]]}
+    found = [a for a in catalog.artifacts(row["name"], row["version"]) if a["target"] == target and a["precision"] == precision]
+    if not found:
+        TARGETS.get(target)  # an unknown target name gets its suggestion first
+        have = ", ".join(f"{a['target']}/{a['precision']}" for a in catalog.artifacts(row["name"], row["version"])) or "none"
+        raise NotFoundError(f"{row['name']}:v{row['version']} has no {target} {precision} artifact (it has: {have}).",
+                            fix=f"Export it first: edgefactory export {row['name']}:v{row['version']} --target {target} "
+                                f"--precision {precision}")
+    folder = ws.home / found[0]["path"]
+    meta = {**json.loads((folder / "metadata.json").read_text()), "dataset": read_metadata(ws, row)["dataset"]}
+    if meta.get("device", "cpu") != device or meta.get("proxy"):
+        raise UnsupportedSpecError(f"The {target} {precision} artifact is made for device {meta.get('device')!r}, not "
+                                   f"{device!r}: it was only checked here with a proxy runtime, so timing it here would "
+                                   f"say nothing about {target}.",
+                                   fix="Measure it on its device (the QR preview page does so for `web`); the report "
+                                       "estimates it meanwhile.")
+    if not meta.get("runnable_here", True):
+        raise UnsupportedSpecError(f"The {target} {precision} artifact cannot run on this machine ({'; '.join(meta['notes'])}).",
+                                   fix="Measure it on its device; the report estimates it meanwhile.")
+    return row, folder, meta
+
+
+def measurable(ws: Workspace, artifact: dict, device: str = "cpu") -> bool:
+    """Whether an artifact runs here on `device` with its own runtime (not a proxy, not another OS)."""
+    try:
+        meta = json.loads((ws.home / artifact["path"] / "metadata.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return meta.get("device", "cpu") == device and not meta.get("proxy") and bool(meta.get("runnable_here", True))
+
+
+def load_runner(ws: Workspace, row: dict, folder: Path | None, meta: dict, target: str, device: str) -> Runner:
+    if folder is None:
+        model, _ = load_model(ws, row)
+        if device != "cpu":
+            import torch
+
+            model = model.to(device)
+            inner = eager_runner(model)
+            return lambda x: inner(torch.from_numpy(x).to(device)).cpu().numpy()  # noqa: E731
+        return eager_runner(model)
+    return TARGETS.get(target)().load(folder, meta, device)
+
+
+def test_split(ws: Workspace, catalog, meta: dict) -> tuple[str, np.ndarray, np.ndarray]:
+    ds = dataset_row_for(catalog, meta["dataset"])
+    root, test = split_entries(ws, ds, "test")
+    split = "test"
+    if not test:
+        root, test = split_entries(ws, ds, "val")
+        split = "val"
+    x, y = split_arrays(root, test, meta)
+    return split, x, y
+
+
+def measure(spec: BenchSpec) -> dict:
+    with session(spec.home) as (ws, catalog):
+        row, folder, meta = locate(ws, catalog, spec.ref, spec.target, spec.precision, spec.device)
+        split, x, y = test_split(ws, catalog, meta) if spec.accuracy else ("", None, None)
+        base_kb = reset_peak_memory()
+        start = time.perf_counter()
+        runner = load_runner(ws, row, folder, meta, spec.target, spec.device)
+        load_ms = (time.perf_counter() - start) * 1000
+        image = np.zeros((1, *meta["input_size"]), np.float32) if x is None else x[:1]
+        times = time_calls(lambda: runner(image), spec.timing)
+        dynamic = meta["input_shape"][0] == -1
+        rate = throughput(runner, image, THROUGHPUT_BATCHES if dynamic else (1,), spec.timing)
+        peak_kb = peak_memory_kb()
+        out = {"model": row["name"], "version": row["version"], "target": spec.target, "precision": spec.precision,
+               "device": spec.device, "latency_ms": latency_stats(times), "throughput": rate, "load_ms": load_ms,
+               "memory_mb": None if base_kb is None or peak_kb is None else (peak_kb - base_kb) / 1024,
+               "process_peak_mb": None if peak_kb is None else peak_kb / 1024,
+               "size_mb": (artifact_bytes(folder, meta["files"]) if folder else
+                           (ws.home / row["path"] / meta["weights"]).stat().st_size) / 1e6,
+               "artifact": str(folder) if folder else str(ws.home / row["path"]), "max_drop": meta.get("max_drop"),
+               "tool_versions": meta.get("tool_versions", {}), "notes": meta.get("notes", []), "measured_at": time.time()}
+        if x is not None:
+            preds = run_batched(runner, x, 64 if dynamic else 1).argmax(1)
+            metrics = classification_metrics(y, preds, meta["classes"])
+            out.update(eval_split=split, accuracy=metrics["accuracy"], images=int(len(y)), predictions=preds.tolist(),
+                       per_class={c: m["recall"] for c, m in metrics["per_class"].items()})
+        return out
