@@ -72,7 +72,8 @@ def _export_missing(ref: str, targets: list[str], have: set[tuple[str, str]], ho
                 continue
             log(f"export {target} {precision} ...")
             try:
-                targets_api.export(ref, target, precision=precision, home=home, log=log)
+                # kept even when not faster than FP32: the report is where that shows (flagged by the guard)
+                targets_api.export(ref, target, precision=precision, keep_if_slower=True, home=home, log=log)
             except (BudgetError, UnsupportedSpecError) as exc:  # refused, not broken: the report says why
                 notes.append({"target": target, "precision": precision, "code": exc.code, "message": exc.message})
                 log(f"not exported: {exc}")
@@ -86,7 +87,8 @@ def report(ref: str, *, home: Home = None, export: list[str] | None = None, meas
     here (unless measure=False), add every stored result (phones, GPU machines) and roofline
     estimates for the device profiles, and write JSON + HTML + per-device JSON.
 
-    `export`: targets to export first (fp32 and int8) where the version has no artifact yet.
+    `export`: targets to export first (fp32 and int8) where the version has no artifact yet; INT8
+    that is not faster than FP32 is kept, so the report shows it (flagged), rather than refused.
     Returns: {json, html, devices (per-device JSON paths), results, warnings, measured_rows, failed}.
     Raises: NotFoundError, ConfigError (bad budget or device profiles).
     """

@@ -3,10 +3,7 @@
 1. every target that runs here, fp32 and int8 (fp16 where offered), on the digits model: size,
    re-evaluated accuracy and its drop, parity (max |diff|, top-1 agreement), batch-1 median latency;
    OpenVINO INT8 vs PyTorch eager FP32 speed;
-2. INT8 vs FP32 speed with OpenVINO on resnet18 / mobilenet_v3_small / mobilenet_v3_large at 224 px
-   (latency does not depend on the weights' values, so these use untrained weights and random
-   calibration images; accuracy is measured in part 1, not here);
-3. structured pruning of the digits model (MACs, params, accuracy, latency before and after).
+2. structured pruning of the digits model (MACs, params, accuracy, latency before and after).
 
 Prints tables and writes benchmarks/results/export_quality.json.
 
@@ -27,9 +24,7 @@ import torch
 from benchmarks.train_throughput import cpu_name
 from factory import api as core_api
 from factory.errors import FactoryError
-from factory.tasks.classification import build_model
 from targets import TARGETS
-from targets.base import Calibration, ExportRequest
 from targets import api
 from targets.pytorch import eager_runner
 from targets.timing import median_latency_ms
@@ -93,34 +88,7 @@ def eager_latency(home: Path, ref: str) -> float:
     return median_latency_ms(eager_runner(model), np.zeros([1, *meta["input_size"]], np.float32))
 
 
-def part2_int8_speed(size: int = 224) -> list[dict]:
-    """OpenVINO INT8 vs FP32 (and PyTorch eager) at batch 1, through the openvino target itself."""
-    target = TARGETS.get("openvino")()
-    rows = []
-    calib = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
-    x = calib[:1]
-    for arch in ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large"):
-        model = build_model(arch, 1000).eval()
-        meta = {"arch": arch, "num_classes": 1000, "input_size": [3, size, size]}
-        ms = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            for precision in ("fp32", "int8"):
-                folder = Path(tmp) / precision
-                folder.mkdir()
-                target.export(model, meta, folder, ExportRequest(precision, calibration=Calibration(calib)))
-                runner = target.load(folder, {**meta, "precision": precision}, "cpu")
-                ms[precision] = median_latency_ms(runner, x, min_time_s=2.0)
-        eager_ms = median_latency_ms(eager_runner(model), x, min_time_s=2.0)
-        row = {"arch": arch, "img_size": size, "pytorch_fp32_ms": round(eager_ms, 3), "openvino_fp32_ms": round(ms["fp32"], 3),
-               "openvino_int8_ms": round(ms["int8"], 3), "int8_vs_fp32": round(ms["fp32"] / ms["int8"], 2),
-               "int8_vs_pytorch": round(eager_ms / ms["int8"], 2)}
-        rows.append(row)
-        print(f"{arch:20s} {size}px  pytorch {eager_ms:7.2f} ms  OV fp32 {ms['fp32']:7.2f} ms  OV int8 {ms['int8']:7.2f} ms  "
-              f"int8/fp32 {row['int8_vs_fp32']:.2f}x", flush=True)
-    return rows
-
-
-def part3_pruning(home: Path, ref: str, prune: float, epochs: int) -> dict:
+def part2_pruning(home: Path, ref: str, prune: float, epochs: int) -> dict:
     try:
         out = api.compress(ref, "openvino", prune=prune, finetune_epochs=epochs, home=home,
                            log=lambda line: print("  " + line, flush=True))
@@ -154,10 +122,9 @@ def main() -> None:
                    "openvino_int8_drop_points": ov_int8["drop_points"] if ov_int8 else None}
         print(f"PyTorch eager fp32 {eager:.3f} ms; OpenVINO INT8 is {summary['openvino_int8_vs_pytorch']}x faster, "
               f"drop {summary['openvino_int8_drop_points']} points", flush=True)
-        speed = part2_int8_speed()
-        pruning = None if args.skip_pruning else part3_pruning(home, ref, args.prune, args.finetune_epochs)
+        pruning = None if args.skip_pruning else part2_pruning(home, ref, args.prune, args.finetune_epochs)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_name(), "model": ref, "targets": targets,
-              "digits_summary": summary, "int8_speed_224": speed, "pruning": pruning}
+              "digits_summary": summary, "pruning": pruning}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")

@@ -11,7 +11,7 @@ from html import escape
 
 W, H = 640, 360
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 52
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # red means warning
 
 
 def _scale(lo: float, hi: float, a: float, b: float, log: bool = False):
@@ -78,7 +78,7 @@ def scatter(name: str, title: str, points: list[dict], x_label: str, y_label: st
         out.append(f'<circle class="point" cx="{fx(p["x"]):.1f}" cy="{fy(p["y"]):.1f}" r="5" {style} '
                    f'data-row="{p["row"]}" data-measured="{str(p["measured"]).lower()}">'
                    f'<title>{escape(p["label"])}: {_fmt(p["x"])} {escape(x_label)}, {_fmt(p["y"])}</title></circle>')
-        if p["measured"]:
+        if p["measured"] and (p.get("pareto") or p.get("warn")):  # the rest are named in their tooltips
             out.append(f'<text x="{fx(p["x"]) + 7:.1f}" y="{fy(p["y"]) - 6:.1f}" font-size="10">{escape(p["label"])}</text>')
     out.append(f'<text x="{W - RIGHT}" y="{TOP + 4}" text-anchor="end" font-size="11">filled: measured; hollow: estimated; '
                'green line: Pareto front (measured)</text>')
@@ -98,6 +98,9 @@ def bars(name: str, title: str, items: list[dict], y_label: str) -> str:
         out.append(f'<text x="{LEFT - 6}" y="{fy(t) + 4:.1f}" text-anchor="end" font-size="11">{_fmt(round(t, 6))}</text>')
     out.append(f'<line x1="{LEFT}" y1="{fy(0):.1f}" x2="{W - RIGHT}" y2="{fy(0):.1f}" stroke="#999"/>')
     series = list(dict.fromkeys(i.get("series", "") for i in items))
+    if any(series):
+        legend = " · ".join(f'<tspan fill="{PALETTE[k % len(PALETTE)]}">■ {escape(name)}</tspan>' for k, name in enumerate(series))
+        out.append(f'<text x="{W - RIGHT}" y="{TOP + 4}" text-anchor="end" font-size="11">{legend}</text>')
     for k, item in enumerate(items):
         x = LEFT + k * slot + slot * 0.15
         y0, y1 = sorted((fy(0), fy(item["value"])))

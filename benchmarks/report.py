@@ -136,9 +136,11 @@ def render_html(report: dict) -> str:
     measured_here = [(i, r) for i, r in enumerate(rows) if r["measured"] and r["device"] == local]
     sizes = [{"label": _label(r), "value": r["size_mb"], "row": i, "measured": True, "series": r["precision"]}
              for i, r in measured_here if r["size_mb"] is not None]
-    deltas = [{"label": f"{c} · {_label(r)}", "value": d, "row": i, "series": _label(r), "warn": d < -report["budget_points"]}
-              for i, r in measured_here if r["precision"] != "fp32" or r["target"] != "pytorch"
-              for c, d in (r["per_class_delta"] or {}).items() if r["precision"] in ("int8", "fp16")]
+    changed = [(i, r) for i, r in measured_here if r["precision"] in ("int8", "fp16")
+               and any(abs(d) > 1e-9 for d in (r["per_class_delta"] or {}).values())]
+    changed = sorted(changed, key=lambda ir: min(ir[1]["per_class_delta"].values()))[:4]  # the worst-hit artifacts
+    deltas = [{"label": c, "value": d, "row": i, "series": _label(r), "warn": d < -report["budget_points"]}
+              for i, r in changed for c, d in r["per_class_delta"].items()]
     device = report["devices"][local]
     title = f"{report['model']}:v{report['version']} benchmark report"
     created = datetime.datetime.fromtimestamp(report["created_at"]).strftime("%Y-%m-%d %H:%M")
@@ -158,6 +160,7 @@ def render_html(report: dict) -> str:
                  + plots.scatter("latency-accuracy", "Latency vs accuracy", points, "p50 latency (ms, batch 1)", "accuracy (%)")
                  + plots.bars("size", "Size on disk per target", sizes, "MB")
                  + plots.bars("per-class-delta", "Per-class recall change after compression (points)", deltas, "points")
+                 + ("" if deltas else "<p>No class changed its recall after compression on this device.</p>")
                  + "</section>")
     parts.append(_table(rows))
     if report["estimates_skipped"]:

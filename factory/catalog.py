@@ -56,9 +56,21 @@ MIGRATIONS: list[str] = [
         measured INTEGER NOT NULL, result TEXT NOT NULL, created_at REAL NOT NULL);
     CREATE INDEX benchmarks_by_model ON benchmarks (model, version);
     """,
+    # 5: serving: deployments (what the server loads), API keys (hashed), phone-preview links
+    """
+    CREATE TABLE deployments (
+        name TEXT PRIMARY KEY, version INTEGER NOT NULL, target TEXT NOT NULL, precision TEXT NOT NULL,
+        created_at REAL NOT NULL);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, scopes TEXT NOT NULL,
+        created_at REAL NOT NULL, revoked_at REAL, last_used_at REAL);
+    CREATE TABLE preview_links (
+        id TEXT PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
+        precision TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-JSON_COLUMNS = {"device", "parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
+JSON_COLUMNS = {"scopes", "device", "parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:

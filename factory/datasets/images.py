@@ -46,13 +46,18 @@ def check_image(path: Path) -> ImageCheck:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB (the one place colour modes are converted)."""
+    """Open an image file as RGB."""
     with Image.open(path) as img:
-        if img.mode == "RGB":
-            return img.copy()
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGB", rgba.size, (255, 255, 255))
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            return background
-        return img.convert("RGB")
+        return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An RGB copy of `img` (the one place colour modes are converted; transparency becomes white)."""
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")

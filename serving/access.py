@@ -1,0 +1,153 @@
+"""Who may call the server: API keys (stored hashed, shown once, scoped to models, revocable) and
+phone-preview links (HMAC-signed, expiring, revocable tokens naming a model version's artifact)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+from factory.catalog import Catalog
+from factory.errors import ConfigError, FactoryError, NotFoundError
+from factory.workspace import Workspace
+
+KEY_PREFIX = "ef_"
+DEFAULT_LINK_HOURS = 72.0
+
+
+class AuthError(FactoryError):
+    """Missing, wrong, revoked or out-of-scope credentials (HTTP 401 / 403)."""
+
+    code = "UNAUTHORIZED"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()  # keys are 32 random bytes: a fast hash is enough
+
+
+def create_key(catalog: Catalog, name: str, scopes: list[str] | None = None) -> dict:
+    """A new key; the secret is in the result only (the catalog keeps its hash)."""
+    if not name.strip():
+        raise ConfigError("A key needs a name.", fix="Pass --name, e.g. --name phone-app.")
+    key_id = secrets.token_hex(4)
+    secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    row = {"id": key_id, "name": name, "hash": _digest(secret), "scopes": sorted(scopes or ["*"]), "created_at": time.time()}
+    with catalog.transaction():
+        catalog.insert("api_keys", row)
+    return {"id": key_id, "name": name, "key": secret, "scopes": row["scopes"],
+            "note": "Shown once: store it now. Send it as `Authorization: Bearer <key>`."}
+
+
+def list_keys(catalog: Catalog) -> list[dict]:
+    return [{k: r[k] for k in ("id", "name", "scopes", "created_at", "revoked_at", "last_used_at")}
+            for r in catalog.select("SELECT * FROM api_keys ORDER BY created_at")]
+
+
+def revoke_key(catalog: Catalog, key_id: str) -> dict:
+    rows = catalog.select("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+    if not rows:
+        raise NotFoundError(f"No API key {key_id!r}.", fix="List keys with `edgefactory keys list`.")
+    with catalog.transaction():
+        catalog.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
+    return {"id": key_id, "revoked": True}
+
+
+def active_keys(catalog: Catalog) -> int:
+    return catalog.select("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL")[0]["n"]
+
+
+def check_key(catalog: Catalog, presented: str | None, model: str | None) -> dict:
+    """The key row for `presented` if it is valid for `model` (None: any model); raises AuthError."""
+    if not presented:
+        raise AuthError("This server needs an API key.", fix="Send `Authorization: Bearer <key>` (create one with "
+                        "`edgefactory keys create --name NAME`).")
+    rows = catalog.select("SELECT * FROM api_keys WHERE hash = ?", (_digest(presented.strip()),))
+    if not rows or rows[0]["revoked_at"] is not None:
+        raise AuthError("The API key is wrong or revoked.", fix="Check the key, or create a new one with "
+                        "`edgefactory keys create --name NAME`.")
+    row = rows[0]
+    if model is not None and "*" not in row["scopes"] and model not in row["scopes"]:
+        raise AuthError(f"The API key {row['id']} is not allowed to use model {model!r} (scopes: {', '.join(row['scopes'])}).",
+                        fix="Use a key created with --models including this model.", code="FORBIDDEN")
+    with catalog.transaction():
+        catalog.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (time.time(), row["id"]))
+    return row
+
+
+# -- preview links --------------------------------------------------------------------------------
+def signing_key(ws: Workspace) -> bytes:
+    """The workspace's HMAC secret (created on first use, readable by its owner only)."""
+    path = ws.home / "serving" / "link-secret"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def create_link(ws: Workspace, catalog: Catalog, model: str, version: int, target: str, precision: str,
+                hours: float = DEFAULT_LINK_HOURS) -> dict:
+    if not 0 < hours <= 24 * 365:
+        raise ConfigError(f"A link must expire within a year; {hours} hours was asked.", fix="Pass --hours between 1 and 8760.")
+    now = time.time()
+    row = {"id": secrets.token_hex(6), "model": model, "version": version, "target": target, "precision": precision,
+           "created_at": now, "expires_at": now + hours * 3600}
+    with catalog.transaction():
+        catalog.insert("preview_links", row)
+    payload = _b64(json.dumps({"i": row["id"], "e": int(row["expires_at"])}, separators=(",", ":")).encode())
+    signature = _b64(hmac.new(signing_key(ws), payload.encode(), hashlib.sha256).digest()[:18])
+    return {**row, "token": f"{payload}.{signature}"}
+
+
+def check_link(ws: Workspace, catalog: Catalog, token: str) -> dict:
+    """The preview-link row a token names, if the signature holds and it is neither expired nor revoked."""
+    bad = AuthError("This preview link is not valid.", fix="Scan a fresh QR code (`edgefactory qr MODEL`).",
+                    code="LINK_INVALID")
+    try:
+        payload, signature = token.split(".")
+        expected = _b64(hmac.new(signing_key(ws), payload.encode(), hashlib.sha256).digest()[:18])
+        if not hmac.compare_digest(signature, expected):
+            raise bad
+        claims = json.loads(_unb64(payload))
+    except (ValueError, json.JSONDecodeError):
+        raise bad from None
+    rows = catalog.select("SELECT * FROM preview_links WHERE id = ?", (claims.get("i"),))
+    if not rows:
+        raise bad
+    row = rows[0]
+    if row["revoked_at"] is not None:
+        raise AuthError("This preview link was revoked.", fix="Ask for a new QR code.", code="LINK_REVOKED")
+    if time.time() > row["expires_at"]:
+        raise AuthError("This preview link has expired.", fix="Create a new one with `edgefactory qr MODEL`.",
+                        code="LINK_EXPIRED")
+    return row
+
+
+def revoke_link(catalog: Catalog, link_id: str) -> dict:
+    if not catalog.select("SELECT id FROM preview_links WHERE id = ?", (link_id,)):
+        raise NotFoundError(f"No preview link {link_id!r}.", fix="See `edgefactory qr --list`.")
+    with catalog.transaction():
+        catalog.conn.execute("UPDATE preview_links SET revoked_at = ? WHERE id = ?", (time.time(), link_id))
+    return {"id": link_id, "revoked": True}
+
+
+def list_links(catalog: Catalog) -> list[dict]:
+    return catalog.select("SELECT * FROM preview_links ORDER BY created_at")
+
+
+def workspace_path(ws: Workspace, *parts: str) -> Path:
+    return ws.home.joinpath("serving", *parts)

@@ -1,0 +1,372 @@
+"""The FastAPI app: REST API (/v1), the PAI-EAS compatible route, health and Prometheus metrics,
+jobs with server-sent progress, and the phone-preview pages. Runners load at start-up (lifespan),
+inference runs in worker threads (one call at a time per model, so requests queue per model and
+health checks never wait), and every error has one JSON shape with a stable code and a fix."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from factory import api as core_api
+from factory.catalog import Catalog
+from factory.errors import FactoryError
+from factory.workspace import Workspace
+from serving import access, deployments, preview
+from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, read_limited
+from serving.jobs import ApiJobs
+from targets.predictor import Predictor, decode_image
+
+MAX_BATCH = 64
+disable_created_metrics()
+VERSION = "1"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("edgefactory_requests_total", "HTTP requests", ["route", "model", "status"], registry=self.registry)
+        self.latency = Histogram("edgefactory_request_seconds", "HTTP request latency", ["route", "model"], registry=self.registry,
+                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+        self.errors = Counter("edgefactory_errors_total", "Errors by stable code", ["code", "model"], registry=self.registry)
+        self.inference = Histogram("edgefactory_inference_seconds", "Runner time per request", ["model"], registry=self.registry,
+                                   buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5))
+
+
+def create_app(home: str | Path | None = None, *, log=print) -> FastAPI:
+    ws = Workspace.open(home)
+
+    @contextlib.contextmanager
+    def catalog() -> Iterator[Catalog]:
+        cat = Catalog(ws.catalog_path)
+        try:
+            yield cat
+        finally:
+            cat.close()
+
+    pool = deployments.ModelPool(ws, catalog)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await anyio.to_thread.run_sync(lambda: pool.load_deployments(log))
+        with catalog() as cat:
+            if access.active_keys(cat) == 0:
+                log("no API keys: serving loopback clients only (create one with `edgefactory keys create --name NAME`)")
+        yield
+
+    app = FastAPI(title="edgefactory", version=VERSION, lifespan=lifespan,
+                  description="Models trained, compressed and exported by edgefactory, served with keys, a PAI-EAS "
+                              "compatible route, jobs with progress events and phone previews.")
+    app.state.ws, app.state.pool, app.state.catalog = ws, pool, catalog
+    app.state.metrics, app.state.jobs = Metrics(), ApiJobs(ws.home)
+    _errors(app)
+    _observe(app)
+    _routes(app)
+    preview.mount(app)
+    return app
+
+
+# -- errors and metrics ----------------------------------------------------------------------------
+def _model_label(request: Request) -> str:
+    return request.path_params.get("name") or request.path_params.get("service") or ""
+
+
+def _errors(app: FastAPI) -> None:
+    def count(request: Request, code: str) -> None:
+        model = "" if code in ("NOT_FOUND", "UNAUTHORIZED", "FORBIDDEN") else _model_label(request)
+        app.state.metrics.errors.labels(code, model).inc()
+
+    @app.exception_handler(FactoryError)
+    async def factory_error(request: Request, exc: FactoryError):
+        count(request, exc.code)
+        return pai_error(exc) if request.url.path.startswith("/api/predict/") else error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        count(request, "INVALID_REQUEST")
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": {"code": "INVALID_REQUEST", "message": f"The request is invalid: {problems}.",
+                                       "fix": "See the schema at /docs."}}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, f"HTTP_{exc.status_code}")
+        count(request, code)
+        return JSONResponse({"error": {"code": code, "message": f"{request.method} {request.url.path}: {exc.detail}.",
+                                       "fix": "See the API at /docs."}}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        count(request, "INTERNAL_ERROR")
+        if request.url.path.startswith("/api/predict/"):
+            return pai_error(exc)
+        return JSONResponse({"error": {"code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {str(exc)[:200]}",
+                                       "fix": "Report this with the request that caused it."}}, status_code=500)
+
+
+def _observe(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        model = _model_label(request) if response.status_code != 404 else ""  # unknown names never become labels
+        app.state.metrics.requests.labels(path, model, str(response.status_code)).inc()
+        app.state.metrics.latency.labels(path, model).observe(time.perf_counter() - start)
+        return response
+
+
+# -- auth ------------------------------------------------------------------------------------------
+def authorize(request: Request, model: str | None = None) -> None:
+    """Keys configured: a valid key scoped to `model`. No keys: loopback clients only."""
+    with request.app.state.catalog() as cat:
+        if access.active_keys(cat):
+            access.check_key(cat, bearer(request), model)
+        elif not is_loopback(request):
+            raise access.AuthError("This server has no API keys, so it serves only this machine.",
+                                   fix="Create a key (`edgefactory keys create --name NAME`) and send "
+                                       "`Authorization: Bearer <key>`.", code="LOOPBACK_ONLY")
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def b64decode(text: Any, where: str) -> bytes:
+    if not isinstance(text, str) or not text:
+        raise InputFormatError(f"{where} must be a non-empty base64 string.", fix="Base64-encode the image file's bytes.")
+    if text.startswith("data:") and "," in text:  # a data URL from a browser
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputFormatError(f"{where} is not valid base64.", fix="Base64-encode the image file's bytes.") from None
+
+
+async def request_images(request: Request, many: bool) -> tuple[list[bytes], dict]:
+    """Image bytes from multipart (`image` / `images` / `file`) or JSON (`image` / `images` base64), plus options."""
+    ctype = request.headers.get("content-type", "")
+    body = await read_limited(request)
+    if ctype.startswith("multipart/form-data"):
+        from starlette.datastructures import UploadFile
+        from starlette.formparsers import MultiPartParser
+
+        async def stream():
+            yield body
+
+        form = await MultiPartParser(request.headers, stream()).parse()
+        files = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k in ("image", "images", "file", "files")]
+        options = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        images = [await f.read() for f in files]
+    elif ctype.startswith("application/json") or body[:1] in (b"{", b"["):
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputFormatError("The body is not valid JSON.", fix='Send {"image": "<base64>"}.') from None
+        if not isinstance(payload, dict):
+            raise InputFormatError("The JSON body must be an object.", fix='Send {"image": "<base64>"}.')
+        raw = payload.get("images") if many else payload.get("image")
+        raw = raw if isinstance(raw, list) else [raw] if raw is not None else []
+        images = [b64decode(r, f"images[{i}]" if many else "image") for i, r in enumerate(raw)]
+        options = {k: v for k, v in payload.items() if k not in ("image", "images")}
+    else:
+        raise InputFormatError(f"Unsupported content type {ctype or 'none'!r}.",
+                               fix="Send multipart/form-data with an `image` file, or JSON {\"image\": \"<base64>\"}.")
+    if not images:
+        raise InputFormatError("No image in the request.", fix="Send an `image` file (multipart) or an `image` base64 field (JSON).")
+    if len(images) > MAX_BATCH:
+        raise InputFormatError(f"{len(images)} images in one request; at most {MAX_BATCH}.", fix="Split the batch.")
+    return images, options
+
+
+def _int(value: Any, name: str, default: int | None) -> int | None:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputFormatError(f"{name} must be an integer, got {value!r}.", fix=f"Pass {name} as a number.") from None
+
+
+async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top_k: int) -> tuple[list, list, dict]:
+    t0 = time.perf_counter()
+    images = [await anyio.to_thread.run_sync(decode_image, d) for d in data]
+    t1 = time.perf_counter()
+    try:
+        results = await anyio.to_thread.run_sync(predictor.predict, images, top_k)
+    except FactoryError:
+        raise
+    except Exception as exc:  # a runtime failing on valid input
+        raise FactoryError(f"The model failed on this input: {type(exc).__name__}: {str(exc)[:200]}",
+                           fix="Report this with the image.", code="MODEL_FORWARD_ERROR") from exc
+    t2 = time.perf_counter()
+    app.state.metrics.inference.labels(predictor.model).observe(t2 - t1)
+    return images, results, {"decode_ms": (t1 - t0) * 1000, "inference_ms": (t2 - t1) * 1000}
+
+
+def _shape(predictor: Predictor, image, predictions: list[dict]) -> dict:
+    return {"task": predictor.meta.get("task", "classification"),
+            "predictions": [{"label": p["label"], "score": p["score"], "index": p["index"]} for p in predictions],
+            "image": {"width": image.size[0], "height": image.size[1]}}
+
+
+# -- routes ----------------------------------------------------------------------------------------
+def _routes(app: FastAPI) -> None:
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict:
+        """Liveness and what is loaded; never waits for inference."""
+        return {"status": "ok", **app.state.pool.status()}
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics: requests, latency histogram, errors by code, per model."""
+        return PlainTextResponse(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", tags=["models"])
+    async def models(request: Request) -> dict:
+        """Every registered model with its versions and whether (and how) it is deployed."""
+        authorize(request)
+        home = app.state.ws.home
+        with app.state.catalog() as cat:
+            deployed = {d["name"]: d for d in deployments.list_deployments(cat)}
+        rows = core_api.list_models(home=home)
+        names = sorted({r["model"] for r in rows})
+        return {"models": [{"name": n, "versions": [r["version"] for r in rows if r["model"] == n],
+                            "deployment": deployed.get(n)} for n in names]}
+
+    @app.get("/v1/models/{name}", tags=["models"])
+    async def model(name: str, request: Request) -> dict:
+        """A model's versions with metrics and artifacts, and its deployment."""
+        authorize(request, name)
+        from targets import api as targets_api
+
+        home = app.state.ws.home
+        rows = [r for r in core_api.list_models(home=home) if r["model"] == name]
+        if not rows:
+            core_api.show_model(name, home=home)  # raises NotFoundError with a suggestion
+        with app.state.catalog() as cat:
+            dep = next((d for d in deployments.list_deployments(cat) if d["name"] == name), None)
+        versions = []
+        for r in rows:
+            shown = core_api.show_model(r["ref"], home=home)
+            arts = targets_api.list_artifacts(r["ref"], home=home)
+            versions.append({"version": r["version"], "metrics": shown.get("metrics"), "arch": shown.get("arch"),
+                             "classes": shown.get("classes"), "created_at": shown.get("created_at"),
+                             "artifacts": [{k: a[k] for k in ("target", "precision", "size_mb", "accuracy")} for a in arts]})
+        return {"name": name, "deployment": dep, "versions": versions}
+
+    @app.post("/v1/models/{name}/predict", tags=["predict"], openapi_extra=_predict_body(False))
+    async def predict(name: str, request: Request) -> dict:
+        """Classify one image: multipart `image` file or JSON {"image": base64}; optional version, target, top_k."""
+        authorize(request, name)
+        data, opts = await request_images(request, many=False)
+        q = {**opts, **request.query_params}
+        predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, _int(q.get("version"), "version", None),
+                                                                              q.get("target") or None))
+        t0 = time.perf_counter()
+        images, results, timing = await run_predict(app, predictor, data[:1], _int(q.get("top_k"), "top_k", 5))
+        return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
+                "precision": predictor.precision, **_shape(predictor, images[0], results[0]),
+                "timing_ms": {**timing, "total": (time.perf_counter() - t0) * 1000}}
+
+    @app.post("/v1/models/{name}/predict:batch", tags=["predict"], openapi_extra=_predict_body(True))
+    async def predict_batch(name: str, request: Request) -> dict:
+        """Classify several images: multipart `images` files or JSON {"images": [base64, ...]} (at most 64)."""
+        authorize(request, name)
+        data, opts = await request_images(request, many=True)
+        q = {**opts, **request.query_params}
+        predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, _int(q.get("version"), "version", None),
+                                                                              q.get("target") or None))
+        images, results, timing = await run_predict(app, predictor, data, _int(q.get("top_k"), "top_k", 5))
+        return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
+                "precision": predictor.precision, "results": [_shape(predictor, i, r) for i, r in zip(images, results)],
+                "timing_ms": timing}
+
+    @app.post("/api/predict/{service}", tags=["pai-eas"], openapi_extra=_pai_body())
+    async def pai_predict(service: str, request: Request):
+        """PAI-EAS compatible: body {"dataArray":[{"name":"image","type":"stream","body":"<base64>"}]},
+        header `Authorization: <token>`; errors {"success":false,"errorCode":"1001","errorMsg":...}."""
+        authorize(request, service)
+        body = await read_limited(request)
+        try:
+            payload = json.loads(body)
+            item = payload["dataArray"][0]
+            raw = item["body"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+            raise InputFormatError("The body must be {\"dataArray\":[{\"name\":\"image\",\"type\":\"stream\",\"body\":\"<base64>\"}]}.",
+                                   fix="Send the PAI-EAS request body.") from None
+        predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(service))
+        images, results, _ = await run_predict(app, predictor, [b64decode(raw, "dataArray[0].body")], 5)
+        width, height = images[0].size
+        return {"success": True, "result": {"output": [{"type": "cv_common", "body": [
+            {"label": p["label"], "conf": round(p["score"], 6)} for p in results[0]]}], "meta": {"height": height, "width": width}}}
+
+    @app.post("/v1/jobs", tags=["jobs"], status_code=202)
+    async def start_job(request: Request, body: dict[str, Any]) -> dict:
+        """Start a job: {"kind": "train", "params": {dataset, model, epochs, ...}} | {"kind": "export",
+        "params": {model, target, precision}} | {"kind": "bench", "params": {model, target?, precision?}}."""
+        authorize(request, (body.get("params") or {}).get("model") if isinstance(body.get("params"), dict) else None)
+        if not isinstance(body.get("kind"), str) or not isinstance(body.get("params", {}), dict):
+            raise InputFormatError("A job needs {\"kind\": \"train|export|bench\", \"params\": {...}}.", fix="See /docs.")
+        return await anyio.to_thread.run_sync(lambda: app.state.jobs.start(body["kind"], body.get("params", {})))
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    async def job(job_id: str, request: Request) -> dict:
+        authorize(request)
+        return await anyio.to_thread.run_sync(app.state.jobs.status, job_id)
+
+    @app.get("/v1/jobs/{job_id}/events", tags=["jobs"])
+    async def job_events(job_id: str, request: Request) -> StreamingResponse:
+        """Server-sent events: every progress event of the job, then `event: end` with its status."""
+        authorize(request)
+        await anyio.to_thread.run_sync(app.state.jobs.status, job_id)  # 404 for an unknown job
+
+        async def stream():
+            sent = 0
+            while True:
+                events = app.state.jobs.events(job_id)
+                for event in events[sent:]:
+                    yield f"id: {sent}\ndata: {json.dumps(event, default=str)}\n\n"
+                    sent += 1
+                if app.state.jobs.finished(job_id) and sent >= len(app.state.jobs.events(job_id)):
+                    status = await anyio.to_thread.run_sync(app.state.jobs.status, job_id)
+                    yield f"event: end\ndata: {json.dumps({'status': status['status'], 'error': status['error']})}\n\n"
+                    return
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _predict_body(many: bool) -> dict:
+    field = "images" if many else "image"
+    file_schema = {"type": "array", "items": {"type": "string", "format": "binary"}} if many else {"type": "string", "format": "binary"}
+    b64 = {"type": "array", "items": {"type": "string"}} if many else {"type": "string"}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": {
+            field: file_schema, "top_k": {"type": "integer"}, "version": {"type": "integer"}, "target": {"type": "string"}}}},
+        "application/json": {"schema": {"type": "object", "required": [field], "properties": {
+            field: b64, "top_k": {"type": "integer"}, "version": {"type": "integer"}, "target": {"type": "string"}}}}}}}
+
+
+def _pai_body() -> dict:
+    item = {"type": "object", "required": ["body"], "properties": {"name": {"type": "string"}, "type": {"type": "string"},
+                                                                   "body": {"type": "string", "description": "base64 image"}}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["dataArray"], "properties": {"dataArray": {"type": "array", "items": item}}}}}}}

@@ -1,0 +1,113 @@
+"""CLI commands of serving/ (`serve`, `deploy`, `undeploy`, `keys`, `qr`), registered through the
+`edgefactory.cli` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from serving import api
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def cmd_serve(a: argparse.Namespace) -> dict:
+    import uvicorn
+
+    from factory.workspace import Workspace
+    from serving import qr, tls
+    from serving.app import create_app
+
+    ws = Workspace.open(a.home)
+    ssl = {}
+    scheme = "http"
+    if a.https:
+        cert = tls.ensure_certificate(ws.home / "serving" / "tls", qr.lan_ip())
+        ssl = {"ssl_certfile": cert["cert"], "ssl_keyfile": cert["key"]}
+        scheme = "https"
+        _err(f"HTTPS with a self-signed certificate, SHA-256 fingerprint {cert['sha256']}")
+        _err("phones warn about it once: check the fingerprint, then accept it to open the camera")
+    _err(f"serving on {scheme}://{a.host}:{a.port}  (API docs: /docs)")
+    if a.host in ("0.0.0.0", "::"):
+        _err(f"on the LAN: {scheme}://{qr.lan_ip()}:{a.port}")
+    app = create_app(ws.home, log=_err)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", **ssl)
+    return {"stopped": True}
+
+
+def cmd_deploy(a: argparse.Namespace) -> dict:
+    out = api.deploy(a.ref, target=a.target, precision=a.precision, home=a.home)
+    if not a.json:
+        print(f"{out['name']} -> {out['name']}:v{out['version']} ({out['target']} {out['precision']})")
+        print(f"POST {out['endpoint']}  (PAI-EAS: POST {out['pai_endpoint']})")
+    return out
+
+
+def cmd_undeploy(a: argparse.Namespace) -> dict:
+    return api.undeploy(a.name, home=a.home)
+
+
+def cmd_keys_create(a: argparse.Namespace) -> dict:
+    out = api.create_key(a.name, models=a.models.split(",") if a.models else None, home=a.home)
+    if not a.json:
+        print(out["key"])
+        _err(out["note"])
+    return out
+
+
+def cmd_keys_list(a: argparse.Namespace) -> dict:
+    rows = api.list_keys(home=a.home)
+    if not a.json:
+        for r in rows:
+            state = "revoked" if r["revoked_at"] else "active"
+            print(f"{r['id']}  {r['name']:20s} {state:8s} models: {','.join(r['scopes'])}")
+    return {"keys": rows}
+
+
+def cmd_keys_revoke(a: argparse.Namespace) -> dict:
+    return api.revoke_key(a.id, home=a.home)
+
+
+def cmd_qr(a: argparse.Namespace) -> dict:
+    if a.revoke:
+        return api.revoke_link(a.revoke, home=a.home)
+    if not a.ref:
+        raise SystemExit("edgefactory qr: give MODEL (or --revoke LINK_ID)")
+    out = api.preview_link(a.ref, base_url=a.base_url, port=a.port, https=not a.http, hours=a.hours, home=a.home,
+                           log=None if a.quiet else _err)
+    if not a.json:
+        code_lines = out["terminal"].splitlines()
+        caption = out["caption"] + ["", "scan with the phone's camera", f"link id {out['link_id']} (revoke: edgefactory qr --revoke ID)"]
+        for i, line in enumerate(code_lines):
+            print(line + ("   " + caption[i - 2] if 2 <= i < len(caption) + 2 else ""))
+        print(out["url"])
+        print(f"png: {out['png']}\nsvg: {out['svg']}")
+    return {k: v for k, v in out.items() if k != "caption"}
+
+
+def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.ArgumentParser]) -> None:
+    sp = add(sub, "serve", cmd_serve, "run the REST server (API, PAI-EAS route, phone previews)")
+    sp.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the LAN (phones)")
+    sp.add_argument("--port", type=int, default=api.DEFAULT_PORT)
+    sp.add_argument("--https", action="store_true", help="self-signed HTTPS (phones need it for the camera)")
+    sp = add(sub, "deploy", cmd_deploy, "serve a model version under its name")
+    sp.add_argument("ref", help="model NAME[:vN]")
+    sp.add_argument("--target", help="default: the fastest artifact here")
+    sp.add_argument("--precision")
+    add(sub, "undeploy", cmd_undeploy, "stop serving a model").add_argument("name")
+    ks = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    sp = add(ks, "create", cmd_keys_create, "create an API key (shown once)")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--models", help="comma-separated model names this key may use (default: all)")
+    add(ks, "list", cmd_keys_list, "list API keys (never their secrets)")
+    add(ks, "revoke", cmd_keys_revoke, "revoke an API key").add_argument("id")
+    sp = add(sub, "qr", cmd_qr, "a QR code that opens the model on a phone (runs in its browser)")
+    sp.add_argument("ref", nargs="?", help="model NAME[:vN]")
+    sp.add_argument("--base-url", help="the server as phones reach it (default https://<LAN address>:PORT)")
+    sp.add_argument("--port", type=int, default=api.DEFAULT_PORT)
+    sp.add_argument("--http", action="store_true", help="plain HTTP link (the phone's camera will not open)")
+    sp.add_argument("--hours", type=float, default=api.DEFAULT_LINK_HOURS, help="link lifetime (default 72)")
+    sp.add_argument("--revoke", metavar="LINK_ID", help="revoke a preview link instead")

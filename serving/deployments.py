@@ -1,0 +1,83 @@
+"""Deployments: which artifact of which model version the server loads and serves under the
+model's name, and the pool of loaded runners (loaded at start-up, then on demand)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from factory.catalog import Catalog
+from factory.errors import FactoryError, NotFoundError
+from factory.models import resolve_model
+from factory.registry import suggest
+from factory.workspace import Workspace
+from targets.predictor import Predictor, load_predictor
+
+
+def deploy(ws: Workspace, catalog: Catalog, ref: str, target: str | None = None, precision: str | None = None) -> dict:
+    """Serve `ref` under its model name (replacing an earlier deployment of that name). The artifact
+    is loaded once here, so a deployment that cannot run fails now, not at the first request."""
+    row = resolve_model(catalog, ref)
+    predictor = load_predictor(ws, catalog, f"{row['name']}:v{row['version']}", target, precision)
+    dep = {"name": row["name"], "version": row["version"], "target": predictor.target, "precision": predictor.precision,
+           "created_at": time.time()}
+    with catalog.transaction():
+        catalog.conn.execute("DELETE FROM deployments WHERE name = ?", (row["name"],))
+        catalog.insert("deployments", dep)
+    return dep
+
+
+def undeploy(catalog: Catalog, name: str) -> dict:
+    dep = get_deployment(catalog, name)
+    with catalog.transaction():
+        catalog.conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
+    return {**dep, "undeployed": True}
+
+
+def list_deployments(catalog: Catalog) -> list[dict]:
+    return catalog.select("SELECT * FROM deployments ORDER BY name")
+
+
+def get_deployment(catalog: Catalog, name: str) -> dict:
+    rows = catalog.select("SELECT * FROM deployments WHERE name = ?", (name,))
+    if not rows:
+        names = [d["name"] for d in list_deployments(catalog)]
+        raise NotFoundError(f"No deployed model {name!r}.{suggest(name, names)}",
+                            fix=f"Deployed: {', '.join(names) or 'none'}. Deploy with `edgefactory deploy MODEL`.")
+    return rows[0]
+
+
+class ModelPool:
+    """Loaded predictors keyed by (name, version, target, precision); thread-safe, loads each once."""
+
+    def __init__(self, ws: Workspace, catalog_factory):
+        self.ws, self.catalog_factory = ws, catalog_factory
+        self._loaded: dict[tuple, Predictor] = {}
+        self._failed: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def load_deployments(self, log=print) -> None:
+        with self.catalog_factory() as catalog:
+            deployments = list_deployments(catalog)
+        for dep in deployments:
+            try:
+                self.get(dep["name"])
+                log(f"loaded {dep['name']}:v{dep['version']} ({dep['target']} {dep['precision']})")
+            except FactoryError as exc:
+                self._failed[dep["name"]] = exc.to_dict()
+                log(f"could not load {dep['name']}: {exc}")
+
+    def get(self, name: str, version: int | None = None, target: str | None = None) -> Predictor:
+        with self.catalog_factory() as catalog:
+            dep = get_deployment(catalog, name)
+            version = version or dep["version"]
+            precision = dep["precision"] if target in (None, dep["target"]) and version == dep["version"] else None
+            target = target or dep["target"]
+            key = (name, version, target, precision)
+            with self._lock:
+                if key not in self._loaded:
+                    self._loaded[key] = load_predictor(self.ws, catalog, f"{name}:v{version}", target, precision)
+                return self._loaded[key]
+
+    def status(self) -> dict:
+        return {"loaded": [f"{n}:v{v} {t} {p}" for n, v, t, p in self._loaded], "failed": self._failed}

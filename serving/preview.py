@@ -1,0 +1,135 @@
+"""The phone preview: `/p/<token>` (a signed, expiring, revocable link naming a model version's
+`web` artifact) serves a mobile-first page that runs the model in the phone's browser with
+onnxruntime-web from this server (no CDN), compares with the server, and reports its latency,
+which becomes a measured row of the phone in the model's benchmark report."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+from html import escape
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from factory.errors import ConfigError, FactoryError, NotFoundError
+from factory.models import read_metadata, resolve_model
+from serving import access
+from serving.http import read_limited
+from targets.predictor import load_predictor
+
+WEB = Path(__file__).with_name("web")
+ORT_DIR = Path(__file__).with_name("static") / "ort"  # vendored from the npm package by scripts/setup
+
+
+def _link(app: FastAPI, token: str) -> tuple[dict, Path, dict]:
+    """(link row, artifact folder, artifact metadata) for a valid token."""
+    with app.state.catalog() as cat:
+        link = access.check_link(app.state.ws, cat, token)
+        arts = [a for a in cat.artifacts(link["model"], link["version"])
+                if a["target"] == link["target"] and a["precision"] == link["precision"]]
+    if not arts:
+        raise NotFoundError(f"The {link['target']} {link['precision']} artifact of {link['model']}:v{link['version']} is gone.",
+                            fix="Export it again and make a new QR code.")
+    folder = app.state.ws.home / arts[0]["path"]
+    return link, folder, json.loads((folder / "metadata.json").read_text())
+
+
+def device_from_agent(agent: str) -> dict:
+    """A browser device row: id from the user agent, a readable name (platform + browser)."""
+    platform = next((m.group(0) for p in (r"iPhone[^;)]*", r"iPad[^;)]*", r"Android [\d.]+; [^;)]+", r"Windows NT [\d.]+",
+                                          r"Mac OS X [\d_]+", r"Linux [^;)]+")
+                     if (m := re.search(p, agent))), "unknown device")
+    browser = next((m.group(0) for p in (r"HeadlessChrome/[\d]+", r"EdgA?/[\d]+", r"Chrome/[\d]+", r"CriOS/[\d]+",
+                                         r"Firefox/[\d]+", r"Version/[\d.]+ Mobile/\S+ Safari", r"Safari/[\d]+")
+                    if (m := re.search(p, agent))), "browser")
+    digest = hashlib.sha1(agent.encode()).hexdigest()[:8]
+    return {"id": f"browser-{digest}", "name": f"{platform} ({browser.split('/')[0]} {browser.split('/')[-1][:4]})".strip(),
+            "kind": "browser", "user_agent": agent[:300]}
+
+
+def page(link: dict, meta: dict, model_meta: dict) -> str:
+    accuracy = meta.get("accuracy") if meta.get("accuracy") is not None else (model_meta.get("metrics") or {}).get("accuracy")
+    created = datetime.datetime.fromtimestamp(model_meta.get("created_at") or meta["created_at"]).strftime("%Y-%m-%d %H:%M")
+    facts = [("model", f"{link['model']}:v{link['version']}"), ("artifact", f"{link['target']} {link['precision']}, {meta['size_mb']:.2f} MB"),
+             ("accuracy", "–" if accuracy is None else f"{accuracy:.2%} ({meta.get('eval_split', 'test')})"),
+             ("classes", str(len(meta["classes"]))), ("created", created)]
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    return (WEB / "preview.html").read_text().replace("{{title}}", escape(f"{link['model']}:v{link['version']}")).replace("{{facts}}", rows)
+
+
+def mount(app: FastAPI) -> None:
+    if ORT_DIR.is_dir():
+        app.mount("/static/ort", StaticFiles(directory=ORT_DIR), name="ort")
+    app.mount("/static/preview", StaticFiles(directory=WEB), name="preview-js")
+
+    @app.get("/p/{token}", response_class=HTMLResponse, tags=["preview"])
+    async def preview_page(token: str) -> HTMLResponse:
+        """The phone page (mobile-first): runs the model in the browser; camera or photo; latency and FPS."""
+        link, _, meta = await anyio.to_thread.run_sync(_link, app, token)
+        if not (ORT_DIR / "ort.wasm.min.js").is_file():
+            raise FactoryError("The in-browser runtime (onnxruntime-web) is not installed on this server.",
+                               fix="Run scripts/setup (it vendors onnxruntime-web from npm).", code="MISSING_DEPENDENCY")
+        with app.state.catalog() as cat:
+            model_meta = read_metadata(app.state.ws, resolve_model(cat, f"{link['model']}:v{link['version']}"))
+        return HTMLResponse(page(link, meta, model_meta), headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+    @app.get("/p/{token}/meta", tags=["preview"])
+    async def preview_meta(token: str) -> dict:
+        link, _, meta = await anyio.to_thread.run_sync(_link, app, token)
+        keep = ("model", "version", "target", "precision", "classes", "preprocessing", "postprocessing", "input_shape",
+                "input_name", "output_name", "size_mb", "accuracy", "created_at")
+        return {k: meta.get(k) for k in keep} | {"expires_at": link["expires_at"]}
+
+    @app.get("/p/{token}/model.onnx", tags=["preview"])
+    async def preview_model(token: str) -> FileResponse:
+        _, folder, meta = await anyio.to_thread.run_sync(_link, app, token)
+        return FileResponse(folder / meta["files"][0], media_type="application/octet-stream",
+                            headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.post("/p/{token}/predict", tags=["preview"])
+    async def preview_predict(token: str, request: Request) -> dict:
+        """The same picture on the server (best runtime here for this model version), to compare."""
+        from serving.app import _shape, request_images, run_predict
+
+        link, _, _ = await anyio.to_thread.run_sync(_link, app, token)
+        data, _ = await request_images(request, many=False)
+        predictor = await anyio.to_thread.run_sync(_server_predictor, app, link)
+        images, results, timing = await run_predict(app, predictor, data, 5)
+        return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
+                "precision": predictor.precision, **_shape(predictor, images[0], results[0]), "timing_ms": timing}
+
+    @app.post("/p/{token}/measurement", tags=["preview"])
+    async def preview_measurement(token: str, request: Request) -> JSONResponse:
+        """The page's measured latency: stored as a measured row of this phone in the benchmark report."""
+        from benchmarks import api as bench_api
+
+        link, _, meta = await anyio.to_thread.run_sync(_link, app, token)
+        try:
+            body = json.loads(await read_limited(request, 64 * 1024))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConfigError("The measurement must be JSON.", fix="Send {latency_ms: {p50, p90, p99}, user_agent}.") from None
+        if not isinstance(body, dict):
+            raise ConfigError("The measurement must be a JSON object.", fix="Send {latency_ms: {p50, p90, p99}}.")
+        device = device_from_agent(str(body.get("user_agent") or request.headers.get("user-agent", "")))
+        device["runtime_device"] = f"browser-{body.get('backend', 'wasm')}"
+        result = {"latency_ms": body.get("latency_ms"), "size_mb": meta["size_mb"],
+                  "throughput": None if not isinstance((body.get("latency_ms") or {}).get("p50"), (int, float))
+                  else {"images_per_s": 1000 / max(body["latency_ms"]["p50"], 1e-6), "batch": 1, "threads": body.get("threads")}}
+        row = await anyio.to_thread.run_sync(lambda: bench_api.record_measurement(
+            f"{link['model']}:v{link['version']}", link["target"], link["precision"], device, result, home=app.state.ws.home))
+        return JSONResponse({"recorded": True, "device": device, "latency_ms": row["latency_ms"]}, status_code=201)
+
+
+def _server_predictor(app: FastAPI, link: dict):
+    key = ("preview", link["model"], link["version"])
+    cache = app.state.__dict__.setdefault("preview_predictors", {})
+    if key not in cache:
+        with app.state.catalog() as cat:
+            cache[key] = load_predictor(app.state.ws, cat, f"{link['model']}:v{link['version']}")
+    return cache[key]

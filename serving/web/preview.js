@@ -1,0 +1,133 @@
+// The phone preview page: loads the model's web artifact (ONNX) with onnxruntime-web served by
+// this server (WASM first; WebGPU only with ?ep=webgpu), classifies camera frames or picked
+// photos on the phone, shows latency / FPS, compares with the server, and reports its latency back.
+import { preprocess, softmaxTopK } from "./preprocess.js";
+
+const base = location.pathname.replace(/\/$/, "");
+const params = new URLSearchParams(location.search);
+const backend = params.get("ep") === "webgpu" ? "webgpu" : "wasm";
+const $ = (id) => document.getElementById(id);
+const times = [];
+let session, meta, lastBlob = null, streaming = false, reported = 0;
+
+function status(text, cls = "") { const s = $("status"); s.textContent = text; s.className = cls; }
+
+function loadScript(src) {
+  return new Promise((ok, fail) => {
+    const s = document.createElement("script");
+    s.src = src; s.onload = ok; s.onerror = () => fail(new Error(`cannot load ${src}`));
+    document.head.appendChild(s);
+  });
+}
+
+async function init() {
+  meta = await (await fetch(`${base}/meta`)).json();
+  await loadScript(`/static/ort/${backend === "webgpu" ? "ort.webgpu.min.js" : "ort.wasm.min.js"}`);
+  ort.env.wasm.wasmPaths = "/static/ort/";
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  const t0 = performance.now();
+  session = await ort.InferenceSession.create(`${base}/model.onnx`, { executionProviders: [backend] });
+  $("backend").textContent = `${backend} (${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? "s" : ""}), loaded in ${(performance.now() - t0).toFixed(0)} ms`;
+  status("Ready: take a photo or start the camera.", "ok");
+}
+
+function pixelsOf(source, width, height) {
+  const canvas = $("view");
+  canvas.width = width; canvas.height = height;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(source, 0, 0, width, height);
+  return ctx.getImageData(0, 0, width, height).data;
+}
+
+export async function classifyPixels(rgba, width, height) {
+  const input = preprocess(rgba, width, height, meta.preprocessing);
+  const t0 = performance.now();
+  const out = await session.run({ [meta.input_name]: new ort.Tensor("float32", input, meta.input_shape.map((d) => (d < 0 ? 1 : d))) });
+  const ms = performance.now() - t0;
+  const logits = out[meta.output_name].data;
+  return { ms, input, logits: Array.from(logits), top: softmaxTopK(logits, meta.classes, 5) };
+}
+
+function show(result) {
+  times.push(result.ms);
+  const top = result.top[0];
+  const el = $("result");
+  el.dataset.label = top.label;
+  el.dataset.score = top.score.toFixed(6);
+  el.textContent = `${top.label} ${(top.score * 100).toFixed(1)}%`;
+  $("top").innerHTML = result.top.map((p) => `<li>${p.label}: ${(p.score * 100).toFixed(1)}%</li>`).join("");
+  const sorted = [...times].sort((a, b) => a - b);
+  const p50 = sorted[Math.floor((sorted.length - 1) / 2)];
+  $("latency").textContent = `${result.ms.toFixed(1)} ms (median ${p50.toFixed(1)} ms over ${times.length})`;
+  const canvas = $("view"), ctx = canvas.getContext("2d");
+  ctx.fillStyle = "rgba(0,0,0,0.6)"; ctx.fillRect(0, 0, canvas.width, 28);
+  ctx.fillStyle = "#fff"; ctx.font = "18px sans-serif"; ctx.fillText(el.textContent, 6, 20);
+  if (times.length >= 20 && times.length - reported >= 20) report();
+}
+
+export async function classifyBlob(blob) {
+  lastBlob = blob;
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const rgba = pixelsOf(bitmap, bitmap.width, bitmap.height);
+  const result = await classifyPixels(rgba, bitmap.width, bitmap.height);
+  show(result);
+  if ($("compare").checked) await compare();
+  return result;
+}
+
+async function compare() {
+  if (!lastBlob) return;
+  const form = new FormData();
+  form.append("image", lastBlob, "photo");
+  const t0 = performance.now();
+  const res = await fetch(`${base}/predict`, { method: "POST", body: form });
+  const body = await res.json();
+  const rtt = performance.now() - t0;
+  const el = $("server");
+  if (!res.ok) { el.textContent = body.error ? body.error.message : `server error ${res.status}`; return; }
+  el.dataset.label = body.predictions[0].label;
+  el.textContent = `server (${body.target} ${body.precision}): ${body.predictions[0].label} ${(body.predictions[0].score * 100).toFixed(1)}%, ` +
+    `${body.timing_ms.inference_ms.toFixed(1)} ms inference, ${rtt.toFixed(0)} ms round trip`;
+}
+
+export async function report() {
+  if (!times.length) return null;
+  const sorted = [...times].sort((a, b) => a - b);
+  const q = (p) => sorted[Math.min(sorted.length - 1, Math.round((sorted.length - 1) * p))];
+  const body = { latency_ms: { p50: q(0.5), p90: q(0.9), p99: q(0.99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length },
+                 runs: sorted.length, backend, user_agent: navigator.userAgent,
+                 threads: ort.env.wasm.numThreads, hardware_concurrency: navigator.hardwareConcurrency || null };
+  reported = times.length;
+  const res = await fetch(`${base}/measurement`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  $("reported").textContent = res.ok ? `latency sent to the benchmark report (${sorted.length} runs)` : "could not send latency";
+  return res.ok;
+}
+
+async function camera() {
+  if (streaming) { streaming = false; return; }
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    status("No camera here: the camera needs HTTPS (serve --https). Use 'Pick a photo'.", "warn"); return;
+  }
+  const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
+  const video = $("video"); video.srcObject = stream; await video.play();
+  streaming = true; $("camera").textContent = "Stop camera";
+  let frames = 0, t0 = performance.now();
+  while (streaming) {
+    const rgba = pixelsOf(video, video.videoWidth, video.videoHeight);
+    show(await classifyPixels(rgba, video.videoWidth, video.videoHeight));
+    frames++;
+    const dt = performance.now() - t0;
+    if (dt > 1000) { $("fps").textContent = `${(frames * 1000 / dt).toFixed(1)} FPS`; frames = 0; t0 = performance.now(); }
+    await new Promise((r) => requestAnimationFrame(r));
+  }
+  stream.getTracks().forEach((t) => t.stop());
+  $("camera").textContent = "Start camera";
+}
+
+$("file").addEventListener("change", (e) => { if (e.target.files[0]) classifyBlob(e.target.files[0]).catch((err) => status(err.message, "warn")); });
+$("camera").addEventListener("click", () => camera().catch((err) => status(`camera: ${err.message}`, "warn")));
+$("compare").addEventListener("change", () => compare().catch((err) => status(err.message, "warn")));
+$("send").addEventListener("click", () => report());
+
+window.edgefactory = { ready: init().catch((err) => { status(`Could not load the model: ${err.message}`, "warn"); throw err; }),
+                       classifyBlob, classifyPixels, report, preprocess, softmaxTopK, get meta() { return meta; } };

@@ -1,0 +1,121 @@
+"""Predict with an exported artifact (or the eager model): decode -> preprocess (the metadata's
+spec) -> the target's runner -> post-process (softmax top-k). One implementation for the server,
+`edgefactory predict` and the benchmarks; the phone page mirrors it in JavaScript."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from factory.catalog import Catalog
+from factory.datasets.images import MAX_PIXELS, to_rgb
+from factory.errors import FactoryError, NotFoundError, UnsupportedSpecError
+from factory.models import load_model, read_metadata, resolve_model
+from factory.tasks.classification import softmax_topk
+from factory.workspace import Workspace
+from targets.base import TARGETS, Runner
+from targets.pytorch import eager_runner
+
+# served first when a deployment names no target: fastest runtimes here first
+PREFERRED = (("openvino", "int8"), ("openvino", "fp32"), ("onnxruntime", "fp32"), ("pytorch", "fp32"))
+
+
+class ImageInputError(FactoryError):
+    """The bytes sent are not an image this server will decode."""
+
+    code = "IMAGE_DECODE_ERROR"
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Bytes -> RGB image; refuses empty input, non-images and decompression bombs with a clear error."""
+    if not data:
+        raise ImageInputError("The image is empty (0 bytes).", fix="Send the image file's bytes.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.size[0] * img.size[1] > MAX_PIXELS:
+                    raise ImageInputError(f"The image is {img.size[0]}x{img.size[1]} pixels, over the "
+                                          f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?).",
+                                          fix="Send a smaller image.", code="DECOMPRESSION_BOMB")
+                img.load()
+                return to_rgb(img)
+    except ImageInputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageInputError(f"The image was refused as a decompression bomb ({exc}).", fix="Send a smaller image.",
+                              code="DECOMPRESSION_BOMB") from None
+    except Exception as exc:  # PIL raises many types for undecodable data
+        raise ImageInputError(f"The data is not a decodable image ({type(exc).__name__}: {str(exc)[:120]}).",
+                              fix="Send a JPEG, PNG, BMP or WebP file.") from None
+
+
+def preprocess(images: list[Image.Image], pre: dict) -> np.ndarray:
+    """RGB images -> normalised NCHW float32, exactly as training and export did (PIL bilinear stretch)."""
+    w, h = pre["resize"][1], pre["resize"][0]
+    arr = np.stack([np.asarray(img.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32) for img in images])
+    arr = arr * pre["scale"]
+    arr = (arr - np.asarray(pre["mean"], np.float32)) / np.asarray(pre["std"], np.float32)
+    return np.ascontiguousarray(arr.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+@dataclass
+class Predictor:
+    """A loaded runner for one (model version, target, precision) with its metadata."""
+
+    model: str
+    version: int
+    target: str
+    precision: str
+    meta: dict
+    runner: Runner
+    dynamic_batch: bool
+
+    def __post_init__(self):
+        self._lock = threading.Lock()  # runtimes differ in thread safety: one call at a time per model
+
+    def predict(self, images: list[Image.Image], top_k: int = 5) -> list[list[dict]]:
+        x = preprocess(images, self.meta["preprocessing"])
+        with self._lock:
+            if self.dynamic_batch:
+                logits = np.asarray(self.runner(x))
+            else:
+                logits = np.concatenate([np.asarray(self.runner(x[i:i + 1])) for i in range(len(x))])
+        return softmax_topk(logits, self.meta["classes"], max(1, min(top_k, len(self.meta["classes"]))))
+
+
+def load_predictor(ws: Workspace, catalog: Catalog, ref: str, target: str | None = None,
+                   precision: str | None = None, device: str = "cpu") -> Predictor:
+    """The runner of `ref` on `target`/`precision` (default: the first of PREFERRED it has)."""
+    row = resolve_model(catalog, ref)
+    have = {(a["target"], a["precision"]): a for a in catalog.artifacts(row["name"], row["version"])}
+    if target is None:
+        target, precision = next(((t, p) for t, p in PREFERRED if (t, p) in have or t == "pytorch"))
+    precision = precision or ("int8" if (target, "int8") in have else "fp32")
+    if target == "pytorch" and precision == "fp32":
+        model, meta = load_model(ws, row)
+        return Predictor(row["name"], row["version"], target, precision, meta, eager_runner(model), True)
+    TARGETS.get(target)
+    if (target, precision) not in have:
+        raise NotFoundError(f"{row['name']}:v{row['version']} has no {target} {precision} artifact.",
+                            fix=f"Export it: edgefactory export {row['name']}:v{row['version']} --target {target} "
+                                f"--precision {precision}")
+    folder = ws.home / have[(target, precision)]["path"]
+    meta = {**json.loads((folder / "metadata.json").read_text()), "dataset": read_metadata(ws, row)["dataset"]}
+    if not meta.get("runnable_here", True) or meta.get("proxy") or meta.get("device", "cpu") != device:
+        raise UnsupportedSpecError(f"The {target} {precision} artifact does not run on this server's {device}.",
+                                   fix="Deploy an openvino, onnxruntime or pytorch artifact; web artifacts run on phones.")
+    runner = TARGETS.get(target)().load(folder, meta, device)
+    return Predictor(row["name"], row["version"], target, precision, meta, runner, meta["input_shape"][0] == -1)
+
+
+def image_files(folder: Path) -> list[Path]:
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)
