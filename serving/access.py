@@ -120,10 +120,10 @@ def check_link(ws: Workspace, catalog: Catalog, token: str) -> dict:
     try:
         payload, signature = token.split(".")
         expected = _b64(hmac.new(signing_key(ws), payload.encode(), hashlib.sha256).digest()[:18])
-        if not hmac.compare_digest(signature, expected):
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"), expected.encode()):
             raise bad
         claims = json.loads(_unb64(payload))
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, json.JSONDecodeError, UnicodeError, AttributeError):
         raise bad from None
     rows = catalog.select("SELECT * FROM preview_links WHERE id = ?", (claims.get("i"),))
     if not rows:

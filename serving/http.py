@@ -52,8 +52,9 @@ def pai_error(exc: Exception) -> JSONResponse:
     elif isinstance(exc, AuthError):
         return JSONResponse({"success": False, "errorCode": "401", "errorMsg": "UNAUTHORIZED",
                              "message": exc.message}, status_code=status_of(exc))
-    elif isinstance(exc, (errors.NotFoundError, errors.MissingDependencyError, errors.UnsupportedSpecError,
-                          errors.ModelFileError)):
+    elif isinstance(exc, errors.NotFoundError):  # no such service: the client's mistake, PAI's code
+        pair, status = ("2002", "GET_INSTANCE_ERROR"), 404
+    elif isinstance(exc, (errors.MissingDependencyError, errors.UnsupportedSpecError, errors.ModelFileError)):
         pair, status = ("2002", "GET_INSTANCE_ERROR"), 503
     elif code == "MODEL_FORWARD_ERROR":
         pair, status = ("2003", "MODEL_FORWARD_ERROR"), 500

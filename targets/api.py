@@ -3,14 +3,19 @@ functions the CLI's `export` / `targets` commands, the chat assistant and the se
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable
 
 from factory.api import Home, session
+from factory.errors import ConfigError, FactoryError
 from factory.models import resolve_model
+from factory.workspace import atomic_write_bytes
 from targets.base import TARGETS
 from targets.compress import CompressPlan
 from targets.compress import compress as run_compress
 from targets.driver import ExportJob, ExportPlan
+from targets.predictor import decode_image, image_files, load_predictor
 
 
 def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 1.0, device: str | None = None,
@@ -66,3 +71,41 @@ def list_artifacts(ref: str | None = None, *, home: Home = None) -> list[dict]:
             return catalog.artifacts()
         row = resolve_model(catalog, ref)
         return catalog.artifacts(row["name"], row["version"])
+
+
+def predict_folder(ref: str, input_dir: str | Path, out: str | Path, *, target: str | None = None,
+                   precision: str | None = None, top_k: int = 5, batch_size: int = 32, home: Home = None,
+                   progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Predict every image under `input_dir` with model `NAME[:vN]` and write one JSON line per image
+    to `out` ({file, predictions, width, height} or {file, error}); written atomically at the end.
+
+    Returns: {out, images, failed, target, precision}. Raises: NotFoundError, UnsupportedSpecError, ConfigError.
+    """
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder.", fix="Give a folder of images.")
+    files = image_files(folder)
+    if not files:
+        raise ConfigError(f"No images under {folder}.", fix="Put .jpg / .png / .bmp / .webp files in it.")
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1.", fix="e.g. --batch-size 32")
+    progress = progress or (lambda stage, done, total: None)
+    with session(home) as (ws, catalog):
+        predictor = load_predictor(ws, catalog, ref, target, precision)
+    lines, failed = [], 0
+    for start in range(0, len(files), batch_size):
+        chunk, images, names = files[start:start + batch_size], [], []
+        for path in chunk:
+            try:
+                images.append(decode_image(path.read_bytes()))
+                names.append(path)
+            except (FactoryError, OSError) as exc:
+                failed += 1
+                lines.append({"file": str(path.relative_to(folder)), "error": str(exc)})
+        for path, img, preds in zip(names, images, predictor.predict(images, top_k) if images else []):
+            lines.append({"file": str(path.relative_to(folder)), "predictions": preds, "width": img.size[0], "height": img.size[1]})
+        progress("predict", min(start + batch_size, len(files)), len(files))
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    atomic_write_bytes(Path(out), text.encode())
+    return {"out": str(out), "images": len(files), "failed": failed, "target": predictor.target,
+            "precision": predictor.precision, "model": f"{predictor.model}:v{predictor.version}"}

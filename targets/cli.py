@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Callable
 
+from factory.progress import StageBars
 from targets import api
 
 
@@ -38,6 +39,15 @@ def cmd_compress(a: argparse.Namespace) -> dict:
               f"({p['mac_ratio']:.2f}x), params {p['before']['params']:,} -> {p['after']['params']:,}{lat}")
         print(f"accuracy {p['before']['accuracy']:.4f} -> {p['after']['accuracy']:.4f}; artifact {out['artifact']} "
               f"({out['size_mb']:.3f} MB) at {out['path']}")
+    return out
+
+
+def cmd_predict(a: argparse.Namespace) -> dict:
+    out = api.predict_folder(a.ref, a.input, a.out, target=a.target, precision=a.precision, top_k=a.top_k,
+                             batch_size=a.batch_size, home=a.home,
+                             progress=None if a.quiet else StageBars(True))
+    if not a.json:
+        print(f"{out['images']} images -> {out['out']} ({out['target']} {out['precision']}); {out['failed']} unreadable")
     return out
 
 
@@ -73,3 +83,11 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--finetune-epochs", type=int, default=15)
     sp.add_argument("--keep-if-slower", action="store_true")
     add(sub, "targets", cmd_targets, "list targets, their capabilities and what is missing here")
+    sp = add(sub, "predict", cmd_predict, "offline batch prediction over a folder of images, as JSON Lines")
+    sp.add_argument("ref", help="model NAME[:vN]")
+    sp.add_argument("input", help="folder of images (searched recursively)")
+    sp.add_argument("--out", required=True, help="results file (.jsonl), one line per image")
+    sp.add_argument("--target", help="default: the fastest artifact here")
+    sp.add_argument("--precision")
+    sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--batch-size", type=int, default=32)

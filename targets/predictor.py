@@ -52,7 +52,10 @@ def decode_image(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageInputError(f"The image was refused as a decompression bomb ({exc}).", fix="Send a smaller image.",
                               code="DECOMPRESSION_BOMB") from None
-    except Exception as exc:  # PIL raises many types for undecodable data
+    except Image.UnidentifiedImageError:
+        raise ImageInputError("The data is not an image in a format this server reads.",
+                              fix="Send a JPEG, PNG, BMP or WebP file.") from None
+    except Exception as exc:  # PIL raises many types for truncated or corrupt data
         raise ImageInputError(f"The data is not a decodable image ({type(exc).__name__}: {str(exc)[:120]}).",
                               fix="Send a JPEG, PNG, BMP or WebP file.") from None
 

@@ -1,0 +1,41 @@
+"""A real server on loopback for the serving tests: uvicorn in a thread of the test process."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import uvicorn
+
+from serving.app import create_app
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(home: Path, host: str = "127.0.0.1", **ssl) -> Iterator[str]:
+    """Start the app on a free port; yields its base URL; stops it on exit."""
+    port = free_port(host)
+    logs: list[str] = []
+    server = uvicorn.Server(uvicorn.Config(create_app(home, log=logs.append), host=host, port=port, log_level="warning", **ssl))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if not thread.is_alive() or time.time() > deadline:
+            raise RuntimeError(f"server did not start: {logs}")
+        time.sleep(0.05)
+    scheme = "https" if ssl else "http"
+    try:
+        yield f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '127.0.0.1') else host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,0 +1,119 @@
+"""The phone preview in a real browser (headless Chromium driven by Playwright): the page loads the
+web artifact with the vendored onnxruntime-web (WASM), its JavaScript pre- and post-processing
+match the NumPy implementation on the same images, it gets the server's label, and the latency it
+sends back becomes a measured browser row of the benchmark report."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import api as bench_api
+from serving import api as serving_api
+from serving.preview import ORT_DIR
+from targets import api as targets_api
+from targets.predictor import decode_image, preprocess
+from tests.serving_helpers import running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+MODEL = "shapes-tiny"
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def page_url(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    if not CHROMIUM.is_file():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/setup installs it)")
+    if not (ORT_DIR / "ort.wasm.min.js").is_file():
+        pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
+    home = tmp_path_factory.mktemp("browser") / "ws"
+    shutil.copytree(trained_home, home)
+    targets_api.export(f"{MODEL}:v1", "web", home=home)
+    targets_api.export(f"{MODEL}:v1", "onnxruntime", home=home)
+    with running_server(home) as url:
+        link = serving_api.preview_link(MODEL, base_url=url, home=home)
+        yield home, url, link["url"]
+
+
+@pytest.fixture(scope="module")
+def page(page_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page()
+        tab.goto(page_url[2])
+        tab.wait_for_function("window.edgefactory !== undefined")
+        tab.evaluate("window.edgefactory.ready")
+        yield tab
+        browser.close()
+
+
+def images(home: Path) -> dict[str, bytes]:
+    """A dataset image (64 px, resized down), a non-square photo-like image, and a tiny one (resized up)."""
+    out = {"dataset": sorted((home / "datasets").rglob("*.png"))[0].read_bytes()}
+    rng = np.random.default_rng(3)
+    for name, size in (("odd", (97, 61)), ("tiny", (7, 12))):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(buf, format="PNG")
+        out[name] = buf.getvalue()
+    return out
+
+
+JS_RUN = """async ([b64, spec]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const bitmap = await createImageBitmap(new Blob([bytes], {type: "image/png"}), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d", {willReadFrequently: true});
+  ctx.drawImage(bitmap, 0, 0);
+  const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const r = await window.edgefactory.classifyPixels(rgba, bitmap.width, bitmap.height);
+  return {input: Array.from(r.input), logits: r.logits, top: r.top};
+}"""
+
+
+def test_js_preprocessing_and_outputs_match_numpy(page, page_url):
+    import onnxruntime as ort
+
+    home, _, _ = page_url
+    meta = page.evaluate("window.edgefactory.meta")
+    web = next((home / "artifacts").rglob("web/fp32/model.onnx"))
+    session = ort.InferenceSession(str(web), providers=["CPUExecutionProvider"])
+    for name, data in images(home).items():
+        js = page.evaluate(JS_RUN, [base64.b64encode(data).decode(), meta["preprocessing"]])
+        x = preprocess([decode_image(data)], meta["preprocessing"])
+        assert np.abs(np.asarray(js["input"], np.float32) - x.ravel()).max() < 1e-5, name  # pixel-exact resize
+        logits = session.run(None, {"input": x})[0][0]
+        assert np.abs(np.asarray(js["logits"]) - logits).max() < 1e-3, name
+        z = np.exp(logits - logits.max())
+        probs = z / z.sum()
+        assert [t["index"] for t in js["top"]] == list(np.argsort(-probs)[:len(js["top"])]), name
+        assert [t["score"] for t in js["top"]] == pytest.approx(sorted(probs, reverse=True)[:len(js["top"])], abs=1e-4)
+
+
+def test_the_page_classifies_a_photo_like_the_server_and_reports_latency(page, page_url, tmp_path: Path):
+    home, server, _ = page_url
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(images(home)["dataset"])
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#result[data-label]", timeout=60000)
+    label = page.get_attribute("#result", "data-label")
+    page.check("#compare")
+    page.wait_for_selector("#server[data-label]", timeout=60000)
+    assert page.get_attribute("#server", "data-label") == label
+    assert "ms" in page.text_content("#latency") and page.text_content("#backend").startswith("wasm")
+    for _ in range(4):  # a few more runs for the percentiles
+        page.set_input_files("#file", str(photo))
+    assert page.evaluate("window.edgefactory.report()") is True
+    report = bench_api.report(f"{MODEL}:v1", home=home, measure=False)
+    rows = json.loads(Path(report["json"]).read_text())["results"]
+    browser = [r for r in rows if r["device"].startswith("browser-")]
+    assert len(browser) == 1 and browser[0]["measured"] and browser[0]["target"] == "web"
+    assert browser[0]["latency_ms"]["p50"] > 0 and "HeadlessChrome" in browser[0]["device_name"]
