@@ -68,9 +68,15 @@ MIGRATIONS: list[str] = [
         id TEXT PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
         precision TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
     """,
+    # 6: chat conversations (one per browser session), so a restarted server resumes them
+    """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY, state TEXT NOT NULL, messages TEXT NOT NULL,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-JSON_COLUMNS = {"scopes", "device", "parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
+JSON_COLUMNS = {"messages", "scopes", "device", "parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:

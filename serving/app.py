@@ -18,13 +18,13 @@ from typing import Any, Iterator
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from factory import api as core_api
 from factory.catalog import Catalog
-from factory.errors import FactoryError
+from factory.errors import FactoryError, NotFoundError
 from factory.workspace import Workspace
 from serving import access, deployments, preview
 from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, read_limited
@@ -47,7 +47,8 @@ class Metrics:
                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5))
 
 
-def create_app(home: str | Path | None = None, *, log=print) -> FastAPI:
+def create_app(home: str | Path | None = None, *, log=print, base_url: str = "http://127.0.0.1:8000",
+               apps: bool = True) -> FastAPI:
     ws = Workspace.open(home)
 
     local = threading.local()  # one open catalog per worker thread: opening one per request costs ~1 ms
@@ -78,6 +79,11 @@ def create_app(home: str | Path | None = None, *, log=print) -> FastAPI:
     _observe(app)
     _routes(app)
     preview.mount(app)
+    if apps:  # the chat UI (and any other front end) mounts itself at / through an entry point
+        from importlib.metadata import entry_points
+
+        for plugin in entry_points(group="edgefactory.apps"):
+            plugin.load()(app, ws.home, base_url)
     return app
 
 
@@ -321,6 +327,25 @@ def _routes(app: FastAPI) -> None:
         width, height = images[0].size
         return {"success": True, "result": {"output": [{"type": "cv_common", "body": [
             {"label": p["label"], "conf": round(p["score"], 6)} for p in results[0]]}], "meta": {"height": height, "width": width}}}
+
+    @app.get("/v1/models/{name}/versions/{version}/report", tags=["models"], response_class=FileResponse)
+    async def report_page(name: str, version: int, request: Request) -> FileResponse:
+        """The benchmark report (HTML) of a model version; its JSON files sit beside it."""
+        return _report_file(request, name, version, "report.html")
+
+    @app.get("/v1/models/{name}/versions/{version}/{file:path}", tags=["models"], include_in_schema=False)
+    async def report_file(name: str, version: int, file: str, request: Request) -> FileResponse:
+        return _report_file(request, name, version, file)
+
+    def _report_file(request: Request, name: str, version: int, file: str) -> FileResponse:
+        if not is_loopback(request):  # the user on this machine reads reports without a key
+            authorize(request, name)
+        folder = (app.state.ws.home / "reports" / name / f"v{version}" / "benchmark").resolve()
+        path = (folder / file).resolve()
+        if folder not in path.parents or not path.is_file():
+            raise NotFoundError(f"No report file {file!r} for {name}:v{version}.",
+                                fix=f"Write the report: edgefactory report {name}:v{version}")
+        return FileResponse(path)
 
     @app.post("/v1/jobs", tags=["jobs"], status_code=202)
     async def start_job(request: Request, body: dict[str, Any]) -> dict:

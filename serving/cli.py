@@ -33,7 +33,8 @@ def cmd_serve(a: argparse.Namespace) -> dict:
     _err(f"serving on {scheme}://{a.host}:{a.port}  (API docs: /docs)")
     if a.host in ("0.0.0.0", "::"):
         _err(f"on the LAN: {scheme}://{qr.lan_ip()}:{a.port}")
-    app = create_app(ws.home, log=_err)
+    public = qr.lan_ip() if a.host in ("0.0.0.0", "::") else a.host
+    app = create_app(ws.home, log=_err, base_url=f"{scheme}://{public}:{a.port}")
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", **ssl)
     return {"stopped": True}
 

@@ -90,8 +90,9 @@ def test_cli_targets_export_and_compress(trained_home: Path, tmp_path: Path):
     _, listed, _ = run_cli("targets", home=home)
     names = {t["target"] for t in listed["targets"]}
     assert {"pytorch", "onnxruntime", "openvino", "tensorrt", "tflite", "executorch", "ncnn", "coreml", "web"} <= names
+    # the CLI plumbing is under test here, not the budget (the drift test in test_targets bounds that)
     _, out, _ = run_cli("export", "shapes-tiny:v1", "--target", "openvino", "--precision", "int8", "--keep-if-slower",
-                        "--calibration-size", "20", "--strategies", "ptq", home=home)
+                        "--calibration-size", "20", "--strategies", "ptq", "--max-drop", "100", home=home)
     assert {"artifact", "path", "size_mb", "accuracy", "reference_accuracy", "parity", "compression"} <= set(out)
     assert out["artifact"] == "shapes-tiny:v1/openvino/int8" and out["compression"]["strategy"] == "ptq"
     code, err_out, err = run_cli("export", "shapes-tiny:v1", "--target", "onnxruntime", "--precision", "fp16",

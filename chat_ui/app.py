@@ -1,0 +1,123 @@
+"""The Gradio app, mounted at / of the serving app (one server, one port): a chat with file upload
+and, beside it, tabs that show the same conversation's state: Datasets, Training, Models & Reports,
+Deployments. The chat function is also Gradio's `/chat` API (message in, reply out)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+
+from chat_ui.assistant import Assistant
+from chat_ui.guide import describe_dataset, exports_table, progress_text
+
+WELCOME = ("Hello! I take you from images to a model on your device. Upload a .zip of images, say **demo** for "
+           "handwritten digits, or ask *what can you do?*")
+
+
+def _history(messages: list[dict]) -> list[dict]:
+    out = [{"role": "assistant", "content": WELCOME}]
+    for m in messages:
+        out.append({"role": m["role"], "content": m["content"]})
+        for image in m.get("images") or []:
+            if Path(image).is_file():
+                out.append({"role": m["role"], "content": {"path": image}})
+    return out
+
+
+def _tabs(assistant: Assistant, conv_id: str) -> tuple:
+    view = assistant.view(conv_id)
+    state, run = view["state"], view["run"]
+    data_md = describe_dataset(state["dataset_summary"]) if state["dataset_summary"] else "No dataset yet."
+    gallery = []
+    if state["dataset_summary"]:
+        root = assistant.home / state["dataset_summary"]["path"]
+        gallery = [str(p) for p in sorted(root.rglob("*.png"))[:12]]
+    if run:
+        train_md = progress_text(run) if run["status"] == "running" else f"Run `{run['id']}`: **{run['status']}**."
+        history = run.get("history") or []
+        curve = {"epoch": [h["epoch"] for h in history] * 2,
+                 "value": [h["val_accuracy"] for h in history] + [h["train_loss"] for h in history],
+                 "series": ["val accuracy"] * len(history) + ["train loss"] * len(history)}
+    else:
+        train_md, curve = "No training yet.", {"epoch": [], "value": [], "series": []}
+    model_md, cm = "No model yet.", None
+    if state["model"]:
+        ev = state["evaluation"] or {}
+        model_md = f"**{state['model']}**: test accuracy {ev.get('accuracy', 0):.2%}."
+        cm = ev.get("files", {}).get("confusion_matrix_png")
+        if state["exports"]:
+            model_md += "\n\n" + exports_table(state["exports"], [])
+        if state["report"]:
+            name, version = state["model"].split(":v")
+            model_md += f"\n\n[Benchmark report](/v1/models/{name}/versions/{version}/report)"
+    dep = state["deployment"]
+    dep_md = (f"**{dep['name']}:v{dep['version']}** ({dep['target']} {dep['precision']})\n\nEndpoint: "
+              f"`/v1/models/{dep['name']}/predict`; PAI-EAS: `/api/predict/{dep['name']}`; key id `{dep['key_id']}`\n\n"
+              f"Phone preview: {dep['url']}") if dep else "Not deployed yet."
+    import pandas as pd
+
+    return (data_md, gallery, train_md, pd.DataFrame(curve), model_md, cm, dep_md, dep["qr"] if dep else None)
+
+
+def build_blocks(assistant: Assistant) -> gr.Blocks:
+    with gr.Blocks(title="edgefactory") as blocks:
+        conv = gr.BrowserState(None, storage_key="edgefactory-conversation")
+        gr.Markdown("## edgefactory: from images to a model on your device")
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(value=_history([]), height=560, elem_id="chat", label="assistant")
+                box = gr.MultimodalTextbox(placeholder="Type a message, or attach a .zip of images", file_count="multiple",
+                                           file_types=[".zip", "image"], elem_id="message", show_label=False)
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Datasets"):
+                        data_md = gr.Markdown(elem_id="tab-datasets")
+                        gallery = gr.Gallery(columns=6, height=200, label="samples")
+                    with gr.Tab("Training"):
+                        train_md = gr.Markdown(elem_id="tab-training")
+                        curve = gr.LinePlot(x="epoch", y="value", color="series", label="curves")
+                    with gr.Tab("Models & Reports"):
+                        model_md = gr.Markdown(elem_id="tab-models")
+                        cm = gr.Image(label="confusion matrix", type="filepath")
+                    with gr.Tab("Deployments"):
+                        dep_md = gr.Markdown(elem_id="tab-deployments")
+                        qr = gr.Image(label="QR code: scan with a phone", type="filepath", elem_id="qr")
+        tabs = [data_md, gallery, train_md, curve, model_md, cm, dep_md, qr]
+
+        def start(conv_id):
+            conv_id = conv_id or f"web-{uuid.uuid4().hex[:12]}"
+            return (conv_id, _history(assistant.load(conv_id)[1]), *_tabs(assistant, conv_id))
+
+        def respond(message, conv_id):
+            conv_id = conv_id or f"web-{uuid.uuid4().hex[:12]}"
+            assistant.chat(conv_id, (message or {}).get("text", ""), (message or {}).get("files") or [])
+            return (None, conv_id, _history(assistant.load(conv_id)[1]), *_tabs(assistant, conv_id))
+
+        def tick(conv_id):
+            if not conv_id:
+                return (gr.skip(),) * (1 + len(tabs))
+            assistant.poll(conv_id)
+            return (_history(assistant.load(conv_id)[1]), *_tabs(assistant, conv_id))
+
+        blocks.load(start, [conv], [conv, chatbot, *tabs])
+        box.submit(respond, [box, conv], [box, conv, chatbot, *tabs], api_visibility="private")
+        gr.Timer(2.0).tick(tick, [conv], [chatbot, *tabs], api_visibility="private")
+
+        def chat(message: str, request: gr.Request) -> str:
+            """The same conversation as the page, for scripts: one message in, the reply out."""
+            conv_id = f"api-{request.session_hash}"
+            reply = assistant.chat(conv_id, message)
+            return reply.text + "".join(f"\n[image: {p}]" for p in reply.images)
+
+        gr.api(chat, api_name="chat")
+    return blocks
+
+
+def mount(app: FastAPI, home: Path, base_url: str) -> None:
+    """Entry point `edgefactory.apps`: serving calls it with its app; the chat takes `/`."""
+    assistant = Assistant(home, base_url=base_url)
+    app.state.assistant = assistant
+    gr.mount_gradio_app(app, build_blocks(assistant), path="/", allowed_paths=[str(home)], footer_links=["api"])

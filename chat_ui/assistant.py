@@ -1,0 +1,137 @@
+"""One assistant per server: the tools, the guide, the optional LLM agent, the training jobs, and
+conversations persisted in the catalog (one per browser session; a restart resumes them)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from chat_ui.guide import Guide, Reply, State, snapshot
+from chat_ui.llm import LLMFailure, ToolAgent, llm_from_env
+from chat_ui.parse import parse
+from chat_ui.tools import BackgroundWork, build_tools
+from factory.api import session
+from factory.jobs import JobManager
+from targets.devices import load_profiles
+
+
+class Assistant:
+    def __init__(self, home: str | Path, base_url: str = "http://127.0.0.1:8000", chat_model=None):
+        with session(home) as (ws, _):
+            self.home = ws.home
+        self.jobs = JobManager()
+        self.profiles = load_profiles(self.home)
+        self._index = None
+        self._index_lock = threading.Lock()
+        self.tools = build_tools(self.home, self.jobs, self.search_docs)
+        self.guide = Guide(self.tools, self.profiles, base_url)
+        model, self.llm_note = (chat_model, "scripted model") if chat_model is not None else llm_from_env()
+        self.agent = ToolAgent(model, self.tools, self.guide) if model is not None else None
+        self._locks: dict[str, threading.Lock] = {}
+        self.background: dict[str, BackgroundWork] = {}
+
+    def search_docs(self, query: str) -> list[dict]:
+        from retrieval.docs_index import DocIndex
+
+        with self._index_lock:
+            if self._index is None:
+                self._index = DocIndex.load_or_build(self.home / "retrieval")
+        return self._index.search(query, 3)
+
+    # -- persistence -------------------------------------------------------------------------------
+    def load(self, conv_id: str) -> tuple[State, list[dict]]:
+        with session(self.home) as (_, catalog):
+            rows = catalog.select("SELECT * FROM conversations WHERE id = ?", (conv_id,))
+        if not rows:
+            return State(), []
+        return State.from_json(rows[0]["state"]), rows[0]["messages"]
+
+    def save(self, conv_id: str, state: State, messages: list[dict]) -> None:
+        now = time.time()
+        with session(self.home) as (_, catalog), catalog.transaction():
+            catalog.conn.execute(
+                "INSERT INTO conversations (id, state, messages, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET state = excluded.state, messages = excluded.messages, updated_at = excluded.updated_at",
+                (conv_id, state.to_json(), __import__("json").dumps(messages, default=str), now, now))
+
+    # -- one turn ----------------------------------------------------------------------------------
+    def chat(self, conv_id: str, message: str, files: list[str] | None = None) -> Reply:
+        lock = self._locks.setdefault(conv_id, threading.Lock())
+        with lock:
+            state, messages = self.load(conv_id)
+            reply = self._reply(conv_id, state, message, files or [], messages)
+            messages.append({"role": "user", "content": message + "".join(f"\n[uploaded {Path(f).name}]" for f in files or [])})
+            messages.append({"role": "assistant", "content": reply.text, "images": reply.images})
+            self.save(conv_id, state, messages)
+        if reply.background:
+            self._start_background(conv_id, reply.background)
+        return reply
+
+    def _start_background(self, conv_id: str, job: dict) -> None:
+        work = self.background[conv_id] = BackgroundWork()
+
+        def finish(lines_log) -> None:
+            result = self.guide.run_background(job, lines_log)
+            with self._locks[conv_id]:
+                state, messages = self.load(conv_id)
+                done = self.guide.background_done(state, result)
+                messages.append({"role": "assistant", "content": done.text, "images": done.images})
+                self.save(conv_id, state, messages)
+
+        def failed_guard(log) -> None:
+            try:
+                finish(log)
+            except Exception as exc:  # said in the chat, in plain words
+                with self._locks[conv_id]:
+                    state, messages = self.load(conv_id)
+                    state.step, state.pending = "export", None
+                    text = f"The exports stopped: {getattr(exc, 'message', str(exc))[:300]}. Say *yes* to try again."
+                    state.pending = {"tool": "__exports__", "args": {"targets": job["targets"]}, "then": "", "summary": text}
+                    messages.append({"role": "assistant", "content": text})
+                    self.save(conv_id, state, messages)
+
+        work.start(failed_guard)
+
+    def _reply(self, conv_id: str, state: State, message: str, files: list[str], history: list[dict]) -> Reply:
+        p = parse(message, self.profiles)
+        if state.step == "exporting" and ("status" in p.intents or not p.intents & {"restart", "help", "question"}):
+            work = self.background.get(conv_id)
+            lines = work.lines if work else []
+            if work is None or not work.running and not lines:  # a restart lost the work: offer it again
+                state.step = "export"
+                state.pending = {"tool": "__exports__", "args": {"targets": self.guide.export_targets(state)}, "then": "",
+                                 "summary": "The exports were interrupted (the server restarted)."}
+                return Reply("The exports were interrupted (the server restarted). Say *yes* to run them again.")
+            return Reply("Still exporting and measuring" + (f" ({lines[-1]})" if lines else "") + ". I will post the "
+                         "results here when they are ready.")
+        use_guide = self.agent is None or files or (state.pending and p.intents & {"confirm", "deny"}) or \
+            p.intents & {"restart", "stop", "back", "status"}
+        if use_guide:
+            return self.guide.reply(state, message, files)
+        try:
+            return self.agent.reply(state, message, history)
+        except LLMFailure as exc:
+            reply = self.guide.reply(state, message, files)
+            reply.text = f"*(The language model failed: {exc}; the built-in guide answers instead.)*\n\n{reply.text}"
+            return reply
+
+    def poll(self, conv_id: str) -> Reply | None:
+        """A message to push when background work changed the conversation (training finished)."""
+        state, _ = self.load(conv_id)
+        if state.step != "training" or not state.run_id:
+            return None
+        with session(self.home) as (_, catalog):
+            run = catalog.run(state.run_id)
+        if run is None or run["status"] == "running":
+            return None
+        return self.chat(conv_id, "how is it going?")
+
+    def view(self, conv_id: str) -> dict:
+        """What the tabs show for a conversation."""
+        state, messages = self.load(conv_id)
+        out = {"state": snapshot(state), "messages": messages, "run": None}
+        if state.run_id:
+            with session(self.home) as (_, catalog):
+                out["run"] = catalog.run(state.run_id)
+        return out

@@ -1,0 +1,466 @@
+"""The offline guide: a deterministic assistant for the flow data -> devices and budget -> recipe
+-> training -> evaluation -> export -> report -> deployment. It understands free text through
+chat_ui.parse, keeps one state per conversation (JSON, persisted by the caller), calls only the
+LangChain tools, and asks before anything that writes, trains, exports or deploys."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool
+
+from chat_ui.parse import Parsed, parse
+from factory.errors import FactoryError
+from targets.devices import DeviceProfile
+
+STEPS = ("data", "target", "recipe", "training", "export", "exporting", "deploy", "done")
+SERVER_TARGET = "openvino"
+EXPORTABLE_HERE = ("openvino", "onnxruntime", "tflite", "executorch", "ncnn", "web", "coreml", "tensorrt")
+
+CAPABILITIES = (
+    "I can take you from images to a model on your device, offline:\n"
+    "1. **Data**: upload a .zip (one folder per class, train/val/test folders, a Ku+ `txfl-result.json` or a CSV), "
+    "name a dataset you imported, or say *demo* for handwritten digits. I check it and explain every problem.\n"
+    "2. **Where it runs**: e.g. *a Raspberry Pi 4 under 30 ms*, *Android phones*, *an Intel NUC*, *a Jetson*, "
+    "and how much accuracy compression may cost (*at most 1 point worse*).\n"
+    "3. **A recipe** (model, input size, time budget) for you to confirm, then **training** with live progress "
+    "(ask *how is it going?* or say *stop*).\n"
+    "4. **Evaluation**, then **compression and export** per target, a **benchmark report**, and **deployment**: "
+    "endpoint, curl example, API key and a QR code that opens the model on your phone.\n"
+    "Any time: *go back*, *start over*, or ask *what is INT8?*, *which formats can I upload?*")
+
+
+@dataclass
+class Reply:
+    text: str
+    images: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)
+    background: dict | None = None  # long work for the caller to run in a thread (Guide.run_background)
+
+
+@dataclass
+class State:
+    step: str = "data"
+    dataset: str | None = None
+    dataset_summary: dict | None = None
+    devices: list[str] = field(default_factory=list)
+    latency_ms: float | None = None
+    size_mb: float | None = None
+    max_drop: float = 1.0
+    recipe: dict | None = None
+    run_id: str | None = None
+    model: str | None = None
+    evaluation: dict | None = None
+    exports: list[dict] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)
+    report: dict | None = None
+    deployment: dict | None = None
+    pending: dict | None = None  # {"tool", "args", "then"}: waiting for the user's yes
+    notice: str | None = None  # the last long result, repeated when the user asks again
+    history: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> State:
+        return cls(**json.loads(text)) if text else cls()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+
+class Guide:
+    def __init__(self, tools: dict[str, BaseTool], profiles: dict[str, DeviceProfile], base_url: str = "http://127.0.0.1:8000"):
+        self.tools, self.profiles, self.base_url = tools, profiles, base_url.rstrip("/")
+
+    # -- entry point -----------------------------------------------------------------------------
+    def reply(self, state: State, message: str, files: list[str] | None = None) -> Reply:
+        """One turn: never raises; errors come back as plain words with their fix."""
+        try:
+            return self._turn(state, message or "", files or [])
+        except FactoryError as exc:
+            state.pending = None
+            return Reply(f"That did not work: {exc.message}\n\n**How to fix it:** {exc.fix}")
+        except Exception as exc:  # a bug must not end the conversation: say so plainly
+            state.pending = None
+            return Reply(f"Something went wrong on my side ({type(exc).__name__}: {str(exc)[:200]}). "
+                         "Please try again, or say *start over*.")
+
+    def _call(self, tool: str, /, **args: Any) -> Any:
+        return self.tools[tool].invoke(args)
+
+    def _turn(self, state: State, message: str, files: list[str]) -> Reply:
+        datasets = [d["dataset"] for d in self._call("list_datasets")]
+        p = parse(message, self.profiles, datasets)
+        if "restart" in p.intents:
+            state.__dict__.update(State().__dict__)
+            return Reply("Starting over. " + CAPABILITIES)
+        if "stop" in p.intents:
+            return self._stop(state)
+        if "back" in p.intents:
+            return self._back(state)
+        if "help" in p.intents:
+            return Reply(CAPABILITIES)
+        if files:
+            return self._upload(state, files, p)
+        if state.pending and ("confirm" in p.intents or "deny" in p.intents):
+            return self._confirmed(state) if "confirm" in p.intents else self._declined(state)
+        if "status" in p.intents:
+            return self._status(state)
+        if "question" in p.intents and not (p.devices or p.dataset or p.task):
+            return self._answer(p.text)
+        return self._advance(state, p)
+
+    # -- the flow --------------------------------------------------------------------------------
+    def _advance(self, state: State, p: Parsed) -> Reply:
+        if p.task and p.task != "classification":
+            return Reply(f"{p.task.capitalize()} is not supported yet: today I train image classifiers (one label per "
+                         "image). Detection comes next. Shall we build a classifier?")
+        if state.step == "data":
+            return self._data(state, p)
+        if state.step == "target":
+            return self._target(state, p)
+        if state.step == "recipe":
+            return self._recipe(state, p)
+        if state.step == "training":
+            return self._status(state)
+        if state.step in ("export", "deploy"):
+            return self._status(state) if state.pending is None else Reply(
+                (f"{state.notice}\n\n" if state.notice and state.step == "deploy" else "")
+                + f"{state.pending['summary']}\n\nShall I go ahead? (yes / no)")
+        return Reply("Everything is done: the model is deployed. Ask me anything, say *start over* for a new model, "
+                     "or *go back* to change the targets.")
+
+    def _data(self, state: State, p: Parsed) -> Reply:
+        if "demo" in p.intents:
+            return self._ask(state, "import_demo_data", {"name": "digits"}, "then_data",
+                             "I will import the demo data: scikit-learn's 1797 handwritten digits (10 classes, 8x8 "
+                             "grey images) as dataset **digits**.")
+        if p.dataset:
+            return self._use_dataset(state, self._call("inspect_dataset", ref=p.dataset))
+        names = ", ".join(f"**{d}**" for d in [d["dataset"] for d in self._call("list_datasets")]) or "none yet"
+        return Reply("First, the data. Upload a .zip of images (one folder per class works), say **demo** for "
+                     f"handwritten digits, or name an imported dataset (imported: {names}).")
+
+    def _upload(self, state: State, files: list[str], p: Parsed) -> Reply:
+        path = Path(files[0])
+        name = p.dataset or _dataset_name(path)
+        if len(files) > 1 or path.suffix.lower() != ".zip" and not path.is_dir():
+            return Reply("Please upload one .zip file holding your images (for example one folder per class). "
+                         f"I got {len(files)} file(s): {', '.join(Path(f).name for f in files[:5])}.")
+        state.step = "data"
+        return self._ask(state, "import_dataset", {"path": str(path), "name": name}, "then_data",
+                         f"I will check **{path.name}** and import it as dataset **{name}**.")
+
+    def _use_dataset(self, state: State, summary: dict) -> Reply:
+        state.dataset = f"{summary['dataset']}:v{summary['version']}"
+        state.dataset_summary = summary
+        self._goto(state, "target")
+        return Reply(describe_dataset(summary) + "\n\nWhere will the model run? For example *a Raspberry Pi 4 under "
+                     "30 ms*, *Android phones*, *an Intel NUC*, *a Jetson*; and how much accuracy may compression "
+                     "cost (*at most 1 point worse*)?")
+
+    def _target(self, state: State, p: Parsed) -> Reply:
+        state.devices = p.devices or state.devices
+        state.latency_ms = p.latency_ms or state.latency_ms
+        state.size_mb = p.size_mb or state.size_mb
+        state.max_drop = p.max_drop if p.max_drop is not None else state.max_drop
+        if not state.devices:
+            known = ", ".join(sorted({prof.name.split(" (")[0] for prof in self.profiles.values()}))
+            return Reply(f"I did not recognise a device in *{p.text}*. I know: {known}. Which one is closest? "
+                         "(You can add your own device profile to devices.yaml in the workspace.)")
+        if state.max_drop > 20:
+            return Reply(f"A budget of {state.max_drop:g} points would let compression ruin the model. Please give at "
+                         "most 20 points (1 is typical).")
+        self._goto(state, "recipe")
+        return self._propose(state, p)
+
+    def _propose(self, state: State, p: Parsed) -> Reply:
+        stats = (state.dataset_summary or {}).get("stats", {})
+        recipe = propose_recipe(stats, [self.profiles[d] for d in state.devices], state.latency_ms, state.size_mb)
+        if p.model:
+            recipe.update(model=p.model, reason=recipe["reason"] + f" You asked for {p.model}.")
+        if p.minutes:
+            recipe["time_budget_min"] = p.minutes
+        if p.epochs:
+            recipe["epochs"] = p.epochs
+        impossible = impossible_budget(state, recipe)
+        if impossible:
+            return Reply(impossible)
+        state.recipe = recipe
+        devices = ", ".join(self.profiles[d].name.split(" (")[0] for d in state.devices)
+        budget = [f"accuracy at most {state.max_drop:g} point(s) below FP32"]
+        budget += [f"under {state.latency_ms:g} ms per image"] if state.latency_ms else []
+        budget += [f"under {state.size_mb:g} MB"] if state.size_mb else []
+        limit = (f"{recipe['time_budget_min']:g} minutes" if recipe.get("time_budget_min") else "") + \
+            (f"{', ' if recipe.get('time_budget_min') else ''}{recipe['epochs']} epochs" if recipe.get("epochs") else "")
+        args = {"dataset": state.dataset, "model": recipe["model"], "img_size": recipe["img_size"],
+                "time_budget_min": recipe.get("time_budget_min"), "epochs": recipe.get("epochs")}
+        return self._ask(state, "start_training", args, "then_training",
+                         f"For **{devices}** ({'; '.join(budget)}) I propose **{recipe['model']}** at **{recipe['img_size']} px**, "
+                         f"trained for {limit}.\n\n*Why:* {recipe['reason']}\n\nTargets after training: "
+                         f"{', '.join(self.export_targets(state))}.")
+
+    def _recipe(self, state: State, p: Parsed) -> Reply:
+        if p.devices or p.latency_ms or p.size_mb or p.max_drop is not None:
+            return self._target(state, p)
+        return self._propose(state, p)
+
+    # -- confirmations ---------------------------------------------------------------------------
+    def _ask(self, state: State, tool: str, args: dict, then: str, summary: str) -> Reply:
+        state.pending = {"tool": tool, "args": args, "then": then, "summary": summary}
+        return Reply(f"{summary}\n\nShall I go ahead? (yes / no)")
+
+    def _declined(self, state: State) -> Reply:
+        state.pending = None
+        return Reply("Fine, nothing was changed. Tell me what to do differently, or say *go back*.")
+
+    def _confirmed(self, state: State) -> Reply:
+        pending, state.pending = state.pending, None
+        if pending["tool"] == "__exports__":
+            return self._run_exports(state, pending["args"])
+        if pending["tool"] == "__deploy__":
+            return self._deploy(state)
+        result = self._call(pending["tool"], **pending["args"])
+        return getattr(self, f"_{pending['then']}")(state, result)
+
+    def _then_generic(self, state: State, result: Any) -> Reply:
+        return Reply("Done:\n\n```json\n" + json.dumps(result, default=str, indent=1)[:1500] + "\n```")
+
+    def _then_data(self, state: State, summary: dict) -> Reply:
+        return self._use_dataset(state, summary)
+
+    def _then_training(self, state: State, result: dict) -> Reply:
+        state.run_id = result["run_id"]
+        self._goto(state, "training")
+        return Reply(f"Training started (run `{state.run_id}`). It runs in the background: ask *how is it going?* "
+                     "any time, or say *stop*. The Training tab shows the curves.")
+
+    # -- training --------------------------------------------------------------------------------
+    def _status(self, state: State) -> Reply:
+        if state.step == "training" and state.run_id:
+            run = self._call("training_status", run_id=state.run_id)
+            if run["status"] == "completed":
+                return self._trained(state, run["result"])
+            if run["status"] in ("failed", "stopped", "interrupted"):
+                state.step = "recipe"
+                return Reply(f"Training {run['status']}{': ' + run['error'] if run.get('error') else ''}. Say *yes* to "
+                             "train again with the same recipe, or change it.") if self._reask(state) else Reply("Training ended.")
+            return Reply(progress_text(run))
+        if state.step in ("export", "deploy") and state.pending is not None:
+            return self._advance(state, parse("", self.profiles))
+        return Reply("Nothing is running right now. " + self._advance_hint(state))
+
+    def _reask(self, state: State) -> bool:
+        if state.recipe and state.dataset:
+            state.pending = {"tool": "start_training", "then": "then_training", "summary": "Train again.",
+                             "args": {"dataset": state.dataset, "model": state.recipe["model"], "img_size": state.recipe["img_size"],
+                                      "time_budget_min": state.recipe.get("time_budget_min"), "epochs": state.recipe.get("epochs")}}
+            return True
+        return False
+
+    def _stop(self, state: State) -> Reply:
+        if state.step == "training" and state.run_id:
+            run = self._call("training_status", run_id=state.run_id)
+            if run["status"] == "running":
+                self._call("stop_training", run_id=state.run_id)
+                return Reply("Stopping after the current step. The last checkpoint is kept; say *how is it going?* to see it end.")
+        return Reply("Nothing is running, so there is nothing to stop. " + self._advance_hint(state))
+
+    def _trained(self, state: State, result: dict) -> Reply:
+        state.model = f"{result['model']}:v{result['version']}"
+        evaluation = self._call("evaluate", model=state.model)
+        state.evaluation = {"accuracy": evaluation["metrics"]["accuracy"], "files": evaluation.get("files", {}),
+                            "macro_f1": evaluation["metrics"].get("f1_macro")}
+        self._goto(state, "export")
+        targets = self.export_targets(state)
+        text = evaluation_text(state.model, evaluation)
+        ask = self._ask(state, "__exports__", {"targets": targets}, "", f"Next I will compress and export it for "
+                        f"{', '.join(targets)} (INT8 where it keeps within {state.max_drop:g} point(s), else FP32), "
+                        "then measure everything in a benchmark report.")
+        images = [p for k, p in state.evaluation["files"].items() if k.endswith("_png")]
+        return Reply(text + "\n\n" + ask.text, images=images)
+
+    # -- export, report, deploy --------------------------------------------------------------------
+    def export_targets(self, state: State) -> list[str]:
+        wanted = [t for d in state.devices for t in self.profiles[d].targets[:1]]
+        return list(dict.fromkeys([t for t in wanted if t in EXPORTABLE_HERE] + ["web", SERVER_TARGET]))
+
+    def _run_exports(self, state: State, args: dict) -> Reply:
+        self._goto(state, "exporting")
+        return Reply(f"Exporting to {', '.join(args['targets'])} and measuring: this takes a minute or two. I will post "
+                     "the results here; ask *how is it going?* meanwhile.",
+                     background={"model": state.model, "targets": args["targets"], "max_drop": state.max_drop})
+
+    def run_background(self, job: dict, log) -> dict:
+        """The exports (INT8, else FP32, per target) and the benchmark report; runs in a thread, touches no state."""
+        exports, refused = [], []
+        for target in job["targets"]:
+            for precision in ("int8", "fp32"):
+                try:
+                    out = self._call("export", model=job["model"], target=target, precision=precision, max_drop=job["max_drop"])
+                    exports.append({"target": target, "precision": precision, "size_mb": out["size_mb"],
+                                    "accuracy": out["accuracy"], "drop": out["accuracy_drop_points"]})
+                    log(f"exported {target} {precision}")
+                    break
+                except FactoryError as exc:
+                    refused.append({"target": target, "precision": precision, "why": exc.message})
+                    log(f"{target} {precision} refused")
+        log("measuring everything for the benchmark report")
+        report = self._call("benchmark_report", model=job["model"])
+        return {"exports": exports, "refused": refused, "report": {k: report[k] for k in ("json", "html", "warnings", "measured_rows")},
+                "results": report["results"]}
+
+    def background_done(self, state: State, result: dict) -> Reply:
+        state.exports, state.refused, state.report = result["exports"], result["refused"], result["report"]
+        self._goto(state, "deploy")
+        table = exports_table(state.exports, result["results"])
+        refused = "".join(f"\n- {r['target']} {r['precision']} not shipped: {r['why']}" for r in state.refused)
+        warnings = "".join(f"\n- ⚠ {w['message']}" for w in state.report["warnings"])
+        name, version = state.model.split(":v")
+        url = f"{self.base_url}/v1/models/{name}/versions/{version}/report"
+        ask = self._ask(state, "__deploy__", {}, "", "Shall I deploy it here (endpoint + API key) and make the QR code "
+                        "for your phone?")
+        text = (f"Exports done:\n\n{table}" + (f"\n\nIn plain words:{refused}" if refused else "")
+                + f"\n\n**Benchmark report:** [{url}]({url}) ({state.report['measured_rows']} measured rows, estimates "
+                f"for the device profiles){warnings}")
+        state.notice = text
+        return Reply(f"{text}\n\n{ask.text}", links={"report": url})
+
+    def _deploy(self, state: State) -> Reply:
+        dep = self._call("deploy", model=state.model)
+        key = self._call("create_api_key", name=f"chat-{dep['name']}", models=[dep["name"]])
+        link = self._call("preview_link", model=state.model, base_url=self.base_url)
+        state.deployment = {**dep, "key_id": key["id"], "qr": link["png"], "url": link["url"]}
+        self._goto(state, "done")
+        endpoint = f"{self.base_url}{dep['endpoint']}"
+        curl = (f"curl -X POST {endpoint} \\\n  -H 'Authorization: Bearer {key['key']}' \\\n  -F image=@photo.jpg")
+        return Reply(f"Deployed **{dep['name']}:v{dep['version']}** ({dep['target']} {dep['precision']}).\n\n"
+                     f"Endpoint: `{endpoint}` (PAI-EAS route: `{self.base_url}{dep['pai_endpoint']}`)\n\n"
+                     f"API key (shown once, keep it): `{key['key']}`\n\n```\n{curl}\n```\n\n"
+                     f"Scan the QR code to run the model on your phone: {link['url']}",
+                     images=[link["png"]], links={"qr": link["url"], "endpoint": endpoint})
+
+    # -- navigation and questions ----------------------------------------------------------------
+    def _goto(self, state: State, step: str) -> None:
+        if state.step != step:
+            state.history.append(state.step)
+        state.step = step
+
+    def _back(self, state: State) -> Reply:
+        state.pending = None
+        if state.step == "training":
+            return Reply("Training is running; say *stop* first if you want to change the recipe.")
+        if not state.history:
+            return Reply("We are at the first step. " + self._advance_hint(state))
+        state.step = state.history.pop()
+        return Reply(f"Back to **{state.step}**. " + self._advance_hint(state))
+
+    def _advance_hint(self, state: State) -> str:
+        return {"data": "Upload a .zip, say *demo*, or name a dataset.",
+                "target": "Tell me where the model will run and the accuracy budget.",
+                "recipe": "Tell me the devices and budget again, or say *yes* to the proposal.",
+                "export": "Say *yes* to export, or *go back*.", "deploy": "Say *yes* to deploy.",
+                "done": "The model is deployed."}.get(state.step, "")
+
+    def _answer(self, question: str) -> Reply:
+        hits = self._call("search_docs", query=question)
+        if not hits or hits[0]["score"] < 0.25:
+            return Reply("I could not find that in my docs. " + CAPABILITIES)
+        best = hits[0]
+        more = "".join(f"\n- see also: *{h['title']}*" for h in hits[1:3] if h["score"] > 0.35)
+        return Reply(f"**{best['title']}**\n\n{best['text']}{more}")
+
+
+# -- wording and recipes (pure functions) ---------------------------------------------------------------
+def _dataset_name(path: Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem.lower()).strip("-")
+    return stem or "dataset"
+
+
+def describe_dataset(s: dict) -> str:
+    stats = s.get("stats", {})
+    counts = stats.get("images_per_class") or {}
+    lines = [f"Dataset **{s['dataset']}:v{s['version']}** ({s.get('format', '')}): {s['num_images']} images in "
+             f"{len(s['classes'])} classes; split {', '.join(f'{k} {v}' for k, v in s['splits'].items())}."]
+    if counts:
+        lo, hi = min(counts.values()), max(counts.values())
+        balance = "balanced" if hi <= 1.5 * lo else f"unbalanced: {hi} vs {lo} images between the largest and smallest class"
+        lines.append(f"Classes ({balance}): " + ", ".join(f"{c} {n}" for c, n in list(counts.items())[:12])
+                     + (" ..." if len(counts) > 12 else ""))
+    for issue in s.get("issues", [])[:8]:
+        n = len(issue.get("files", [])) or issue.get("count", "")
+        fix = issue.get("fix") or ""
+        lines.append(f"- {issue['severity']}: {issue['message']}" + (f" ({n} files)" if n else "")
+                     + (f" Fix: {fix}" if fix and fix not in issue["message"] else ""))
+    if not s.get("issues"):
+        lines.append("No problems found.")
+    return "\n".join(lines)
+
+
+def propose_recipe(stats: dict, devices: list[DeviceProfile], latency_ms: float | None, size_mb: float | None) -> dict:
+    """Model, input size and time budget from the data and the slowest device, with the reason."""
+    side = int(min((stats.get("width") or {}).get("median", 96), (stats.get("height") or {}).get("median", 96)))
+    img = 32 if side <= 40 else 64 if side <= 80 else 96 if side <= 128 else 160
+    slowest = min(devices, key=lambda d: d.fp32_gflops) if devices else None
+    small = slowest is None or slowest.fp32_gflops < 100 or (latency_ms is not None and latency_ms < 20) or \
+        (size_mb is not None and size_mb < 8)
+    model = "mobilenet_v3_small" if small else "mobilenet_v3_large"
+    n = stats.get("num_images") or 0
+    minutes = 2.0 if n < 300 else 4.0 if n < 3000 else 10.0
+    why = (f"images are about {side} px, so {img} px keeps their detail without wasted compute; "
+           + (f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS, so " if slowest else "")
+           + f"{model} fits{' the latency budget' if latency_ms else ''}; {n} images train in about {minutes:g} minutes here.")
+    return {"model": model, "img_size": img, "time_budget_min": minutes, "epochs": None, "reason": why}
+
+
+def impossible_budget(state: State, recipe: dict) -> str | None:
+    if state.latency_ms is not None and state.latency_ms < 0.05:
+        return (f"{state.latency_ms:g} ms per image is below what any runtime can do (calling a model costs about "
+                "0.05 ms on its own). Please give a budget of at least 0.1 ms.")
+    if state.size_mb is not None and state.size_mb < 0.05:
+        return f"{state.size_mb:g} MB is too small for any image model. Please allow at least 0.1 MB."
+    return None
+
+
+def progress_text(run: dict) -> str:
+    prog, history = run.get("progress") or {}, run.get("history") or []
+    if not prog or "epoch" not in prog:
+        return f"Training is {run['status']}: starting up (loading the images)."
+    parts = [f"epoch {prog['epoch']}" + (f" of at most {prog['epochs']}" if prog.get("epochs") else "")]
+    if history:
+        parts.append(f"validation accuracy {history[-1]['val_accuracy']:.1%} after epoch {history[-1]['epoch']}")
+    loss = prog.get("train_loss", prog.get("loss"))
+    if loss is not None:
+        parts.append(f"loss {loss:.3f}")
+    if prog.get("eta_s") is not None:
+        parts.append(f"about {max(0, prog['eta_s']) / 60:.1f} min left")
+    return "Training is running: " + ", ".join(parts) + ". Say *stop* to end it early."
+
+
+def evaluation_text(model: str, evaluation: dict) -> str:
+    m = evaluation["metrics"]
+    worst = sorted(m.get("per_class", {}).items(), key=lambda kv: kv[1]["recall"])[:3]
+    text = (f"Training finished: **{model}** reaches **{m['accuracy']:.2%}** accuracy on the test split "
+            f"(macro F1 {m.get('f1_macro', 0):.3f}).")
+    if worst and worst[0][1]["recall"] < 1:
+        text += " Hardest classes: " + ", ".join(f"{c} ({v['recall']:.0%} found)" for c, v in worst) + "."
+    return text + " The confusion matrix and the worst-classified images are below."
+
+
+def exports_table(exports: list[dict], results: list[dict]) -> str:
+    lat = {(r["target"], r["precision"]): r["latency_ms"]["p50"] for r in results if r["measured"]}
+    rows = ["| target | precision | accuracy | change | size MB | latency here |", "|---|---|---|---|---|---|"]
+    for e in exports:
+        acc = "runs on its device" if e["accuracy"] is None else f"{e['accuracy']:.2%}"
+        drop = "–" if e["drop"] is None else f"{-e['drop']:+.2f} pts"
+        ms = lat.get((e["target"], e["precision"]))
+        rows.append(f"| {e['target']} | {e['precision']} | {acc} | {drop} | {e['size_mb']:.2f} | "
+                    f"{'–' if ms is None else f'{ms:.2f} ms'} |")
+    return "\n".join(rows)
+
+
+def snapshot(state: State) -> dict:
+    return copy.deepcopy(asdict(state))
