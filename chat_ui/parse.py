@@ -16,7 +16,7 @@ CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 
 INTENTS: dict[str, list[str]] = {
     "help": [r"\bwhat can you do\b", r"^\s*help\b", r"\bhelp me\b", r"你能做什么", r"帮助", r"能做什么"],
     "demo": [r"\bdemo\b", r"\bsample data\b", r"\bexample data\b", r"\bdigits\b", r"示例", r"演示", r"样例"],
-    "confirm": [r"^\s*(yes|y|yeah|yep|ok|okay|sure|go|go ahead|do it|proceed|confirm|start(?! over)|please do|sounds good|let.s go)\b",
+    "confirm": [r"^\s*(yes|y|yeah|yep|ok|okay|sure|go(?! back)|go ahead|do it|proceed|confirm|start(?! over)|please do|sounds good|let.s go)\b",
                 r"^\s*(好|好的|是|是的|确认|开始|可以|行|没问题)"],
     "deny": [r"^\s*(no|nope|n|don't|do not|not now|cancel)\b", r"^\s*(不|不要|取消|算了)"],
     "stop": [r"\bstop\b", r"\babort\b", r"\bhalt\b", r"停止", r"停下", r"终止"],

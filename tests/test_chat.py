@@ -1,0 +1,171 @@
+"""The chat assistant: the guide's intents and slots on a table of phrasings (English and Chinese),
+every step of the flow with the real tools, bad input answered in plain words (never a traceback),
+confirmations before anything writes, conversations that survive a restart, the docs index, and a
+scripted tool-calling model driving the same tools (with fallback when it fails)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from chat_ui.assistant import Assistant
+from chat_ui.parse import parse
+from factory import api as core_api
+from targets.devices import load_profiles
+
+PROFILES = load_profiles()
+
+PHRASES = [  # text, intents that must be found, slots that must be found
+    ("It will run on a Raspberry Pi 4, under 30 ms, at most 1 point worse", set(),
+     {"devices": ["raspberry_pi_4"], "latency_ms": 30.0, "max_drop": 1.0}),
+    ("部署到安卓手机，延迟小于五十毫秒，精度下降不超过一个点", set(),
+     {"devices": ["snapdragon_8_gen3"], "latency_ms": 50.0, "max_drop": 1.0}),
+    ("an Intel NUC and a Jetson, model under 5 MB", set(), {"devices": ["intel_nuc_13", "jetson_orin_nano"], "size_mb": 5.0}),
+    ("iPhone, 30 fps", set(), {"devices": ["apple_a17_pro"], "latency_ms": 1000 / 30}),
+    ("树莓派5，两百毫秒以内", set(), {"devices": ["raspberry_pi_5"]}),
+    ("no accuracy loss please, 0.5 s is fine", set(), {"max_drop": 0.0, "latency_ms": 500.0}),
+    ("yes", {"confirm"}, {}), ("好的", {"confirm"}, {}), ("确认", {"confirm"}, {}), ("no", {"deny"}, {}), ("取消", {"deny"}, {}),
+    ("how is it going?", {"status"}, {}), ("训练进度怎么样了", {"status"}, {}),
+    ("stop", {"stop"}, {}), ("停止训练", {"stop"}, {}), ("go back", {"back"}, {}), ("返回上一步", {"back"}, {}),
+    ("start over", {"restart"}, {}), ("重新开始", {"restart"}, {}),
+    ("what can you do?", {"help"}, {}), ("你能做什么", {"help"}, {}),
+    ("what is INT8?", {"question"}, {}), ("什么是剪枝", {"question"}, {}),
+    ("use the demo data", {"demo"}, {}), ("用示例数据", {"demo"}, {}),
+    ("use tiny_cls for 3 epochs, 2 minutes", set(), {"model": "tiny_cls", "epochs": 3, "minutes": 2.0}),
+    ("train a detector", set(), {"task": "detection"}), ("图像分类", set(), {"task": "classification"}),
+]
+
+
+@pytest.mark.parametrize("text,intents,slots", PHRASES)
+def test_intents_and_slots(text: str, intents: set, slots: dict):
+    p = parse(text, PROFILES)
+    assert intents <= p.intents, (text, p.intents)
+    if "confirm" not in intents:
+        assert "confirm" not in p.intents, text
+    for key, value in slots.items():
+        got = getattr(p, key)
+        assert got == (pytest.approx(value) if isinstance(value, float) else value), (text, key, got)
+
+
+@pytest.fixture(scope="module")
+def assistant_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("chat") / "ws"
+    shutil.copytree(trained_home, home)
+    return home
+
+
+def wait_until(assistant: Assistant, conv: str, step: str, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assistant.poll(conv)
+        if assistant.load(conv)[0].step == step:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"conversation did not reach {step}: {assistant.load(conv)[0].step}")
+
+
+def test_the_whole_flow_with_confirmations_and_a_restart(assistant_home: Path):
+    a = Assistant(assistant_home, base_url="http://127.0.0.1:9")
+    conv = "flow"
+    assert "nothing to stop" in a.chat(conv, "stop").text  # stop when nothing runs
+    r = a.chat(conv, "use dataset shapes")
+    assert "shapes:v1" in r.text and "Where will the model run?" in r.text
+    r = a.chat(conv, "on my toaster")
+    assert "did not recognise a device" in r.text and "Raspberry Pi 4" in r.text
+    r = a.chat(conv, "an Intel NUC, under 0.01 ms")
+    assert "below what any runtime can do" in r.text
+    r = a.chat(conv, "an Intel NUC, under 50 ms, at most 40 points worse")
+    assert "at most 20 points" in r.text
+    r = a.chat(conv, "an Intel NUC, under 50 ms, at most 10 points worse, use tiny_cls for 3 epochs")
+    assert "tiny_cls" in r.text and "Shall I go ahead?" in r.text
+    runs_before = len(core_api.list_runs(home=assistant_home))
+    assert "nothing was changed" in a.chat(conv, "no").text.lower()
+    assert len(core_api.list_runs(home=assistant_home)) == runs_before  # nothing ran without a yes
+    a.chat(conv, "use tiny_cls for 3 epochs")
+    assert "Training started" in a.chat(conv, "yes").text
+    assert "Training" in a.chat(conv, "how is it going?").text
+
+    restarted = Assistant(assistant_home, base_url="http://127.0.0.1:9")  # a server restart keeps the conversation
+    assert restarted.load(conv)[0].step == "training"
+    wait_until(a, conv, "export")
+    state, messages = a.load(conv)
+    assert state.model == "shapes-tiny-cls:v1" and "Training finished" in messages[-1]["content"]
+    assert any(p.endswith("confusion_matrix.png") for p in messages[-1]["images"])
+    assert "Exporting" in a.chat(conv, "yes").text
+    wait_until(a, conv, "deploy")
+    state, messages = a.load(conv)
+    assert {e["target"] for e in state.exports} == {"openvino", "web"} and "Benchmark report" in messages[-1]["content"]
+    assert Path(state.report["html"]).is_file()
+    r = a.chat(conv, "yes")
+    assert "API key" in r.text and "curl" in r.text and r.images and Path(r.images[0]).is_file()
+    assert a.load(conv)[0].step == "done"
+    assert "Starting over" in a.chat(conv, "start over").text and a.load(conv)[0].step == "data"
+
+
+def test_bad_input_gets_a_helpful_reply(assistant_home: Path, tmp_path: Path):
+    a = Assistant(assistant_home)
+    corrupt = tmp_path / "photos.zip"
+    corrupt.write_bytes(b"PK\x03\x04 this is not really a zip")
+    r = a.chat("bad", "here are my photos", [str(corrupt)])
+    assert "Shall I go ahead?" in r.text
+    r = a.chat("bad", "yes")
+    assert r.text.startswith("That did not work:") and "How to fix it" in r.text and "Traceback" not in r.text
+    text_zip = tmp_path / "notes.zip"
+    with zipfile.ZipFile(text_zip, "w") as z:
+        z.writestr("readme.txt", "no images here")
+    a.chat("bad", "", [str(text_zip)])
+    r = a.chat("bad", "yes")
+    assert "did not work" in r.text and "How to fix it" in r.text
+    assert "not supported yet" in a.chat("bad", "I want to train an OCR model").text
+    assert "first step" in a.chat("bad", "go back").text  # "go back" at the start: says where we are
+
+
+def test_docs_questions_are_answered_from_the_index(assistant_home: Path):
+    a = Assistant(assistant_home)
+    assert "INT8" in a.chat("docs", "what is INT8 quantization?").text
+    assert "folder" in a.chat("docs", "which dataset formats can I upload?").text.lower()
+    assert "量化" in a.chat("docs", "什么是量化和剪枝？").text
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Replies from a script: each entry is an AIMessage (possibly with tool calls) or an exception to raise."""
+
+    script: list
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return ChatResult(generations=[ChatGeneration(message=step)])
+
+
+def test_a_tool_calling_model_drives_the_same_tools_with_confirmations(assistant_home: Path):
+    script = [AIMessage("", tool_calls=[{"name": "list_datasets", "args": {}, "id": "c1"}]),
+              AIMessage("You have the dataset shapes."),
+              AIMessage("", tool_calls=[{"name": "import_demo_data", "args": {"name": "digits-llm"}, "id": "c2"}]),
+              ConnectionError("model server unreachable"),
+              AIMessage("", tool_calls=[{"name": "no_such_tool", "args": {}, "id": "c3"}])]
+    a = Assistant(assistant_home, chat_model=ScriptedChatModel(script=script))
+    assert a.chat("llm", "which datasets do I have?").text == "You have the dataset shapes."
+    r = a.chat("llm", "import the digits as digits-llm")
+    assert "import_demo_data" in r.text and "Shall I go ahead?" in r.text
+    assert "digits-llm" not in {d["dataset"] for d in core_api.list_datasets(home=assistant_home)}  # not before the yes
+    assert "Done" in a.chat("llm", "yes").text
+    assert "digits-llm" in {d["dataset"] for d in core_api.list_datasets(home=assistant_home)}
+    r = a.chat("llm", "what should I do next?")
+    assert "language model failed" in r.text and "unreachable" in r.text  # the guide answers instead
+    assert "unknown tool" in a.chat("llm", "next").text
