@@ -25,7 +25,9 @@ def running_server(home: Path, host: str = "127.0.0.1", **ssl) -> Iterator[str]:
     """Start the app on a free port; yields its base URL; stops it on exit."""
     port = free_port(host)
     logs: list[str] = []
-    server = uvicorn.Server(uvicorn.Config(create_app(home, log=logs.append), host=host, port=port, log_level="warning", **ssl))
+    scheme = "https" if ssl else "http"
+    app = create_app(home, log=logs.append, base_url=f"{scheme}://127.0.0.1:{port}")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **ssl))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
@@ -33,7 +35,6 @@ def running_server(home: Path, host: str = "127.0.0.1", **ssl) -> Iterator[str]:
         if not thread.is_alive() or time.time() > deadline:
             raise RuntimeError(f"server did not start: {logs}")
         time.sleep(0.05)
-    scheme = "https" if ssl else "http"
     try:
         yield f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '127.0.0.1') else host}:{port}"
     finally:

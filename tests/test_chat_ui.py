@@ -1,0 +1,103 @@
+"""The chat app as users and scripts meet it: a real server on loopback (the chat mounted at / of
+the REST app), driven through Gradio's /chat API with gradio_client, and through the page itself
+in headless Chromium for the whole flow: upload -> validate -> device + budget -> confirm -> train
+-> export web + openvino -> report -> QR code shown."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from factory.datasets.synthetic import write_shapes
+from tests.serving_helpers import running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def chat_server(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("chatui") / "ws"
+    shutil.copytree(trained_home, home)
+    with running_server(home) as url:
+        yield home, url
+
+
+def test_chat_api_drives_the_flow(chat_server):
+    from gradio_client import Client
+
+    home, url = chat_server
+    assert httpx.get(f"{url}/healthz").json()["status"] == "ok"  # the REST API lives beside the chat
+    client = Client(f"{url}/", verbose=False)
+    say = lambda text: client.predict(text, api_name="/chat")  # noqa: E731
+    assert "Data" in say("what can you do?")
+    assert "shapes:v1" in say("use dataset shapes")
+    assert "tiny_cls" in say("an Intel NUC, at most 10 points worse, use tiny_cls for 2 epochs")
+    assert "Training started" in say("yes")
+    deadline = time.time() + 300
+    reply = ""
+    while "Training finished" not in reply and time.time() < deadline:
+        time.sleep(1)
+        reply = say("how is it going?")
+    assert "Training finished" in reply and "[image:" in reply and "Shall I go ahead?" in reply
+
+
+def shapes_zip(folder: Path) -> Path:
+    data = write_shapes(folder / "pets", classes=3, per_class=24, seed=5)
+    archive = folder / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(data.rglob("*.png")):
+            z.write(p, p.relative_to(data))
+    return archive
+
+
+@pytest.mark.browser
+def test_the_whole_flow_in_a_browser(chat_server, tmp_path: Path):
+    if not CHROMIUM.is_file():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/setup installs it)")
+    from playwright.sync_api import sync_playwright
+
+    home, url = chat_server
+    archive = shapes_zip(tmp_path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(f"{url}/")
+        page.wait_for_selector("#message textarea", timeout=60000)
+
+        def bot_text() -> str:
+            return page.locator("#chat").inner_text()
+
+        def say(text: str, expect: str, timeout: float = 60, files: list[str] | None = None) -> None:
+            if files:
+                page.set_input_files("#message input[type=file]", files)
+                page.wait_for_timeout(500)
+            page.fill("#message textarea", text)
+            page.keyboard.press("Enter")
+            page.wait_for_function("([t]) => document.querySelector('#chat').innerText.includes(t)", arg=[expect],
+                                   timeout=timeout * 1000)
+
+        say("here are my photos", "Shall I go ahead?", files=[str(archive)])
+        say("yes", "Where will the model run?")
+        assert "pets:v1" in bot_text() and "balanced" in bot_text()
+        page.get_by_role("tab", name="Datasets").click()
+        assert "pets:v1" in page.locator("#tab-datasets").inner_text()
+        say("an Intel NUC under 50 ms, at most 10 points worse, use tiny_cls for 3 epochs", "tiny_cls")
+        say("yes", "Training started")
+        page.get_by_role("tab", name="Training").click()
+        page.wait_for_function("document.querySelector('#chat').innerText.includes('Training finished')", timeout=300000)
+        say("yes", "Exporting")
+        page.wait_for_function("document.querySelector('#chat').innerText.includes('Benchmark report')", timeout=600000)
+        cells = page.locator("#chat table td").all_inner_texts()  # the results table, rendered from Markdown
+        assert "openvino" in cells and "web" in cells
+        say("yes", "API key")
+        page.get_by_role("tab", name="Deployments").click()
+        page.wait_for_selector("#qr img", timeout=30000)
+        assert "pets-tiny-cls:v1" in page.locator("#tab-deployments").inner_text()
+        report = page.locator("#chat a", has_text="/report").first.get_attribute("href")
+        assert httpx.get(report).status_code == 200
+        browser.close()
