@@ -22,8 +22,13 @@ Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
 
 
-def _device(ws: Workspace) -> dict:
-    return local_device(ws.home / "reports" / "devices")
+def _device(ws: Workspace, runtime_device: str = "cpu") -> dict:
+    """This machine as the device of a measurement; a GPU run is a device of its own (its GPU, not the CPU)."""
+    here = local_device(ws.home / "reports" / "devices")
+    if runtime_device == "cpu":
+        return here
+    gpu = here["gpus"][0]["name"] if here["gpus"] else runtime_device
+    return {**here, "id": f"{here['id']}-{runtime_device}", "name": f"{gpu} on {here['host']}", "kind": "gpu"}
 
 
 def _record(catalog: Catalog, result: dict, device: dict, measured: bool = True) -> None:
@@ -45,7 +50,7 @@ def bench(ref: str, target: str, *, precision: str = "fp32", device: str = "cpu"
     with session(home) as (ws, catalog):
         row = resolve_model(catalog, ref)
         spec = BenchSpec(str(ws.home), f"{row['name']}:v{row['version']}", target, precision, device, timing or Timing())
-        here = _device(ws)
+        here = _device(ws, device)
         result = run_isolated(spec)
         _record(catalog, result, here)
     return summary(result, here)

@@ -79,6 +79,15 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
     _observe(app)
     _routes(app)
     preview.mount(app)
+
+    # the API's own 404 for its prefixes, before the chat app takes every other path at /
+    async def no_route(request: Request):
+        raise NotFoundError(f"No route {request.method} {request.url.path}.", fix="See the API at /docs.")
+
+    for prefix in ("/v1", "/api", "/p"):
+        app.add_api_route(prefix + "/{rest:path}", no_route, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                          include_in_schema=False)
+
     if apps:  # the chat UI (and any other front end) mounts itself at / through an entry point
         from importlib.metadata import entry_points
 
@@ -282,32 +291,30 @@ def _routes(app: FastAPI) -> None:
                              "artifacts": [{k: a[k] for k in ("target", "precision", "size_mb", "accuracy")} for a in arts]})
         return {"name": name, "deployment": dep, "versions": versions}
 
-    @app.post("/v1/models/{name}/predict", tags=["predict"], openapi_extra=_predict_body(False))
-    async def predict(name: str, request: Request) -> dict:
-        """Classify one image: multipart `image` file or JSON {"image": base64}; optional version, target, top_k."""
+    async def predict_request(name: str, request: Request, many: bool) -> tuple:
         authorize(request, name)
-        data, opts = await request_images(request, many=False)
+        data, opts = await request_images(request, many=many)
         q = {**opts, **request.query_params}
         predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, _int(q.get("version"), "version", None),
                                                                               q.get("target") or None))
+        images, results, timing = await run_predict(app, predictor, data if many else data[:1], _int(q.get("top_k"), "top_k", 5))
+        head = {"model": predictor.model, "version": predictor.version, "target": predictor.target,
+                "precision": predictor.precision}
+        return predictor, head, images, results, timing
+
+    @app.post("/v1/models/{name}/predict", tags=["predict"], openapi_extra=_predict_body(False))
+    async def predict(name: str, request: Request) -> dict:
+        """Classify one image: multipart `image` file or JSON {"image": base64}; optional version, target, top_k."""
         t0 = time.perf_counter()
-        images, results, timing = await run_predict(app, predictor, data[:1], _int(q.get("top_k"), "top_k", 5))
-        return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
-                "precision": predictor.precision, **_shape(predictor, images[0], results[0]),
+        predictor, head, images, results, timing = await predict_request(name, request, many=False)
+        return {**head, **_shape(predictor, images[0], results[0]),
                 "timing_ms": {**timing, "total": (time.perf_counter() - t0) * 1000}}
 
     @app.post("/v1/models/{name}/predict:batch", tags=["predict"], openapi_extra=_predict_body(True))
     async def predict_batch(name: str, request: Request) -> dict:
         """Classify several images: multipart `images` files or JSON {"images": [base64, ...]} (at most 64)."""
-        authorize(request, name)
-        data, opts = await request_images(request, many=True)
-        q = {**opts, **request.query_params}
-        predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, _int(q.get("version"), "version", None),
-                                                                              q.get("target") or None))
-        images, results, timing = await run_predict(app, predictor, data, _int(q.get("top_k"), "top_k", 5))
-        return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
-                "precision": predictor.precision, "results": [_shape(predictor, i, r) for i, r in zip(images, results)],
-                "timing_ms": timing}
+        predictor, head, images, results, timing = await predict_request(name, request, many=True)
+        return {**head, "results": [_shape(predictor, i, r) for i, r in zip(images, results)], "timing_ms": timing}
 
     @app.post("/api/predict/{service}", tags=["pai-eas"], openapi_extra=_pai_body())
     async def pai_predict(service: str, request: Request):

@@ -1,7 +1,7 @@
 """The chat app as users and scripts meet it: a real server on loopback (the chat mounted at / of
 the REST app), driven through Gradio's /chat API with gradio_client, and through the page itself
-in headless Chromium for the whole flow: upload -> validate -> device + budget -> confirm -> train
--> export web + openvino -> report -> QR code shown."""
+in headless Chromium for the whole flow on the demo data with a tiny model: upload -> validate ->
+device + budget -> confirm -> train -> export web + openvino -> report -> QR code shown."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from factory.datasets.synthetic import write_shapes
+from factory.datasets.synthetic import write_digits
 from tests.serving_helpers import running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,9 +46,10 @@ def test_chat_api_drives_the_flow(chat_server):
     assert "Training finished" in reply and "[image:" in reply and "Shall I go ahead?" in reply
 
 
-def shapes_zip(folder: Path) -> Path:
-    data = write_shapes(folder / "pets", classes=3, per_class=24, seed=5)
-    archive = folder / "pets.zip"
+def demo_zip(folder: Path) -> Path:
+    """The demo data (scikit-learn's digits) as a user would upload it: a .zip, one folder per class."""
+    data = write_digits(folder / "handwriting")
+    archive = folder / "handwriting.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for p in sorted(data.rglob("*.png")):
             z.write(p, p.relative_to(data))
@@ -62,7 +63,7 @@ def test_the_whole_flow_in_a_browser(chat_server, tmp_path: Path):
     from playwright.sync_api import sync_playwright
 
     home, url = chat_server
-    archive = shapes_zip(tmp_path)
+    archive = demo_zip(tmp_path)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
@@ -83,9 +84,9 @@ def test_the_whole_flow_in_a_browser(chat_server, tmp_path: Path):
 
         say("here are my photos", "Shall I go ahead?", files=[str(archive)])
         say("yes", "Where will the model run?")
-        assert "pets:v1" in bot_text() and "balanced" in bot_text()
+        assert "handwriting:v1" in bot_text() and "1797 images in 10 classes" in bot_text() and "balanced" in bot_text()
         page.get_by_role("tab", name="Datasets").click()
-        assert "pets:v1" in page.locator("#tab-datasets").inner_text()
+        assert "handwriting:v1" in page.locator("#tab-datasets").inner_text()
         say("an Intel NUC under 50 ms, at most 10 points worse, use tiny_cls for 3 epochs", "tiny_cls")
         say("yes", "Training started")
         page.get_by_role("tab", name="Training").click()
@@ -97,7 +98,7 @@ def test_the_whole_flow_in_a_browser(chat_server, tmp_path: Path):
         say("yes", "API key")
         page.get_by_role("tab", name="Deployments").click()
         page.wait_for_selector("#qr img", timeout=30000)
-        assert "pets-tiny-cls:v1" in page.locator("#tab-deployments").inner_text()
+        assert "handwriting-tiny-cls:v1" in page.locator("#tab-deployments").inner_text()
         report = page.locator("#chat a", has_text="/report").first.get_attribute("href")
         assert httpx.get(report).status_code == 200
         browser.close()
