@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import time
-from pathlib import Path
 
 from factory.catalog import Catalog
 from factory.errors import ConfigError, FactoryError, NotFoundError
@@ -147,7 +146,3 @@ def revoke_link(catalog: Catalog, link_id: str) -> dict:
 
 def list_links(catalog: Catalog) -> list[dict]:
     return catalog.select("SELECT * FROM preview_links ORDER BY created_at")
-
-
-def workspace_path(ws: Workspace, *parts: str) -> Path:
-    return ws.home.joinpath("serving", *parts)
