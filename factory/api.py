@@ -54,6 +54,20 @@ def import_dataset(path: str | Path, name: str, *, task: str = "classification",
     return dataset_summary(row)
 
 
+def export_dataset(ref: str, dest: str | Path, *, fmt: str, home: Home = None) -> dict:
+    """Write detection dataset `NAME[:vN]` to the new folder `dest` as `fmt` (coco, yolo or voc), splits kept.
+    Raises: NotFoundError, ConfigError (not a detection dataset, unknown format, `dest` not empty)."""
+    from factory.datasets.detection import export_detection
+
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise ConfigError(f"{dest} is not empty.", fix="Give a new or empty folder.")
+    with session(home) as (ws, catalog):
+        row = dataset_row_for(catalog, ref)
+        export_detection(ws, row, fmt, dest)
+    return {"dataset": f"{row['name']}:v{row['version']}", "format": fmt, "path": str(dest)}
+
+
 def dataset_summary(row: dict) -> dict:
     return {"dataset": row["name"], "version": row["version"], "task": row["task"], "format": row["source_format"],
             "num_images": row["stats"]["num_images"], "classes": row["classes"], "splits": row["splits"],

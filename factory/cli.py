@@ -50,9 +50,16 @@ def cmd_dataset_inspect(a: argparse.Namespace) -> dict:
     if not a.json:
         s = out["stats"]
         print(f"{out['dataset']}:v{out['version']} ({out['format']}): {out['num_images']} images, splits {out['splits']}")
-        print(f"  size (w x h) median {s['width'].get('median')} x {s['height'].get('median')}, "
-              f"aspect median {s['aspect_ratio'].get('median')}, imbalance ratio {s['imbalance_ratio']}")
-        _print_table([{"class": c, "images": n} for c, n in s["images_per_class"].items()], ["class", "images"])
+        if out["task"] == "detection":
+            print(f"  {s['num_boxes']} boxes ({', '.join(f'{k} {v}' for k, v in s['boxes_by_size'].items())}), per image "
+                  f"{s['boxes_per_image']['min']}-{s['boxes_per_image']['max']} (median {s['boxes_per_image']['median']}), "
+                  f"{s['negative_images']} images without objects")
+            _print_table([{"class": c, "boxes": n, "images": s["images_per_class"][c]} for c, n in s["boxes_per_class"].items()],
+                         ["class", "boxes", "images"])
+        else:
+            print(f"  size (w x h) median {s['width'].get('median')} x {s['height'].get('median')}, "
+                  f"aspect median {s['aspect_ratio'].get('median')}, imbalance ratio {s['imbalance_ratio']}")
+            _print_table([{"class": c, "images": n} for c, n in s["images_per_class"].items()], ["class", "images"])
         _show_issues(out["issues"])
     return out
 
@@ -64,9 +71,17 @@ def cmd_dataset_list(a: argparse.Namespace) -> dict:
     return {"datasets": rows}
 
 
+def cmd_dataset_export(a: argparse.Namespace) -> dict:
+    out = api.export_dataset(a.ref, a.dest, fmt=a.format, home=a.home)
+    if not a.json:
+        print(f"wrote {out['dataset']} as {out['format']} to {out['path']}")
+    return out
+
+
 def cmd_dataset_sample(a: argparse.Namespace) -> dict:
     from pathlib import Path
 
+    from factory.datasets.detection import write_detection
     from factory.datasets.synthetic import write_digits, write_shapes
 
     dest = Path(a.dest)
@@ -74,6 +89,9 @@ def cmd_dataset_sample(a: argparse.Namespace) -> dict:
         raise FactoryError(f"{dest} is not empty.", fix="Give a new or empty folder.", code="CONFIG_ERROR")
     if a.kind == "digits":
         write_digits(dest)
+    elif a.kind == "detection":
+        write_detection(dest, images=a.images, classes=a.classes, seed=a.seed,
+                        layout="coco" if a.layout == "folder_per_class" else a.layout)
     else:
         write_shapes(dest, classes=a.classes, per_class=a.per_class, seed=a.seed, layout=a.layout)
     files = sum(1 for p in dest.rglob("*") if p.is_file())
@@ -185,11 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
     add(ds, "inspect", cmd_dataset_inspect, "statistics and issues of a dataset").add_argument("ref")
     add(ds, "list", cmd_dataset_list, "all datasets and versions")
+    sp = add(ds, "export", cmd_dataset_export, "write a detection dataset version as COCO, YOLO or VOC")
+    sp.add_argument("ref")
+    sp.add_argument("dest")
+    sp.add_argument("--format", required=True, choices=["coco", "yolo", "voc"])
     sp = add(ds, "sample", cmd_dataset_sample, "write offline sample data to a folder (to try imports)")
-    sp.add_argument("kind", choices=["digits", "shapes"], help="digits: scikit-learn's handwriting; shapes: synthetic")
+    sp.add_argument("kind", choices=["digits", "shapes", "detection"],
+                    help="digits: scikit-learn's handwriting; shapes: synthetic classes; detection: synthetic scenes with boxes")
     sp.add_argument("dest")
     sp.add_argument("--layout", default="folder_per_class",
-                    choices=["folder_per_class", "split_folders", "kuplus_txfl", "csv"], help="shapes only")
+                    choices=["folder_per_class", "split_folders", "kuplus_txfl", "csv", "coco", "yolo", "voc", "kuplus_txkt",
+                             "modelarts_manifest", "csv_coordinates"],
+                    help="shapes: the first four; detection: coco (default), yolo, voc, kuplus_txkt, modelarts_manifest, csv_coordinates")
+    sp.add_argument("--images", type=int, default=60, help="detection only")
     sp.add_argument("--classes", type=int, default=3, help="shapes only (1-6)")
     sp.add_argument("--per-class", type=int, default=30, help="shapes only")
     sp.add_argument("--seed", type=int, default=0, help="shapes only")

@@ -29,7 +29,7 @@ from factory.workspace import Workspace, atomic_write_json, publish_dir, staging
 MIN_CLASS_IMAGES = 20
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TASKS = ("classification",)
+TASKS = ("classification", "detection")
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -118,6 +118,10 @@ def import_dataset(ws: Workspace, catalog: Catalog, path: str | Path, name: str,
     validate_name(name)
     if task not in TASKS:
         raise ConfigError(f"Unknown task {task!r}.{suggest(task, list(TASKS))}", fix=f"Use one of: {', '.join(TASKS)}.")
+    if task == "detection":
+        from factory.datasets.detection import import_detection
+
+        return import_detection(ws, catalog, path, name, fmt=fmt, seed=seed, progress=progress)
     log = IssueLog()
     with open_source(path, scratch=ws.home / "datasets") as root:
         chosen = detect_format(root) if fmt == "auto" else fmt
@@ -146,15 +150,22 @@ def _publish(ws: Workspace, catalog: Catalog, root: Path, name: str, task: str, 
                  "sha256": c.check.sha256, "width": c.check.width, "height": c.check.height, "mode": c.check.mode}
                 for c, s in entries]
     stats = compute_stats(manifest, classes)
+    return write_version(ws, catalog, root, name, task, fmt, classes, manifest, stats, log, seed, progress)
+
+
+def write_version(ws: Workspace, catalog: Catalog, root: Path, name: str, task: str, fmt: str, classes: list[str],
+                  manifest: list[dict], stats: dict, log: IssueLog, seed: int, progress: Progress | None) -> dict:
+    """Copy each manifest entry's `source` to its `file` in a staging folder, then publish the folder and
+    the catalog row in one transaction (the staging folder is removed on any failure)."""
     split_counts = {s: sum(1 for m in manifest if m["split"] == s) for s in ("train", "val", "test")}
     issues = [i.to_dict() for i in log.all()]
     with staging_dir(ws.home / "datasets" / name / "pending") as tmp:
-        for i, (c, _) in enumerate(entries):
-            dest = tmp / _target_file(c)
+        for i, m in enumerate(manifest):
+            dest = tmp / m["file"]
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / c.record.path, dest)
-            if progress and (i % 100 == 0 or i + 1 == len(entries)):
-                progress("copy images", i + 1, len(entries))
+            shutil.copyfile(root / m["source"], dest)
+            if progress and (i % 100 == 0 or i + 1 == len(manifest)):
+                progress("copy images", i + 1, len(manifest))
         atomic_write_json(tmp / "manifest.json", manifest)
         with catalog.transaction():
             version = catalog.next_version("datasets", name)

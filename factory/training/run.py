@@ -15,7 +15,7 @@ import torch
 from factory.catalog import Catalog
 from factory.config import TrainConfig
 from factory.datasets.importer import validate_name
-from factory.errors import ConfigError, FactoryError, TrainingError
+from factory.errors import UnsupportedSpecError, ConfigError, FactoryError, TrainingError
 from factory.evaluation import dataset_row_for, evaluate_split, split_entries, write_eval_report
 from factory.models import load_model, register_model_version, resolve_model
 from factory.tasks.classification import MODELS, build_model, load_matching, load_pretrained, preprocessing_spec
@@ -34,6 +34,10 @@ def new_run_id() -> str:
 def resolve_config(catalog: Catalog, cfg: TrainConfig) -> dict:
     """Fill defaults that depend on the data and architecture; the result is saved before work starts."""
     ds = dataset_row_for(catalog, cfg.dataset)
+    if ds["task"] != "classification":
+        raise UnsupportedSpecError(f"{ds['name']}:v{ds['version']} is a {ds['task']} dataset; training detectors is not "
+                                   "available yet (only image classifiers train today).",
+                                   fix="Train on a classification dataset; the dataset stays imported for the detector.")
     arch = cfg.model or DEFAULT_ARCH
     if cfg.from_model:
         parent = resolve_model(catalog, cfg.from_model)
