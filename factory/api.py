@@ -151,7 +151,8 @@ def run_status(run_id: str, *, home: Home = None) -> dict:
 
 
 # -- evaluation and registry ---------------------------------------------------------------------
-def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home: Home = None) -> dict:
+def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home: Home = None,
+             save_predictions: str | Path | None = None) -> dict:
     """Evaluate model `NAME[:vN]` on a split of its dataset (or of `dataset`).
 
     Returns: {model, version, split, metrics (accuracy, macro P/R/F1, per_class), confusion_matrix,
@@ -164,6 +165,15 @@ def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home:
         model, meta = load_model(ws, row)
         ds = dataset_row_for(catalog, dataset or meta["dataset"])
         root, entries = split_entries(ws, ds, split)
+        if meta.get("task") == "detection":
+            from factory.evaluation import evaluate_detection_split
+
+            out = evaluate_detection_split(model, meta, root, entries, save_predictions)
+            return {"model": row["name"], "version": row["version"], "dataset": f"{ds['name']}:v{ds['version']}",
+                    "split": split, "task": "detection", **out}
+        if save_predictions:
+            raise ConfigError("--save-predictions writes COCO detection results; this is a classification model.",
+                              fix="Leave it out; `eval --json` prints the classification metrics.")
         result = evaluate_split(model, meta, root, entries)
         files = write_eval_report(ws, row, split, result, root, meta["classes"])
     cm = result.pop("confusion_matrix")

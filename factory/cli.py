@@ -123,8 +123,17 @@ def cmd_train(a: argparse.Namespace) -> dict:
 
 
 def cmd_eval(a: argparse.Namespace) -> dict:
-    out = api.evaluate(a.ref, split=a.split, dataset=a.dataset, home=a.home)
-    if not a.json:
+    out = api.evaluate(a.ref, split=a.split, dataset=a.dataset, home=a.home, save_predictions=a.save_predictions)
+    if not a.json and out.get("task") == "detection":
+        m = out["metrics"]
+        print(f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({len(out['images'])} images): "
+              f"mAP@0.5:0.95 {m['map']:.4f}, mAP@0.5 {m['map50']:.4f}")
+        _print_table([{"class": c, "ap": round(v["ap"], 4), "ap50": round(v["ap50"], 4), "recall50": round(v["recall50"], 4)}
+                      for c, v in m["per_class"].items()], ["class", "ap", "ap50", "recall50"])
+        print("recall@0.5 by size: " + ", ".join(f"{k} {v['recall50']:.3f} ({v['objects']})" for k, v in m["by_size"].items()))
+        if out["predictions_file"]:
+            print(f"predictions: {out['predictions_file']}")
+    elif not a.json:
         m = out["metrics"]
         print(f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({m['num_samples']} images): "
               f"accuracy {m['accuracy']:.4f}, macro precision {m['precision_macro']:.4f}, "
@@ -240,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref")
     sp.add_argument("--split", default="test")
     sp.add_argument("--dataset", help="evaluate on another dataset NAME[:vN] with the same classes")
+    sp.add_argument("--save-predictions", metavar="FILE", help="detection: write a COCO results list (JSON)")
 
     ms = sub.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
     add(ms, "list", cmd_models_list, "all model versions")

@@ -53,11 +53,13 @@ def resolve_model(catalog: Catalog, ref: str) -> dict:
 
 def register_model_version(ws: Workspace, catalog: Catalog, *, name: str, arch: str, classes: list[str],
                            img_size: int, state_dict: dict, dataset: str, run_id: str | None,
-                           metrics: dict, extra: dict | None = None) -> dict:
+                           metrics: dict, extra: dict | None = None, task: str = "classification",
+                           preprocessing: dict | None = None, postprocessing: dict | None = None) -> dict:
     """Write weights.pt + metadata.json under a staging name, then publish as the next version."""
-    metadata = {"name": name, "task": "classification", "arch": arch, "classes": classes,
+    metadata = {"name": name, "task": task, "arch": arch, "classes": classes,
                 "num_classes": len(classes), "input_size": [3, img_size, img_size],
-                "preprocessing": preprocessing_spec(img_size), "postprocessing": postprocessing_spec(classes),
+                "preprocessing": preprocessing or preprocessing_spec(img_size),
+                "postprocessing": postprocessing or postprocessing_spec(classes),
                 "dataset": dataset, "run": run_id, "metrics": metrics, "torch_version": torch.__version__,
                 "weights": "weights.pt", **(extra or {})}
     with staging_dir(ws.home / "models" / name / "pending") as tmp:
@@ -68,7 +70,7 @@ def register_model_version(ws: Workspace, catalog: Catalog, *, name: str, arch: 
             metadata.update(version=version, created_at=time.time())
             atomic_write_json(tmp / "metadata.json", metadata)
             publish_dir(tmp, final)
-            row = {"name": name, "version": version, "task": "classification", "arch": arch, "dataset": dataset,
+            row = {"name": name, "version": version, "task": task, "arch": arch, "dataset": dataset,
                    "path": str(final.relative_to(ws.home)), "metrics": metrics, "created_at": metadata["created_at"],
                    "run_id": run_id}
             catalog.insert("model_versions", row)
@@ -87,7 +89,12 @@ def read_metadata(ws: Workspace, row: dict) -> dict:
 def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
     """The model of a registry row, in eval mode, with its metadata."""
     meta = read_metadata(ws, row)
-    model = build_model(meta["arch"], meta["num_classes"])
+    if meta.get("task") == "detection":
+        from factory.tasks.detection import build_detector
+
+        model = build_detector(meta["arch"], meta["num_classes"])
+    else:
+        model = build_model(meta["arch"], meta["num_classes"])
     path = ws.home / row["path"] / meta["weights"]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

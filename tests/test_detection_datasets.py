@@ -13,7 +13,7 @@ import pytest
 from factory import api
 from factory.api import session
 from factory.datasets.detection import write_detection
-from factory.errors import DatasetError, UnsupportedSpecError
+from factory.errors import DatasetError
 from factory.datasets.issues import DETECTION_CODES
 from factory.evaluation import dataset_row_for
 
@@ -106,9 +106,3 @@ def test_bad_annotation_files_are_clear_errors(tmp_path: Path):
 def test_every_detection_code_is_exercised():
     text = Path(__file__).read_text()
     assert all(code in text for code in DETECTION_CODES)
-
-
-def test_training_refuses_a_detection_dataset_for_now(reference):
-    _, home, _ = reference
-    with pytest.raises(UnsupportedSpecError, match="detection dataset"):
-        api.train({"dataset": "ref", "model": "tiny_cls", "epochs": 1}, home=home)

@@ -224,7 +224,8 @@ def predict_logits(model: nn.Module, data: ImageTensors, mean: torch.Tensor, std
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, data: ImageTensors, preprocessing: dict, batch_size: int = 128) -> int:
-    """Re-estimate BatchNorm running statistics as an exact average over `data` (no augmentation).
+    """Re-estimate BatchNorm running statistics as an exact average over `data` (no augmentation);
+    `data` is anything with uint8 `images` [N, 3, H, W] (classification or detection tensors).
 
     After pruning and a short fine-tune the running statistics lag behind the weights, most of all
     in architectures with a slow BN momentum (MobileNetV3 uses 0.01); this is cheap and exact.
@@ -237,8 +238,9 @@ def recalibrate_batchnorm(model: nn.Module, data: ImageTensors, preprocessing: d
     mean = torch.tensor(preprocessing["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(preprocessing["std"]).view(1, 3, 1, 1)
     model.train()
-    for images, _ in batches(data, batch_size, shuffle=False):
-        model(normalize(images, mean, std))
+    with torch.no_grad():
+        for first in range(0, len(data.images), batch_size):
+            model(normalize(data.images[first:first + batch_size], mean, std))
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     model.eval()

@@ -34,10 +34,8 @@ def new_run_id() -> str:
 def resolve_config(catalog: Catalog, cfg: TrainConfig) -> dict:
     """Fill defaults that depend on the data and architecture; the result is saved before work starts."""
     ds = dataset_row_for(catalog, cfg.dataset)
-    if ds["task"] != "classification":
-        raise UnsupportedSpecError(f"{ds['name']}:v{ds['version']} is a {ds['task']} dataset; training detectors is not "
-                                   "available yet (only image classifiers train today).",
-                                   fix="Train on a classification dataset; the dataset stays imported for the detector.")
+    if ds["task"] == "detection":
+        return _resolve_detection(ds, cfg)
     arch = cfg.model or DEFAULT_ARCH
     if cfg.from_model:
         parent = resolve_model(catalog, cfg.from_model)
@@ -50,6 +48,23 @@ def resolve_config(catalog: Catalog, cfg: TrainConfig) -> dict:
     name = validate_name(cfg.name or f"{ds['name']}-{arch}".replace("_", "-"))
     return {**cfg.to_dict(), "model": arch, "dataset": f"{ds['name']}:v{ds['version']}", "img_size": img_size, "name": name,
             "classes": ds["classes"], "torch_version": torch.__version__}
+
+
+def _resolve_detection(ds: dict, cfg: TrainConfig) -> dict:
+    from factory.tasks.detection import DETECTORS
+
+    if cfg.from_model or cfg.pretrained:
+        raise UnsupportedSpecError("--from and --pretrained are not available for detectors yet.",
+                                   fix="Train the detector from scratch (leave them out).")
+    arch = cfg.model or DEFAULT_ARCH
+    spec = DETECTORS.get(arch)
+    img_size = cfg.img_size or spec.default_img_size
+    if img_size % 32:
+        raise ConfigError(f"A detector's input size must be a multiple of 32 (strides 8, 16, 32); got {img_size}.",
+                          fix=f"Use --img-size {max(32, round(img_size / 32) * 32)}.")
+    name = validate_name(cfg.name or f"{ds['name']}-{arch}".replace("_", "-"))
+    return {**cfg.to_dict(), "model": arch, "dataset": f"{ds['name']}:v{ds['version']}", "img_size": img_size, "name": name,
+            "classes": ds["classes"], "task": "detection", "torch_version": torch.__version__}
 
 
 def _log_writer(ws: Workspace, catalog: Catalog, run_id: str, sink: EventSink | None) -> EventSink:
@@ -132,6 +147,10 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
 
 def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, resume: bool,
                         sink: EventSink, stop: threading.Event | None) -> dict:
+    if resolved.get("task") == "detection":
+        from factory.training.detection import train_detector
+
+        return train_detector(ws, catalog, run_id, resolved, resume, sink, stop)
     ds = dataset_row_for(catalog, resolved["dataset"])
     root, train_entries = split_entries(ws, ds, "train")
     _, val_entries = split_entries(ws, ds, "val")

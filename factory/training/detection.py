@@ -1,0 +1,197 @@
+"""Training a detector with the engine: letterboxed images cached as uint8 tensors with their boxes,
+batch augmentation that moves the boxes with the pixels (horizontal flip, scale jitter with random
+translation), the FCOS loss, and validation by COCO mAP@0.5 through the shared NumPy decoding."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from factory.datasets.images import load_rgb
+from factory.tasks.detection import decode, detection_loss, letterbox, locations, postprocessing_spec
+from factory.tasks.detection_metrics import coco_metrics
+from factory.training.engine import StopRequested, Trainer, lr_factor
+
+PAD = 114
+SCALE_RANGE = (0.6, 1.4)
+
+
+class DetectionTensors:
+    """Letterboxed images [N, 3, S, S] uint8 and, per image, boxes xyxy in letterbox pixels + class indices."""
+
+    def __init__(self, root: Path, entries: list[dict], classes: list[str], size: int):
+        index = {c: i for i, c in enumerate(classes)}
+        images, self.boxes, self.labels, self.scales = [], [], [], []
+        for e in entries:
+            img, scale, _ = letterbox(load_rgb(root / e["file"]), size)
+            images.append(torch.from_numpy(np.asarray(img, np.uint8).copy()).permute(2, 0, 1))
+            b = np.array([[x, y, x + w, y + h] for x, y, w, h in (bx["bbox"] for bx in e["boxes"])], np.float32).reshape(-1, 4)
+            self.boxes.append(torch.from_numpy(b * scale))
+            self.labels.append(torch.tensor([index[bx["label"]] for bx in e["boxes"]], dtype=torch.long))
+            self.scales.append(scale)
+        self.images = torch.stack(images) if images else torch.zeros(0, 3, size, size, dtype=torch.uint8)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def augment_batch(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor], generator: torch.Generator,
+                  hflip: float = 0.5) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Per image: random scale in SCALE_RANGE about a random point and a horizontal flip, one affine warp
+    (grid_sample) for pixels and boxes alike; boxes left mostly outside are dropped, the rest clipped."""
+    n, _, size, _ = images.shape
+    u = torch.rand(n, 4, generator=generator)
+    scale = SCALE_RANGE[0] + u[:, 0] * (SCALE_RANGE[1] - SCALE_RANGE[0])
+    flip = u[:, 1] < hflip
+    shift = (u[:, 2:] * 2 - 1) * (1 - 1 / scale.clamp(min=1))[:, None].clamp(min=0) + (u[:, 2:] * 2 - 1) * 0.1
+    theta = torch.zeros(n, 2, 3)  # output -> input sampling in normalised coordinates
+    theta[:, 0, 0] = torch.where(flip, -1.0, 1.0) / scale
+    theta[:, 1, 1] = 1 / scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    filled = F.grid_sample(torch.ones(n, 1, size, size), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    out = out + (1 - filled) * PAD
+    targets = []
+    for i in range(n):
+        b = boxes[i].clone()
+        if len(b):
+            # input pixel p maps to output: o = ((p_norm - shift) * scale), flipped in x when asked
+            norm = b / size * 2 - 1
+            xs, ys = (norm[:, [0, 2]] - shift[i, 0]) * scale[i], (norm[:, [1, 3]] - shift[i, 1]) * scale[i]
+            if flip[i]:
+                xs = -xs.flip(1)
+            b = torch.cat([xs[:, :1], ys[:, :1], xs[:, 1:], ys[:, 1:]], 1)
+            b = (b + 1) / 2 * size
+            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+            c = b.clamp(0, size)
+            kept = ((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]) > 0.5 * area) & (c[:, 2] - c[:, 0] >= 2) & (c[:, 3] - c[:, 1] >= 2)
+            targets.append((c[kept], labels[i][kept]))
+        else:
+            targets.append((b, labels[i]))
+    return out, targets
+
+
+class DetectionTrainer(Trainer):
+    """The engine's loop (schedule, time budget, early stopping, checkpoints, resume, events) for a detector;
+    the tracked validation metric is mAP@0.5 (reported as `val_map50`, and `val_accuracy` for the shared views)."""
+
+    def __init__(self, cfg, model, train: DetectionTensors, val: DetectionTensors, preprocessing: dict, run_dir: Path,
+                 classes: list[str], **kwargs):
+        super().__init__(cfg, model, train, val, preprocessing, run_dir, **kwargs)
+        self.classes = classes
+        self.spec = postprocessing_spec(classes, train.size)
+        c, s = locations([tuple(x) for x in self.spec["feature_sizes"]])
+        self.centers, self.strides = torch.from_numpy(c), torch.from_numpy(s)
+
+    def train_epoch(self, generator: torch.Generator, start: float) -> float:
+        self.model.train()
+        order = torch.randperm(len(self.train), generator=generator)
+        total, count, last_event = 0.0, 0, time.perf_counter()
+        for first in range(0, len(order), self.cfg.batch_size):
+            if self.stop.is_set():
+                raise StopRequested()
+            idx = order[first:first + self.cfg.batch_size]
+            images, targets = augment_batch(self.train.images[idx], [self.train.boxes[i] for i in idx],
+                                            [self.train.labels[i] for i in idx], generator, self.cfg.hflip)
+            x = (images / 255.0 - self.mean) / self.std
+            factor = lr_factor(self.state.step, self.warmup_steps,
+                               self.progress_fraction(self.state.elapsed_s + time.perf_counter() - start))
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.lr * factor
+            loss = detection_loss(self.model(x), targets, self.centers, self.strides, len(self.classes))["loss"]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+            self.optimizer.step()
+            self.state.step += 1
+            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+            if time.perf_counter() - last_event > 1.0:
+                last_event = time.perf_counter()
+                self.on_event({"type": "step", "epoch": self.state.epoch + 1, "step": self.state.step,
+                               "steps_per_epoch": self.steps_per_epoch, "loss": float(loss.detach())})
+            if self.budget_s and self.state.elapsed_s + time.perf_counter() - start >= self.budget_s:
+                break
+        return total / max(count, 1)
+
+    def evaluate_accuracy(self) -> float:
+        return evaluate_detector(self.model, self.val, self.spec, self.mean, self.std)["map50"]
+
+
+@torch.no_grad()
+def evaluate_detector(model: torch.nn.Module, data: DetectionTensors, spec: dict, mean: torch.Tensor, std: torch.Tensor,
+                      batch_size: int = 32) -> dict:
+    """COCO metrics of `model` on `data` (letterbox coordinates), plus the detections per image."""
+    was_training = model.training
+    model.eval()
+    detections, gt = {}, {}
+    for first in range(0, len(data), batch_size):
+        x = (data.images[first:first + batch_size].float() / 255.0 - mean.cpu()) / std.cpu()
+        raw = model(x.to(next(model.parameters()).device)).cpu().numpy()
+        for j, out in enumerate(raw):
+            found = decode(out, spec)
+            detections[first + j] = [(d["index"], [d["box"][0], d["box"][1], d["box"][2] - d["box"][0], d["box"][3] - d["box"][1]],
+                                      d["score"]) for d in found]
+    for i in range(len(data)):
+        gt[i] = [(int(k), [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])])
+                 for b, k in zip(data.boxes[i].tolist(), data.labels[i].tolist())]
+    model.train(was_training)
+    metrics = coco_metrics(gt, detections, spec["classes"]) if len(data) else {"map": 0.0, "map50": 0.0}
+    return {**metrics, "detections": detections}
+
+
+def detection_preprocessing(size: int) -> dict:
+    from factory.tasks.classification import IMAGENET_MEAN, IMAGENET_STD
+
+    return {"resize": [size, size], "resize_mode": "letterbox", "pad_value": PAD, "interpolation": "bilinear",
+            "color": "RGB", "layout": "NCHW", "scale": 1 / 255.0, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def rescale(detections: list[tuple], scale: float) -> list[tuple]:
+    return [(k, [v / scale for v in box], s) for k, box, s in detections]
+
+
+def train_detector(ws, catalog, run_id: str, resolved: dict, resume: bool, sink, stop) -> dict:
+    """Train, evaluate on the test split (COCO metrics) and register a detector version."""
+    from factory.config import TrainConfig
+    from factory.evaluation import dataset_row_for, split_entries
+    from factory.models import register_model_version
+    from factory.tasks.detection import build_detector
+    from factory.training.engine import recalibrate_batchnorm
+
+    ds = dataset_row_for(catalog, resolved["dataset"])
+    root, train_entries = split_entries(ws, ds, "train")
+    _, val_entries = split_entries(ws, ds, "val")
+    _, test_entries = split_entries(ws, ds, "test")
+    if not val_entries:
+        val_entries = train_entries
+        sink({"type": "warning", "message": "The dataset has no validation images; early stopping uses train."})
+    size, classes = resolved["img_size"], resolved["classes"]
+    sink({"type": "stage", "stage": "load data", "images": len(train_entries) + len(val_entries)})
+    train, val = DetectionTensors(root, train_entries, classes, size), DetectionTensors(root, val_entries, classes, size)
+    model = build_detector(resolved["model"], len(classes))
+    cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
+    pre = detection_preprocessing(size)
+    trainer = DetectionTrainer(cfg, model, train, val, pre, ws.run_dir(run_id), classes, on_event=sink, stop=stop)
+    state = trainer.fit(resume=resume)
+    model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
+    model.cpu().eval()
+    recalibrate_batchnorm(model, train, pre)  # MobileNetV3's BN momentum of 0.01 lags behind the weights
+    test = DetectionTensors(root, test_entries or val_entries, classes, size)
+    spec = postprocessing_spec(classes, size)
+    mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    result = evaluate_detector(model, test, spec, mean, std)
+    metrics = {"map": result["map"], "map50": result["map50"], "map75": result["map75"], "per_class": result["per_class"],
+               "by_size": result["by_size"], "val_map50": state.best_metric, "best_epoch": state.best_epoch,
+               "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1), "split": "test" if test_entries else "val"}
+    row = register_model_version(ws, catalog, name=resolved["name"], arch=resolved["model"], classes=classes, img_size=size,
+                                 state_dict=model.state_dict(), dataset=resolved["dataset"], run_id=run_id, metrics=metrics,
+                                 extra={"history": state.history}, task="detection", preprocessing=pre, postprocessing=spec)
+    sink({"type": "registered", "model": row["name"], "version": row["version"], "metrics": metrics})
+    return {"model": row["name"], "version": row["version"], "run": run_id, "metrics": metrics}
