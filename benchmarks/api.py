@@ -144,10 +144,12 @@ def measure_all(ws: Workspace, catalog: Catalog, row: dict, here: dict, timing: 
 def record_measurement(ref: str, target: str, precision: str, device: dict, result: dict, *, home: Home = None) -> dict:
     """Store a measurement taken elsewhere (a phone's browser, a GPU machine) as a measured row of
     its own device. `device`: {id, name, kind, ...}; `result`: at least latency_ms {p50, ...}."""
-    lat = result.get("latency_ms") or {}
-    if not isinstance(lat.get("p50"), (int, float)) or lat["p50"] <= 0:
-        raise ConfigError("A measurement needs latency_ms.p50 as a positive number of milliseconds.",
-                          fix="Send {'latency_ms': {'p50': ..., 'p90': ..., 'p99': ...}}.")
+    lat = result.get("latency_ms")
+    numbers = isinstance(lat, dict) and all(isinstance(lat.get(k, 1.0), (int, float)) and not isinstance(lat.get(k), bool)
+                                            for k in ("p50", "p90", "p99", "mean"))
+    if not numbers or not isinstance(lat.get("p50"), (int, float)) or not 0 < lat["p50"] < 3.6e6:
+        raise ConfigError("A measurement needs latency_ms {p50, p90, p99, mean} as positive numbers of milliseconds.",
+                          fix="Send {'latency_ms': {'p50': 12.5, 'p90': 14.0, 'p99': 20.1}}.")
     if not device.get("id"):
         raise ConfigError("A measurement needs a device id.", fix="Send device: {'id': ..., 'name': ...}.")
     with session(home) as (ws, catalog):

@@ -33,7 +33,7 @@ def cpu_info(text: str | None = None) -> dict:
             text = ""
     fields: dict[str, str] = {}
     cores: set[tuple[str, str]] = set()
-    physical = core = ""
+    physical = ""
     for line in text.splitlines():
         key, _, value = (part.strip() for part in line.partition(":"))
         if key in ("model name", "flags", "Features", "Hardware") and key not in fields:

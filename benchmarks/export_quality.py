@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmarks.train_throughput import cpu_name
 from factory import api as core_api

@@ -118,9 +118,15 @@ class BenchSpec:
 
 
 def run_isolated(spec: BenchSpec) -> dict:
-    """Measure `spec` in a fresh spawned process; a FactoryError there is raised here."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        out = pool.submit(_child, asdict(spec)).result()
+    """Measure `spec` in a fresh spawned process; any failure there is raised here as a FactoryError."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            out = pool.submit(_child, asdict(spec)).result()
+    except BrokenProcessPool as exc:  # killed (out of memory?) or crashed inside a runtime
+        out = {"error": {"code": "BENCH_CRASHED", "message": f"The measuring process for {spec.target} {spec.precision} "
+                         f"died ({exc}).", "fix": "Check free memory; run `edgefactory bench` on this artifact alone."}}
     if "error" in out:
         raise error_from_dict(out["error"])
     return out
@@ -149,3 +155,6 @@ def _child(spec: dict) -> dict:
         return measure(BenchSpec(**spec))
     except FactoryError as exc:
         return {"error": exc.to_dict()}
+    except Exception as exc:  # a runtime's own exception: reported, never a traceback across processes
+        return {"error": {"code": "BENCH_FAILED", "message": f"{spec['target']} {spec['precision']} failed while measuring: "
+                          f"{type(exc).__name__}: {str(exc)[:300]}", "fix": "Re-export the artifact; report it if it persists."}}

@@ -13,14 +13,14 @@ import numpy as np
 from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, latency_stats, peak_memory_kb, reset_peak_memory,
                                 throughput, time_calls)
 from factory.api import session
-from factory.errors import NotFoundError, UnsupportedSpecError
 from factory.evaluation import dataset_row_for, split_entries
-from factory.models import load_model, read_metadata, resolve_model
+from factory.models import load_model, resolve_model
 from factory.tasks.inputs import run_batched, split_arrays
 from factory.tasks.metrics import classification_metrics
 from factory.workspace import Workspace
 from targets.base import TARGETS, Runner
 from targets.driver import artifact_bytes
+from targets.predictor import runnable_artifact, runs_on
 from targets.pytorch import eager_runner
 
 
@@ -30,34 +30,16 @@ def locate(ws: Workspace, catalog, ref: str, target: str, precision: str, device
     if target == "pytorch" and precision == "fp32":
         _, meta = load_model(ws, row)
         return row, None, {**meta, "precision": "fp32", "input_shape": [-1, *meta["input_size"]]}
-    found = [a for a in catalog.artifacts(row["name"], row["version"]) if a["target"] == target and a["precision"] == precision]
-    if not found:
-        TARGETS.get(target)  # an unknown target name gets its suggestion first
-        have = ", ".join(f"{a['target']}/{a['precision']}" for a in catalog.artifacts(row["name"], row["version"])) or "none"
-        raise NotFoundError(f"{row['name']}:v{row['version']} has no {target} {precision} artifact (it has: {have}).",
-                            fix=f"Export it first: edgefactory export {row['name']}:v{row['version']} --target {target} "
-                                f"--precision {precision}")
-    folder = ws.home / found[0]["path"]
-    meta = {**json.loads((folder / "metadata.json").read_text()), "dataset": read_metadata(ws, row)["dataset"]}
-    if meta.get("device", "cpu") != device or meta.get("proxy"):
-        raise UnsupportedSpecError(f"The {target} {precision} artifact is made for device {meta.get('device')!r}, not "
-                                   f"{device!r}: it was only checked here with a proxy runtime, so timing it here would "
-                                   f"say nothing about {target}.",
-                                   fix="Measure it on its device (the QR preview page does so for `web`); the report "
-                                       "estimates it meanwhile.")
-    if not meta.get("runnable_here", True):
-        raise UnsupportedSpecError(f"The {target} {precision} artifact cannot run on this machine ({'; '.join(meta['notes'])}).",
-                                   fix="Measure it on its device; the report estimates it meanwhile.")
+    folder, meta = runnable_artifact(ws, catalog, row, target, precision, device)
     return row, folder, meta
 
 
 def measurable(ws: Workspace, artifact: dict, device: str = "cpu") -> bool:
     """Whether an artifact runs here on `device` with its own runtime (not a proxy, not another OS)."""
     try:
-        meta = json.loads((ws.home / artifact["path"] / "metadata.json").read_text())
+        return runs_on(json.loads((ws.home / artifact["path"] / "metadata.json").read_text()), device)
     except (OSError, json.JSONDecodeError):
         return False
-    return meta.get("device", "cpu") == device and not meta.get("proxy") and bool(meta.get("runnable_here", True))
 
 
 def load_runner(ws: Workspace, row: dict, folder: Path | None, meta: dict, target: str, device: str) -> Runner:

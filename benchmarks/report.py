@@ -166,7 +166,7 @@ def render_html(report: dict) -> str:
     if report["estimates_skipped"]:
         parts.append("<p>Not estimated: " + escape("; ".join(f"{s['device']} {s['precision']} ({s['reason']})"
                                                              for s in report["estimates_skipped"])) + ".</p>")
-    parts.append(f"<p>Machine-readable: <a href=\"report.json\">report.json</a>; per device: "
+    parts.append("<p>Machine-readable: <a href=\"report.json\">report.json</a>; per device: "
                  + ", ".join(f"<a href=\"devices/{d}.json\">{escape(d)}</a>" for d in report["devices"]) + ".</p>")
     return "\n".join(parts + ["</body></html>"])
 

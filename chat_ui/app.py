@@ -89,18 +89,18 @@ def build_blocks(assistant: Assistant) -> gr.Blocks:
 
         def start(conv_id):
             conv_id = conv_id or f"web-{uuid.uuid4().hex[:12]}"
-            return (conv_id, _history(assistant.load(conv_id)[1]), *_tabs(assistant, conv_id))
+            return (conv_id, _history(assistant.messages(conv_id)), *_tabs(assistant, conv_id))
 
         def respond(message, conv_id):
             conv_id = conv_id or f"web-{uuid.uuid4().hex[:12]}"
             assistant.chat(conv_id, (message or {}).get("text", ""), (message or {}).get("files") or [])
-            return (None, conv_id, _history(assistant.load(conv_id)[1]), *_tabs(assistant, conv_id))
+            return (None, conv_id, _history(assistant.messages(conv_id)), *_tabs(assistant, conv_id))
 
         def tick(conv_id):
             if not conv_id:
                 return (gr.skip(),) * (1 + len(tabs))
             assistant.poll(conv_id)
-            return (_history(assistant.load(conv_id)[1]), *_tabs(assistant, conv_id))
+            return (_history(assistant.messages(conv_id)), *_tabs(assistant, conv_id))
 
         blocks.load(start, [conv], [conv, chatbot, *tabs])
         box.submit(respond, [box, conv], [box, conv, chatbot, *tabs], api_visibility="private")
@@ -116,8 +116,19 @@ def build_blocks(assistant: Assistant) -> gr.Blocks:
     return blocks
 
 
+def local_only(request) -> str | None:
+    """The chat acts with the workspace owner's rights (it imports, trains, deploys, makes keys), so it
+    answers this machine only; reach it from elsewhere through an SSH tunnel."""
+    from serving.http import is_loopback
+
+    return "local" if is_loopback(request) else None
+
+
 def mount(app: FastAPI, home: Path, base_url: str) -> None:
     """Entry point `edgefactory.apps`: serving calls it with its app; the chat takes `/`."""
     assistant = Assistant(home, base_url=base_url)
     app.state.assistant = assistant
-    gr.mount_gradio_app(app, build_blocks(assistant), path="/", allowed_paths=[str(home)], footer_links=["api"])
+    # only what the tabs show: sample images, reports, QR codes (never the catalog, keys or TLS files)
+    shown = [str(home / sub) for sub in ("datasets", "reports", "serving/qr")]
+    gr.mount_gradio_app(app, build_blocks(assistant), path="/", allowed_paths=shown, footer_links=["api"],
+                        auth_dependency=local_only)

@@ -22,6 +22,10 @@ class Assistant:
             self.home = ws.home
         self.jobs = JobManager()
         self.profiles = load_profiles(self.home)
+        from factory.training.run import mark_orphans
+
+        with session(self.home) as (_, catalog):
+            mark_orphans(catalog)  # runs a previous server left behind are not "running" any more
         self._index = None
         self._index_lock = threading.Lock()
         self.tools = build_tools(self.home, self.jobs, self.search_docs)
@@ -30,6 +34,7 @@ class Assistant:
         self.agent = ToolAgent(model, self.tools, self.guide) if model is not None else None
         self._locks: dict[str, threading.Lock] = {}
         self.background: dict[str, BackgroundWork] = {}
+        self._shown: dict[str, dict[int, str]] = {}  # replies with a secret, as shown in this process
 
     def search_docs(self, query: str) -> list[dict]:
         from retrieval.docs_index import DocIndex
@@ -62,7 +67,12 @@ class Assistant:
             state, messages = self.load(conv_id)
             reply = self._reply(conv_id, state, message, files or [], messages)
             messages.append({"role": "user", "content": message + "".join(f"\n[uploaded {Path(f).name}]" for f in files or [])})
-            messages.append({"role": "assistant", "content": reply.text, "images": reply.images})
+            stored = reply.text
+            for secret in reply.secrets:  # the catalog never holds a key: only this process shows it, once
+                stored = stored.replace(secret, "(shown once when it was made; not stored)")
+            messages.append({"role": "assistant", "content": stored, "images": reply.images})
+            if reply.secrets:
+                self._shown.setdefault(conv_id, {})[len(messages) - 1] = reply.text
             self.save(conv_id, state, messages)
         if reply.background:
             self._start_background(conv_id, reply.background)
@@ -115,6 +125,14 @@ class Assistant:
             reply = self.guide.reply(state, message, files)
             reply.text = f"*(The language model failed: {exc}; the built-in guide answers instead.)*\n\n{reply.text}"
             return reply
+
+    def messages(self, conv_id: str) -> list[dict]:
+        """The conversation for the page: stored messages, with secrets this process showed put back."""
+        messages = self.load(conv_id)[1]
+        for i, text in self._shown.get(conv_id, {}).items():
+            if i < len(messages):
+                messages[i] = {**messages[i], "content": text}
+        return messages
 
     def poll(self, conv_id: str) -> Reply | None:
         """A message to push when background work changed the conversation (training finished)."""

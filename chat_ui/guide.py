@@ -40,6 +40,7 @@ class Reply:
     images: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
     background: dict | None = None  # long work for the caller to run in a thread (Guide.run_background)
+    secrets: list[str] = field(default_factory=list)  # shown once, never stored (an API key)
 
 
 @dataclass
@@ -341,7 +342,7 @@ class Guide:
                      f"Endpoint: `{endpoint}` (PAI-EAS route: `{self.base_url}{dep['pai_endpoint']}`)\n\n"
                      f"API key (shown once, keep it): `{key['key']}`\n\n```\n{curl}\n```\n\n"
                      f"Scan the QR code to run the model on your phone: {link['url']}",
-                     images=[link["png"]], links={"qr": link["url"], "endpoint": endpoint})
+                     images=[link["png"]], links={"qr": link["url"], "endpoint": endpoint}, secrets=[key["key"]])
 
     # -- navigation and questions ----------------------------------------------------------------
     def _goto(self, state: State, step: str) -> None:
@@ -376,8 +377,12 @@ class Guide:
 
 # -- wording and recipes (pure functions) ---------------------------------------------------------------
 def _dataset_name(path: Path) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem.lower()).strip("-")
-    return stem or "dataset"
+    """A dataset name the importer accepts (ASCII, starts with a letter, at most 64 characters)."""
+    import re
+
+    stem = re.sub(r"[^a-z0-9_.-]+", "-", path.stem.lower()).strip("-._")
+    stem = stem if stem[:1].isalpha() else f"data-{stem}".rstrip("-")
+    return stem[:64] or "dataset"
 
 
 def describe_dataset(s: dict) -> str:

@@ -144,6 +144,7 @@ def list_runs(*, home: Home = None) -> list[dict]:
 
 def run_status(run_id: str, *, home: Home = None) -> dict:
     with session(home) as (_, catalog):
+        runs.mark_orphans(catalog)  # a run whose process is gone is interrupted, not running
         run = catalog.run(run_id)
     if run is None:
         raise NotFoundError(f"No run {run_id!r}.", fix="List runs with `edgefactory runs list`.")

@@ -108,8 +108,11 @@ def create_link(ws: Workspace, catalog: Catalog, model: str, version: int, targe
     with catalog.transaction():
         catalog.insert("preview_links", row)
     payload = _b64(json.dumps({"i": row["id"], "e": int(row["expires_at"])}, separators=(",", ":")).encode())
-    signature = _b64(hmac.new(signing_key(ws), payload.encode(), hashlib.sha256).digest()[:18])
-    return {**row, "token": f"{payload}.{signature}"}
+    return {**row, "token": f"{payload}.{_sign(ws, payload)}"}
+
+
+def _sign(ws: Workspace, payload: str) -> str:
+    return _b64(hmac.new(signing_key(ws), payload.encode(), hashlib.sha256).digest()[:18])
 
 
 def check_link(ws: Workspace, catalog: Catalog, token: str) -> dict:
@@ -118,8 +121,7 @@ def check_link(ws: Workspace, catalog: Catalog, token: str) -> dict:
                     code="LINK_INVALID")
     try:
         payload, signature = token.split(".")
-        expected = _b64(hmac.new(signing_key(ws), payload.encode(), hashlib.sha256).digest()[:18])
-        if not hmac.compare_digest(signature.encode("utf-8", "replace"), expected.encode()):
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"), _sign(ws, payload).encode()):
             raise bad
         claims = json.loads(_unb64(payload))
     except (ValueError, json.JSONDecodeError, UnicodeError, AttributeError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import anyio
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -25,11 +26,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from factory import api as core_api
 from factory.catalog import Catalog
 from factory.errors import FactoryError, NotFoundError
+from factory.models import parse_ref
 from factory.workspace import Workspace
 from serving import access, deployments, preview
 from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, read_limited
 from serving.jobs import ApiJobs
-from targets.predictor import Predictor, decode_image
+from targets.predictor import Predictor, decode_image, preprocess
 
 MAX_BATCH = 64
 disable_created_metrics()
@@ -103,8 +105,8 @@ def _model_label(request: Request) -> str:
 
 def _errors(app: FastAPI) -> None:
     def count(request: Request, code: str) -> None:
-        model = "" if code in ("NOT_FOUND", "UNAUTHORIZED", "FORBIDDEN") else _model_label(request)
-        app.state.metrics.errors.labels(code, model).inc()
+        model = _model_label(request)
+        app.state.metrics.errors.labels(code, model if model in app.state.pool.loaded_names() else "").inc()
 
     @app.exception_handler(FactoryError)
     async def factory_error(request: Request, exc: FactoryError):
@@ -141,7 +143,8 @@ def _observe(app: FastAPI) -> None:
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        model = _model_label(request) if response.status_code != 404 else ""  # unknown names never become labels
+        model = _model_label(request)
+        model = model if model in app.state.pool.loaded_names() else ""  # only served models become labels
         app.state.metrics.requests.labels(path, model, str(response.status_code)).inc()
         app.state.metrics.latency.labels(path, model).observe(time.perf_counter() - start)
         return response
@@ -182,7 +185,13 @@ async def request_images(request: Request, many: bool) -> tuple[list[bytes], dic
         async def stream():
             yield body
 
-        form = await MultiPartParser(request.headers, stream()).parse()
+        from starlette.formparsers import MultiPartException
+
+        try:
+            form = await MultiPartParser(request.headers, stream()).parse()
+        except MultiPartException as exc:
+            raise InputFormatError(f"The multipart body cannot be read ({exc.message}).",
+                                   fix="Send multipart/form-data with a boundary and an `image` file.") from None
         files = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k in ("image", "images", "file", "files")]
         options = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         images = [await f.read() for f in files]
@@ -217,29 +226,36 @@ def _int(value: Any, name: str, default: int | None) -> int | None:
 
 
 async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top_k: int) -> tuple[list, list, dict]:
-    """Decode, preprocess and infer in one worker thread (the event loop stays free for other requests)."""
+    """Decode and preprocess one image at a time (a big upload never sits decoded beside the others), then
+    infer, all in one worker thread (the event loop stays free). Returns (image sizes, results, timing)."""
     def work():
         t0 = time.perf_counter()
-        images = [decode_image(d) for d in data]
+        sizes, inputs = [], []
+        for d in data:
+            image = decode_image(d)
+            sizes.append(image.size)
+            inputs.append(preprocess([image], predictor.meta["preprocessing"]))
+            del image
         t1 = time.perf_counter()
         try:
-            results = predictor.predict(images, top_k)
+            results = predictor.predict_inputs(np.concatenate(inputs), top_k)
         except FactoryError:
             raise
         except Exception as exc:  # a runtime failing on valid input
             raise FactoryError(f"The model failed on this input: {type(exc).__name__}: {str(exc)[:200]}",
                                fix="Report this with the image.", code="MODEL_FORWARD_ERROR") from exc
-        return images, results, {"decode_ms": (t1 - t0) * 1000, "inference_ms": (time.perf_counter() - t1) * 1000}
+        return sizes, results, {"decode_ms": (t1 - t0) * 1000, "inference_ms": (time.perf_counter() - t1) * 1000}
 
-    images, results, timing = await anyio.to_thread.run_sync(work)
-    app.state.metrics.inference.labels(predictor.model).observe(timing["inference_ms"] / 1000)
-    return images, results, timing
+    sizes, results, timing = await anyio.to_thread.run_sync(work)
+    app.state.metrics.inference.labels(predictor.model if predictor.model in app.state.pool.loaded_names() else "").observe(
+        timing["inference_ms"] / 1000)
+    return sizes, results, timing
 
 
-def _shape(predictor: Predictor, image, predictions: list[dict]) -> dict:
+def _shape(predictor: Predictor, size: tuple[int, int], predictions: list[dict]) -> dict:
     return {"task": predictor.meta.get("task", "classification"),
             "predictions": [{"label": p["label"], "score": p["score"], "index": p["index"]} for p in predictions],
-            "image": {"width": image.size[0], "height": image.size[1]}}
+            "image": {"width": size[0], "height": size[1]}}
 
 
 # -- routes ----------------------------------------------------------------------------------------
@@ -295,6 +311,8 @@ def _routes(app: FastAPI) -> None:
         authorize(request, name)
         data, opts = await request_images(request, many=many)
         q = {**opts, **request.query_params}
+        if not isinstance(q.get("target") or "", str):
+            raise InputFormatError("target must be a runtime name (a string).", fix='e.g. "target": "openvino"')
         predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, _int(q.get("version"), "version", None),
                                                                               q.get("target") or None))
         images, results, timing = await run_predict(app, predictor, data if many else data[:1], _int(q.get("top_k"), "top_k", 5))
@@ -331,7 +349,7 @@ def _routes(app: FastAPI) -> None:
                                    fix="Send the PAI-EAS request body.") from None
         predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(service))
         images, results, _ = await run_predict(app, predictor, [b64decode(raw, "dataArray[0].body")], 5)
-        width, height = images[0].size
+        width, height = images[0]
         return {"success": True, "result": {"output": [{"type": "cv_common", "body": [
             {"label": p["label"], "conf": round(p["score"], 6)} for p in results[0]]}], "meta": {"height": height, "width": width}}}
 
@@ -358,9 +376,11 @@ def _routes(app: FastAPI) -> None:
     async def start_job(request: Request, body: dict[str, Any]) -> dict:
         """Start a job: {"kind": "train", "params": {dataset, model, epochs, ...}} | {"kind": "export",
         "params": {model, target, precision}} | {"kind": "bench", "params": {model, target?, precision?}}."""
-        authorize(request, (body.get("params") or {}).get("model") if isinstance(body.get("params"), dict) else None)
         if not isinstance(body.get("kind"), str) or not isinstance(body.get("params", {}), dict):
             raise InputFormatError("A job needs {\"kind\": \"train|export|bench\", \"params\": {...}}.", fix="See /docs.")
+        ref = body.get("params", {}).get("model")
+        # training makes a new model (a key for every model is needed); export / bench act on the model named
+        authorize(request, "*" if body["kind"] == "train" or not isinstance(ref, str) else parse_ref(ref)[0])
         return await anyio.to_thread.run_sync(lambda: app.state.jobs.start(body["kind"], body.get("params", {})))
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])

@@ -54,7 +54,8 @@ class ModelPool:
         self.ws, self.catalog_factory = ws, catalog_factory
         self._loaded: dict[tuple, Predictor] = {}
         self._failed: dict[str, dict] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dicts only; each load holds its own key's lock
+        self._key_locks: dict[tuple, threading.Lock] = {}
 
     def load_deployments(self, log=print) -> None:
         with self.catalog_factory() as catalog:
@@ -63,8 +64,9 @@ class ModelPool:
             try:
                 self.get(dep["name"])
                 log(f"loaded {dep['name']}:v{dep['version']} ({dep['target']} {dep['precision']})")
-            except FactoryError as exc:
-                self._failed[dep["name"]] = exc.to_dict()
+            except Exception as exc:  # one broken deployment must not stop the server
+                self._failed[dep["name"]] = exc.to_dict() if isinstance(exc, FactoryError) else \
+                    {"code": "LOAD_FAILED", "message": f"{type(exc).__name__}: {exc}", "fix": "Export or deploy it again."}
                 log(f"could not load {dep['name']}: {exc}")
 
     def get(self, name: str, version: int | None = None, target: str | None = None) -> Predictor:
@@ -75,9 +77,20 @@ class ModelPool:
             target = target or dep["target"]
             key = (name, version, target, precision)
             with self._lock:
+                if key in self._loaded:
+                    return self._loaded[key]
+                key_lock = self._key_locks.setdefault(key, threading.Lock())
+            with key_lock:  # a slow load (a compile) blocks only requests for this same artifact
                 if key not in self._loaded:
-                    self._loaded[key] = load_predictor(self.ws, catalog, f"{name}:v{version}", target, precision)
-                return self._loaded[key]
+                    predictor = load_predictor(self.ws, catalog, f"{name}:v{version}", target, precision)
+                    with self._lock:
+                        self._loaded[key] = predictor
+            return self._loaded[key]
+
+    def loaded_names(self) -> set[str]:
+        with self._lock:
+            return {key[0] for key in self._loaded}
 
     def status(self) -> dict:
-        return {"loaded": [f"{n}:v{v} {t} {p}" for n, v, t, p in self._loaded], "failed": self._failed}
+        with self._lock:
+            return {"loaded": [f"{n}:v{v} {t} {p}" for n, v, t, p in self._loaded], "failed": dict(self._failed)}

@@ -43,10 +43,14 @@ class ApiJobs:
                 catalog.update_run(job_id, status="running")
                 try:
                     result = work(on_event)
-                except FactoryError as exc:
-                    on_event({"type": "failed", "error": exc.to_dict()})
-                    catalog.update_run(job_id, status="failed", error=str(exc))
-                    raise
+                except Exception as exc:  # any failure ends the job as failed, never "running" forever
+                    error = exc.to_dict() if isinstance(exc, FactoryError) else \
+                        {"code": "JOB_FAILED", "message": f"{type(exc).__name__}: {exc}", "fix": "See the server log."}
+                    on_event({"type": "failed", "error": error})
+                    catalog.update_run(job_id, status="failed", error=error["message"])
+                    if isinstance(exc, FactoryError):
+                        raise
+                    raise FactoryError(error["message"], fix=error["fix"], code="JOB_FAILED") from exc
                 on_event({"type": "finished", "result": result})
                 catalog.update_run(job_id, status="completed", result=result)
                 return result

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from factory.errors import ConfigError, FactoryError, NotFoundError
+from factory.errors import ConfigError, MissingDependencyError, NotFoundError
 from factory.models import read_metadata, resolve_model
 from serving import access
 from serving.http import read_limited
@@ -73,8 +73,8 @@ def mount(app: FastAPI) -> None:
         """The phone page (mobile-first): runs the model in the browser; camera or photo; latency and FPS."""
         link, _, meta = await anyio.to_thread.run_sync(_link, app, token)
         if not (ORT_DIR / "ort.wasm.min.js").is_file():
-            raise FactoryError("The in-browser runtime (onnxruntime-web) is not installed on this server.",
-                               fix="Run scripts/setup (it vendors onnxruntime-web from npm).", code="MISSING_DEPENDENCY")
+            raise MissingDependencyError("The in-browser runtime (onnxruntime-web) is not installed on this server.",
+                                         fix="Run scripts/setup (it vendors onnxruntime-web from npm).")
         with app.state.catalog() as cat:
             model_meta = read_metadata(app.state.ws, resolve_model(cat, f"{link['model']}:v{link['version']}"))
         return HTMLResponse(page(link, meta, model_meta), headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
@@ -118,9 +118,11 @@ def mount(app: FastAPI) -> None:
             raise ConfigError("The measurement must be a JSON object.", fix="Send {latency_ms: {p50, p90, p99}}.")
         device = device_from_agent(str(body.get("user_agent") or request.headers.get("user-agent", "")))
         device["runtime_device"] = f"browser-{body.get('backend', 'wasm')}"
-        result = {"latency_ms": body.get("latency_ms"), "size_mb": meta["size_mb"],
-                  "throughput": None if not isinstance((body.get("latency_ms") or {}).get("p50"), (int, float))
-                  else {"images_per_s": 1000 / max(body["latency_ms"]["p50"], 1e-6), "batch": 1, "threads": body.get("threads")}}
+        lat = body.get("latency_ms")
+        p50 = lat.get("p50") if isinstance(lat, dict) else None
+        result = {"latency_ms": lat, "size_mb": meta["size_mb"],
+                  "throughput": {"images_per_s": 1000 / p50, "batch": 1, "threads": body.get("threads")}
+                  if isinstance(p50, (int, float)) and p50 > 0 else None}
         row = await anyio.to_thread.run_sync(lambda: bench_api.record_measurement(
             f"{link['model']}:v{link['version']}", link["target"], link["precision"], device, result, home=app.state.ws.home))
         return JSONResponse({"recorded": True, "device": device, "latency_ms": row["latency_ms"]}, status_code=201)

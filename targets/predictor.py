@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from factory.catalog import Catalog
 from factory.datasets.images import MAX_PIXELS, to_rgb
@@ -46,7 +46,7 @@ def decode_image(data: bytes) -> Image.Image:
                                           f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?).",
                                           fix="Send a smaller image.", code="DECOMPRESSION_BOMB")
                 img.load()
-                return to_rgb(img)
+                return to_rgb(ImageOps.exif_transpose(img))  # upright, as a phone's browser shows a photo
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -85,7 +85,10 @@ class Predictor:
         self._lock = threading.Lock()  # runtimes differ in thread safety: one call at a time per model
 
     def predict(self, images: list[Image.Image], top_k: int = 5) -> list[list[dict]]:
-        x = preprocess(images, self.meta["preprocessing"])
+        return self.predict_inputs(preprocess(images, self.meta["preprocessing"]), top_k)
+
+    def predict_inputs(self, x: np.ndarray, top_k: int = 5) -> list[list[dict]]:
+        """Top-k labels for already preprocessed inputs (NCHW float32)."""
         with self._lock:
             if self.dynamic_batch:
                 logits = np.asarray(self.runner(x))
@@ -100,23 +103,43 @@ def load_predictor(ws: Workspace, catalog: Catalog, ref: str, target: str | None
     row = resolve_model(catalog, ref)
     have = {(a["target"], a["precision"]): a for a in catalog.artifacts(row["name"], row["version"])}
     if target is None:
-        target, precision = next(((t, p) for t, p in PREFERRED if (t, p) in have or t == "pytorch"))
+        target, precision = next(((t, p) for t, p in PREFERRED if (precision in (None, p)) and ((t, p) in have or t == "pytorch")),
+                                 ("pytorch", precision))
     precision = precision or ("int8" if (target, "int8") in have else "fp32")
     if target == "pytorch" and precision == "fp32":
         model, meta = load_model(ws, row)
         return Predictor(row["name"], row["version"], target, precision, meta, eager_runner(model), True)
-    TARGETS.get(target)
-    if (target, precision) not in have:
-        raise NotFoundError(f"{row['name']}:v{row['version']} has no {target} {precision} artifact.",
-                            fix=f"Export it: edgefactory export {row['name']}:v{row['version']} --target {target} "
-                                f"--precision {precision}")
-    folder = ws.home / have[(target, precision)]["path"]
-    meta = {**json.loads((folder / "metadata.json").read_text()), "dataset": read_metadata(ws, row)["dataset"]}
-    if not meta.get("runnable_here", True) or meta.get("proxy") or meta.get("device", "cpu") != device:
-        raise UnsupportedSpecError(f"The {target} {precision} artifact does not run on this server's {device}.",
-                                   fix="Deploy an openvino, onnxruntime or pytorch artifact; web artifacts run on phones.")
+    folder, meta = runnable_artifact(ws, catalog, row, target, precision, device)
     runner = TARGETS.get(target)().load(folder, meta, device)
     return Predictor(row["name"], row["version"], target, precision, meta, runner, meta["input_shape"][0] == -1)
+
+
+def runs_on(meta: dict, device: str) -> bool:
+    """Whether an artifact runs here on `device` with its own runtime (not a proxy, not another OS)."""
+    return meta.get("device", "cpu") == device and not meta.get("proxy") and bool(meta.get("runnable_here", True))
+
+
+def runnable_artifact(ws: Workspace, catalog: Catalog, row: dict, target: str, precision: str,
+                      device: str = "cpu") -> tuple[Path, dict]:
+    """(folder, metadata with the version's dataset) of the artifact of `row` on `target`/`precision`, when it
+    runs here on `device`. Raises NotFoundError (naming the export command) or UnsupportedSpecError."""
+    TARGETS.get(target)  # an unknown target name gets its suggestion first
+    arts = catalog.artifacts(row["name"], row["version"])
+    found = [a for a in arts if a["target"] == target and a["precision"] == precision]
+    if not found:
+        have = ", ".join(f"{a['target']}/{a['precision']}" for a in arts) or "none"
+        raise NotFoundError(f"{row['name']}:v{row['version']} has no {target} {precision} artifact (it has: {have}).",
+                            fix=f"Export it first: edgefactory export {row['name']}:v{row['version']} --target {target} "
+                                f"--precision {precision}")
+    folder = ws.home / found[0]["path"]
+    meta = {**json.loads((folder / "metadata.json").read_text()), "dataset": read_metadata(ws, row)["dataset"]}
+    if not runs_on(meta, device):
+        why = (f"made for device {meta.get('device')!r} and only checked here with {meta['proxy']}"
+               if meta.get("proxy") or meta.get("device", "cpu") != device else "; ".join(meta.get("notes", [])))
+        raise UnsupportedSpecError(f"The {target} {precision} artifact does not run here on {device!r} ({why}).",
+                                   fix="Measure or serve it on its device (the QR preview page does so for `web`); "
+                                       "deploy an openvino, onnxruntime or pytorch artifact on this server.")
+    return folder, meta
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -5,6 +5,7 @@ scripted tool-calling model driving the same tools (with fallback when it fails)
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import zipfile
@@ -105,6 +106,8 @@ def test_the_whole_flow_with_confirmations_and_a_restart(assistant_home: Path):
     assert Path(state.report["html"]).is_file()
     r = a.chat(conv, "yes")
     assert "API key" in r.text and "curl" in r.text and r.images and Path(r.images[0]).is_file()
+    key = next(w.strip("`") for w in r.text.split() if w.strip("`").startswith("ef_"))
+    assert key not in json.dumps(a.load(conv)[1]) and key in json.dumps(a.messages(conv))  # shown, never stored
     assert a.load(conv)[0].step == "done"
     assert "Starting over" in a.chat(conv, "start over").text and a.load(conv)[0].step == "data"
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -274,3 +273,48 @@ def test_openapi_schema_fuzz_never_gets_a_500(server: str):
 
     fuzz()
     assert failures == [], sorted({f[:3] for f in failures})[:10]
+
+
+def test_remote_clients_cannot_reach_the_chat_or_workspace_files(serve_home: Path):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    app = create_app(serve_home, log=lambda *a: None)
+    remote, local = TestClient(app, client=("10.1.2.3", 5000)), TestClient(app)
+    assert local.get("/").status_code == 200 and remote.get("/").status_code == 401  # the chat acts as the owner
+    for path in ("catalog.sqlite", "serving/link-secret"):
+        assert remote.get(f"/gradio_api/file={serve_home / path}").status_code in (401, 403)
+        assert local.get(f"/gradio_api/file={serve_home / path}").status_code == 403  # not among the shown folders
+    assert remote.post("/gradio_api/call/chat", json={"data": ["hi"]}).status_code == 401
+
+
+def test_more_bad_requests_get_clear_errors(server: str):
+    url = f"{server}/v1/models/{MODEL}/predict"
+    r = httpx.post(url, content=b"x", headers={"content-type": "multipart/form-data"})  # no boundary
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INPUT_FORMAT_ERROR"
+    body = {"image": base64.b64encode(png_bytes()).decode(), "target": ["openvino"]}
+    assert httpx.post(url, json=body).json()["error"]["code"] == "INPUT_FORMAT_ERROR"
+    for junk in range(3):  # unknown names never become metric labels
+        httpx.post(f"{server}/v1/models/junk{junk}/predict", json={"image": body["image"]})
+    assert "junk0" not in httpx.get(f"{server}/metrics").text
+
+
+def test_job_scopes_follow_the_model_named(serve_home: Path, tmp_path: Path):
+    home = tmp_path / "ws"
+    shutil.copytree(serve_home, home)
+    scoped = serving_api.create_key("bench-only", models=[MODEL], home=home)["key"]
+    other = serving_api.create_key("other", models=["someone-else"], home=home)["key"]
+    with running_server(home) as url:
+        def job(body: dict, key: str) -> int:
+            return httpx.post(f"{url}/v1/jobs", json=body, headers={"Authorization": f"Bearer {key}"}).status_code
+
+        started = httpx.post(f"{url}/v1/jobs", json={"kind": "bench", "params": {"model": f"{MODEL}:v1", "target": "onnxruntime"}},
+                             headers={"Authorization": f"Bearer {scoped}"})
+        assert started.status_code == 202
+        assert job({"kind": "bench", "params": {"model": f"{MODEL}:v1", "target": "onnxruntime"}}, other) == 403
+        assert job({"kind": "train", "params": {"dataset": "shapes", "model": MODEL}}, scoped) == 403  # training needs a full key
+        deadline = time.time() + 120  # let the bench job end before the server stops
+        while time.time() < deadline and httpx.get(f"{url}/v1/jobs/{started.json()['id']}",
+                                                   headers={"Authorization": f"Bearer {scoped}"}).json()["status"] in ("queued", "running"):
+            time.sleep(0.5)

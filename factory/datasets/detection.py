@@ -15,7 +15,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from factory.catalog import Catalog
-from factory.datasets.detection_formats import (DETECTION_FORMATS, Box, DetRecord, check_boxes, coco_json,
+from factory.datasets.detection_formats import (DETECTION_FORMATS, Box, check_boxes, coco_json,
                                                 detect_detection_format, voc_xml, yolo_line)
 from factory.datasets.importer import Progress, _check_all, _drop_bad, write_version
 from factory.datasets.issues import IssueLog

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from factory.datasets.images import load_rgb
 from factory.tasks.detection import decode, detection_loss, letterbox, locations, postprocessing_spec

@@ -35,6 +35,8 @@ function pixelsOf(source, width, height) {
   const canvas = $("view");
   canvas.width = width; canvas.height = height;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.fillStyle = "#fff";  // transparency becomes white, as on the server (factory.datasets.images.to_rgb)
+  ctx.fillRect(0, 0, width, height);
   ctx.drawImage(source, 0, 0, width, height);
   return ctx.getImageData(0, 0, width, height).data;
 }
@@ -55,18 +57,24 @@ function show(result) {
   el.dataset.label = top.label;
   el.dataset.score = top.score.toFixed(6);
   el.textContent = `${top.label} ${(top.score * 100).toFixed(1)}%`;
-  $("top").innerHTML = result.top.map((p) => `<li>${p.label}: ${(p.score * 100).toFixed(1)}%</li>`).join("");
+  $("top").replaceChildren(...result.top.map((p) => {
+    const li = document.createElement("li");
+    li.textContent = `${p.label}: ${(p.score * 100).toFixed(1)}%`;
+    return li;
+  }));
   const sorted = [...times].sort((a, b) => a - b);
   const p50 = sorted[Math.floor((sorted.length - 1) / 2)];
   $("latency").textContent = `${result.ms.toFixed(1)} ms (median ${p50.toFixed(1)} ms over ${times.length})`;
   const canvas = $("view"), ctx = canvas.getContext("2d");
   ctx.fillStyle = "rgba(0,0,0,0.6)"; ctx.fillRect(0, 0, canvas.width, 28);
   ctx.fillStyle = "#fff"; ctx.font = "18px sans-serif"; ctx.fillText(el.textContent, 6, 20);
-  if (times.length >= 20 && times.length - reported >= 20) report();
+  // sent once after 20 runs, then every 500 (a camera loop must not flood the report)
+  if ((reported === 0 && times.length >= 20) || (reported > 0 && times.length - reported >= 500)) report();
 }
 
 export async function classifyBlob(blob) {
   lastBlob = blob;
+  // EXIF orientation applied (the default), as the server does: a portrait photo is classified upright
   const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
   const rgba = pixelsOf(bitmap, bitmap.width, bitmap.height);
   const result = await classifyPixels(rgba, bitmap.width, bitmap.height);
