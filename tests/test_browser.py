@@ -117,3 +117,43 @@ def test_the_page_classifies_a_photo_like_the_server_and_reports_latency(page, p
     browser = [r for r in rows if r["device"].startswith("browser-")]
     assert len(browser) == 1 and browser[0]["measured"] and browser[0]["target"] == "web"
     assert browser[0]["latency_ms"]["p50"] > 0 and "HeadlessChrome" in browser[0]["device_name"]
+
+
+def test_js_letterbox_and_fcos_decoding_match_numpy(page):
+    """The phone page's detection half: letterbox preprocessing and FCOS decode + class-wise NMS in
+    JavaScript give the NumPy results on the same inputs."""
+    from factory.tasks.detection import decode, letterbox, postprocessing_spec
+    from factory.training.detection import detection_preprocessing
+
+    spec, pre = postprocessing_spec(["cat", "dog", "bird"], 96), detection_preprocessing(96)
+    rng = np.random.default_rng(7)
+    n = sum(h * w for h, w in spec["feature_sizes"])
+    raw = rng.normal(-4, 1.5, (n, 3 + 5)).astype(np.float32)
+    hot = rng.choice(n, 40, replace=False)
+    raw[hot, :3] += rng.normal(6, 2, (40, 3)).astype(np.float32)  # confident locations, overlapping boxes
+    raw[:, 3:7] = rng.normal(0.8, 0.5, (n, 4)).astype(np.float32)
+    js = page.evaluate("([raw, spec]) => window.edgefactory.decodeFcos(new Float32Array(raw), spec)",
+                       [raw.ravel().tolist(), spec])
+    ref = decode(raw, spec)
+    assert len(js) == len(ref) > 5
+    for a, b in zip(js, ref):
+        assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
+        assert a["box"] == pytest.approx(b["box"], abs=1e-3)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (57, 83, 3), dtype=np.uint8)).save(buf, format="PNG")
+    js_in = page.evaluate(JS_LETTERBOX, [base64.b64encode(buf.getvalue()).decode(), pre])
+    img, scale, _ = letterbox(decode_image(buf.getvalue()), 96)
+    x = (np.asarray(img, np.float32) * pre["scale"] - np.asarray(pre["mean"], np.float32)) / np.asarray(pre["std"], np.float32)
+    assert js_in["scale"] == pytest.approx(scale)
+    assert np.abs(np.asarray(js_in["input"], np.float32) - x.transpose(2, 0, 1).ravel()).max() < 1e-5
+
+
+JS_LETTERBOX = """async ([b64, spec]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const bitmap = await createImageBitmap(new Blob([bytes], {type: "image/png"}), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d", {willReadFrequently: true});
+  ctx.drawImage(bitmap, 0, 0);
+  const r = window.edgefactory.preprocessLetterbox(ctx.getImageData(0, 0, bitmap.width, bitmap.height).data, bitmap.width, bitmap.height, spec);
+  return {input: Array.from(r.input), scale: r.scale};
+}"""

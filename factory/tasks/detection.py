@@ -180,7 +180,8 @@ def decode(raw: np.ndarray, spec: dict) -> list[dict]:
 def letterbox(image: Image.Image, size: int) -> tuple[Image.Image, float, tuple[int, int]]:
     """Resize keeping the aspect ratio into a size x size canvas (grey padding right and bottom)."""
     scale = size / max(image.size)
-    w, h = max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))
+    # half up, as JavaScript's Math.round on the phone page (Python's round() is half to even)
+    w, h = max(1, int(image.size[0] * scale + 0.5)), max(1, int(image.size[1] * scale + 0.5))
     canvas = Image.new("RGB", (size, size), (114, 114, 114))
     canvas.paste(image.resize((w, h), Image.Resampling.BILINEAR), (0, 0))
     return canvas, scale, (0, 0)

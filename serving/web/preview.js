@@ -1,7 +1,7 @@
 // The phone preview page: loads the model's web artifact (ONNX) with onnxruntime-web served by
 // this server (WASM first; WebGPU only with ?ep=webgpu), classifies camera frames or picked
 // photos on the phone, shows latency / FPS, compares with the server, and reports its latency back.
-import { preprocess, softmaxTopK } from "./preprocess.js";
+import { decodeFcos, preprocess, preprocessLetterbox, softmaxTopK } from "./preprocess.js";
 
 const base = location.pathname.replace(/\/$/, "");
 const params = new URLSearchParams(location.search);
@@ -138,4 +138,5 @@ $("compare").addEventListener("change", () => compare().catch((err) => status(er
 $("send").addEventListener("click", () => report());
 
 window.edgefactory = { ready: init().catch((err) => { status(`Could not load the model: ${err.message}`, "warn"); throw err; }),
-                       classifyBlob, classifyPixels, report, preprocess, softmaxTopK, get meta() { return meta; } };
+                       classifyBlob, classifyPixels, report, preprocess, preprocessLetterbox, decodeFcos, softmaxTopK,
+                       get meta() { return meta; } };
