@@ -67,13 +67,16 @@ def images(home: Path) -> dict[str, bytes]:
     return out
 
 
-JS_RUN = """async ([b64, spec]) => {
+# decode a base64 PNG in the page as the phone page does: `rgba`, `bitmap.width`, `bitmap.height`
+JS_PIXELS = """
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const bitmap = await createImageBitmap(new Blob([bytes], {type: "image/png"}), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = canvas.getContext("2d", {willReadFrequently: true});
   ctx.drawImage(bitmap, 0, 0);
   const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+"""
+JS_RUN = """async ([b64, spec]) => {""" + JS_PIXELS + """
   const r = await window.edgefactory.classifyPixels(rgba, bitmap.width, bitmap.height);
   return {input: Array.from(r.input), logits: r.logits, top: r.top};
 }"""
@@ -148,12 +151,7 @@ def test_js_letterbox_and_fcos_decoding_match_numpy(page):
     assert np.abs(np.asarray(js_in["input"], np.float32) - x.transpose(2, 0, 1).ravel()).max() < 1e-5
 
 
-JS_LETTERBOX = """async ([b64, spec]) => {
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  const bitmap = await createImageBitmap(new Blob([bytes], {type: "image/png"}), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const ctx = canvas.getContext("2d", {willReadFrequently: true});
-  ctx.drawImage(bitmap, 0, 0);
-  const r = window.edgefactory.preprocessLetterbox(ctx.getImageData(0, 0, bitmap.width, bitmap.height).data, bitmap.width, bitmap.height, spec);
+JS_LETTERBOX = """async ([b64, spec]) => {""" + JS_PIXELS + """
+  const r = window.edgefactory.preprocessLetterbox(rgba, bitmap.width, bitmap.height, spec);
   return {input: Array.from(r.input), scale: r.scale};
 }"""
