@@ -5,7 +5,6 @@ LangChain tools, and asks before anything that writes, trains, exports or deploy
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -468,4 +467,4 @@ def exports_table(exports: list[dict], results: list[dict]) -> str:
 
 
 def snapshot(state: State) -> dict:
-    return copy.deepcopy(asdict(state))
+    return asdict(state)  # asdict copies nested lists and dicts already

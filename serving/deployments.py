@@ -74,18 +74,22 @@ class ModelPool:
             dep = get_deployment(catalog, name)
             version = version or dep["version"]
             precision = dep["precision"] if target in (None, dep["target"]) and version == dep["version"] else None
-            target = target or dep["target"]
-            key = (name, version, target, precision)
-            with self._lock:
-                if key in self._loaded:
-                    return self._loaded[key]
-                key_lock = self._key_locks.setdefault(key, threading.Lock())
-            with key_lock:  # a slow load (a compile) blocks only requests for this same artifact
-                if key not in self._loaded:
+        return self.load(name, version, target or dep["target"], precision)
+
+    def load(self, name: str, version: int, target: str | None = None, precision: str | None = None) -> Predictor:
+        """The predictor of `name:vVERSION` (default target: the fastest here), loaded once."""
+        key = (name, version, target, precision)
+        with self._lock:
+            if key in self._loaded:
+                return self._loaded[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # a slow load (a compile) blocks only requests for this same artifact
+            if key not in self._loaded:
+                with self.catalog_factory() as catalog:
                     predictor = load_predictor(self.ws, catalog, f"{name}:v{version}", target, precision)
-                    with self._lock:
-                        self._loaded[key] = predictor
-            return self._loaded[key]
+                with self._lock:
+                    self._loaded[key] = predictor
+        return self._loaded[key]
 
     def loaded_names(self) -> set[str]:
         with self._lock:

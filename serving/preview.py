@@ -21,7 +21,6 @@ from factory.errors import ConfigError, MissingDependencyError, NotFoundError
 from factory.models import read_metadata, resolve_model
 from serving import access
 from serving.http import read_limited
-from targets.predictor import load_predictor
 
 WEB = Path(__file__).with_name("web")
 ORT_DIR = Path(__file__).with_name("static") / "ort"  # vendored from the npm package by scripts/setup
@@ -99,7 +98,8 @@ def mount(app: FastAPI) -> None:
 
         link, _, _ = await anyio.to_thread.run_sync(_link, app, token)
         data, _ = await request_images(request, many=False)
-        predictor = await anyio.to_thread.run_sync(_server_predictor, app, link)
+        # the best runtime here for this version, loaded once by the server's pool
+        predictor = await anyio.to_thread.run_sync(app.state.pool.load, link["model"], link["version"])
         images, results, timing = await run_predict(app, predictor, data, 5)
         return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
                 "precision": predictor.precision, **_shape(predictor, images[0], results[0]), "timing_ms": timing}
@@ -126,12 +126,3 @@ def mount(app: FastAPI) -> None:
         row = await anyio.to_thread.run_sync(lambda: bench_api.record_measurement(
             f"{link['model']}:v{link['version']}", link["target"], link["precision"], device, result, home=app.state.ws.home))
         return JSONResponse({"recorded": True, "device": device, "latency_ms": row["latency_ms"]}, status_code=201)
-
-
-def _server_predictor(app: FastAPI, link: dict):
-    key = ("preview", link["model"], link["version"])
-    cache = app.state.__dict__.setdefault("preview_predictors", {})
-    if key not in cache:
-        with app.state.catalog() as cat:
-            cache[key] = load_predictor(app.state.ws, cat, f"{link['model']}:v{link['version']}")
-    return cache[key]
