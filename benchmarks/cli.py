@@ -18,7 +18,8 @@ def cmd_bench(a: argparse.Namespace) -> dict:
     if a.suite:
         from benchmarks import suite
 
-        return suite.run(models=a.suite_models.split(",") if a.suite_models else None, log=_log(a))
+        return suite.run(models=a.suite_models.split(",") if a.suite_models else None, log=_log(a),
+                         detectors=[d for d in a.suite_detectors.split(",") if d] if a.suite_detectors is not None else None)
     if not a.ref or not a.target:
         raise SystemExit("edgefactory bench: give MODEL and --target (or --suite)")
     out = api.bench(a.ref, a.target, precision=a.precision, device=a.device, home=a.home)
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--suite", action="store_true", help="run the project's performance suite against peers instead")
     sp.add_argument("--suite-models", help="suite: comma-separated architectures (default resnet18, mobilenet_v3_small/large)")
+    sp.add_argument("--suite-detectors", help="suite: detector backbones at 320 px (default mobilenet_v3_small; '' for none)")
     sp = add(sub, "report", cmd_report, "benchmark report of a model version: JSON + HTML, measured and estimated devices")
     sp.add_argument("ref", help="model NAME[:vN]")
     sp.add_argument("--export", help="targets to export first where missing (fp32 and int8), comma-separated")

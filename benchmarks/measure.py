@@ -15,8 +15,8 @@ from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, latency_stats, pe
 from factory.api import session
 from factory.evaluation import dataset_row_for, split_entries
 from factory.models import load_model, resolve_model
-from factory.tasks.inputs import run_batched, split_arrays
-from factory.tasks.metrics import classification_metrics
+from factory.tasks.adapters import EvalSet, adapter_for, shaped
+from factory.tasks.inputs import run_batched
 from factory.workspace import Workspace
 from targets.base import TARGETS, Runner
 from targets.driver import artifact_bytes
@@ -55,26 +55,36 @@ def load_runner(ws: Workspace, row: dict, folder: Path | None, meta: dict, targe
     return TARGETS.get(target)().load(folder, meta, device)
 
 
-def test_split(ws: Workspace, catalog, meta: dict) -> tuple[str, np.ndarray, np.ndarray]:
+def test_split(ws: Workspace, catalog, meta: dict) -> tuple[str, EvalSet]:
     ds = dataset_row_for(catalog, meta["dataset"])
     root, test = split_entries(ws, ds, "test")
     split = "test"
     if not test:
         root, test = split_entries(ws, ds, "val")
         split = "val"
-    x, y = split_arrays(root, test, meta)
-    return split, x, y
+    return split, adapter_for(meta).eval_set(root, test, meta)
+
+
+def scores(runner, data: EvalSet, meta: dict, batch: int) -> dict:
+    """The task's scores of `runner` on `data`: `accuracy` is the primary metric (accuracy, or mAP@0.5)."""
+    task = adapter_for(meta)
+    outputs = shaped(run_batched(runner, data.inputs, batch), task, meta)
+    metrics = task.score(outputs, data.truth, meta)
+    return {"accuracy": metrics[task.metric], "metric": task.metric, "images": int(len(data.inputs)),
+            "predictions": task.predictions(outputs), "per_class": metrics["recall_by_class"],
+            "per_size": metrics.get("recall_by_size"),
+            **({"map": metrics["map"], "map50": metrics["map50"]} if task.task == "detection" else {})}
 
 
 def measure(spec: BenchSpec) -> dict:
     with session(spec.home) as (ws, catalog):
         row, folder, meta = locate(ws, catalog, spec.ref, spec.target, spec.precision, spec.device)
-        split, x, y = test_split(ws, catalog, meta) if spec.accuracy else ("", None, None)
+        split, data = test_split(ws, catalog, meta) if spec.accuracy else ("", None)
         base_kb = reset_peak_memory()
         start = time.perf_counter()
         runner = load_runner(ws, row, folder, meta, spec.target, spec.device)
         load_ms = (time.perf_counter() - start) * 1000
-        image = np.zeros((1, *meta["input_size"]), np.float32) if x is None else x[:1]
+        image = np.zeros((1, *meta["input_size"]), np.float32) if data is None else data.inputs[:1]
         times = time_calls(lambda: runner(image), spec.timing)
         dynamic = meta["input_shape"][0] == -1
         rate = throughput(runner, image, THROUGHPUT_BATCHES if dynamic else (1,), spec.timing)
@@ -87,9 +97,6 @@ def measure(spec: BenchSpec) -> dict:
                            (ws.home / row["path"] / meta["weights"]).stat().st_size) / 1e6,
                "artifact": str(folder) if folder else str(ws.home / row["path"]), "max_drop": meta.get("max_drop"),
                "tool_versions": meta.get("tool_versions", {}), "notes": meta.get("notes", []), "measured_at": time.time()}
-        if x is not None:
-            preds = run_batched(runner, x, 64 if dynamic else 1).argmax(1)
-            metrics = classification_metrics(y, preds, meta["classes"])
-            out.update(eval_split=split, accuracy=metrics["accuracy"], images=int(len(y)), predictions=preds.tolist(),
-                       per_class={c: m["recall"] for c, m in metrics["per_class"].items()})
+        if data is not None:
+            out.update(eval_split=split, **scores(runner, data, meta, 32 if dynamic else 1))
         return out

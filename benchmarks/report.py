@@ -14,6 +14,8 @@ from benchmarks.estimate import OVERHEAD_BOUND_SHARE, estimate_rows, local_peak_
 from factory.workspace import atomic_write_bytes, atomic_write_json
 
 SCHEMA = "edgefactory.benchmark-report/1"
+SMALL_OBJECT_RECALL_LIMIT = 2.0  # points of recall@0.5 on small objects an INT8 / FP16 detector may lose
+METRIC_LABELS = {"classification": "accuracy", "detection": "mAP@0.5"}
 
 
 def report_row(raw: dict, reference: dict | None, cost: dict, local: dict) -> dict:
@@ -26,7 +28,8 @@ def report_row(raw: dict, reference: dict | None, cost: dict, local: dict) -> di
            "throughput_batch": (res.get("throughput") or {}).get("batch"),
            "throughput_threads": (res.get("throughput") or {}).get("threads"),
            "memory_mb": res.get("memory_mb"), "size_mb": res.get("size_mb"), "accuracy": res.get("accuracy"),
-           "load_ms": res.get("load_ms"), "accuracy_delta_points": None, "per_class_delta": None,
+           "metric": res.get("metric", "accuracy"), "load_ms": res.get("load_ms"), "accuracy_delta_points": None,
+           "per_class_delta": None, "per_size_delta": None,
            "prediction_flips": None, "peak_share": None, "overhead_bound": None, "max_drop": res.get("max_drop"),
            "source": res.get("source", "harness" if raw["measured"] else "estimate"), "warnings": []}
     if raw["measured"] and raw["device_id"] == local["id"]:
@@ -40,14 +43,18 @@ def report_row(raw: dict, reference: dict | None, cost: dict, local: dict) -> di
         if res.get("per_class") and ref.get("per_class"):
             row["per_class_delta"] = {c: (res["per_class"][c] - ref["per_class"][c]) * 100
                                       for c in ref["per_class"] if c in res["per_class"]}
+        if res.get("per_size") and ref.get("per_size"):  # detection: recall@0.5 by COCO object size
+            row["per_size_delta"] = {s: (res["per_size"][s] - ref["per_size"][s]) * 100
+                                     for s in ref["per_size"] if s in res["per_size"]}
         if res.get("predictions") and ref.get("predictions") and len(res["predictions"]) == len(ref["predictions"]):
             row["prediction_flips"] = sum(a != b for a, b in zip(res["predictions"], ref["predictions"]))
     return row
 
 
 def guard(rows: list[dict], budget: float) -> list[dict]:
-    """Regression guard over measured rows: INT8 slower than FP32 on the same runtime and device, or
-    an accuracy drop over the budget. Marks the rows and returns the warnings."""
+    """Regression guard over measured rows: INT8 slower than FP32 on the same runtime and device, an
+    accuracy drop over the budget, or (detection) a small-object recall drop over
+    SMALL_OBJECT_RECALL_LIMIT points. Marks the rows and returns the warnings."""
     warnings = []
     fp32 = {(r["target"], r["device"]): r for r in rows if r["measured"] and r["precision"] == "fp32"}
     for i, r in enumerate(rows):
@@ -65,6 +72,14 @@ def guard(rows: list[dict], budget: float) -> list[dict]:
                              f"{r['target']} {r['precision']} on {r['device_name']} loses {-r['accuracy_delta_points']:.2f} "
                              f"points against PyTorch FP32 (budget {limit:g}).",
                              "fix": "Re-export with another INT8 strategy (e.g. qat), more calibration data, or at fp32."})
+        small = (r["per_size_delta"] or {}).get("small")
+        if small is not None and -small > SMALL_OBJECT_RECALL_LIMIT + 1e-9:
+            warnings.append({"code": "SMALL_OBJECT_RECALL_DROP", "row": i, "message":
+                             f"{r['target']} {r['precision']} on {r['device_name']} finds {-small:.2f} points fewer small "
+                             f"objects (recall@0.5 under 32x32 px) than PyTorch FP32 (limit {SMALL_OBJECT_RECALL_LIMIT:g}); "
+                             "mAP can hide this.",
+                             "fix": "Re-export with ptq_mixed or accuracy_control, calibrate with more images that show "
+                                    "small objects, or ship FP32 where small objects matter."})
     for w in warnings:
         rows[w["row"]]["warnings"].append(w["code"])
     return warnings
@@ -95,6 +110,7 @@ def build(model: dict, stored: list[dict], local: dict, profiles: dict, cost: di
     devices[local["id"]] = {k: local[k] for k in ("id", "name", "kind", "host", "os", "python", "cpu", "gpus", "packages", "peaks")}
     return {"schema": SCHEMA, "model": model["name"], "version": model["version"], "task": model["task"],
             "created_at": time.time(), "budget_points": budget, "cost": cost,
+            "metric": METRIC_LABELS.get(model["task"], "accuracy"),
             "reference": {"target": "pytorch", "precision": "fp32", "device": reference["device_id"] if reference else None,
                           "accuracy": reference["result"].get("accuracy") if reference else None},
             "devices": devices, "local_device": local["id"], "results": rows, "warnings": warnings,
@@ -141,6 +157,9 @@ def render_html(report: dict) -> str:
     changed = sorted(changed, key=lambda ir: min(ir[1]["per_class_delta"].values()))[:4]  # the worst-hit artifacts
     deltas = [{"label": c, "value": d, "row": i, "series": _label(r), "warn": d < -report["budget_points"]}
               for i, r in changed for c, d in r["per_class_delta"].items()]
+    by_size = [{"label": size, "value": d, "row": i, "series": _label(r), "warn": size == "small" and d < -SMALL_OBJECT_RECALL_LIMIT}
+               for i, r in measured_here if r["precision"] in ("int8", "fp16") for size, d in (r["per_size_delta"] or {}).items()]
+    metric = report.get("metric", "accuracy")
     device = report["devices"][local]
     title = f"{report['model']}:v{report['version']} benchmark report"
     created = datetime.datetime.fromtimestamp(report["created_at"]).strftime("%Y-%m-%d %H:%M")
@@ -148,7 +167,7 @@ def render_html(report: dict) -> str:
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">", f"<style>{CSS}</style></head><body>",
              f"<h1>{escape(title)}</h1>",
              f"<p>{escape(report['task'])}; {report['cost']['macs'] / 1e6:.1f} M MACs, {report['cost']['params'] / 1e6:.2f} M "
-             f"parameters; written {created}. Reference: PyTorch FP32 accuracy "
+             f"parameters; written {created}. Reference: PyTorch FP32 {escape(metric)} "
              f"{_num(report['reference']['accuracy'], '{:.4f}')}. Budget {report['budget_points']:g} points.</p>",
              f"<p class=\"device\">Measured on <b>{escape(device['name'])}</b> ({escape(', '.join(device['cpu']['isa']))}); "
              f"peaks measured here: FP32 {device['peaks']['fp32_gflops']:g} GFLOPS, INT8 {device['peaks']['int8_gops']:g} GOPS, "
@@ -157,12 +176,14 @@ def render_html(report: dict) -> str:
         "<ul>" + "".join(f"<li class=\"warn\" data-code=\"{w['code']}\">{escape(w['message'])} {escape(w['fix'])}</li>"
                          for w in report["warnings"]) + "</ul>" if report["warnings"] else "<p>None.</p>") + "</section>")
     parts.append("<section id=\"plots\"><h2>Plots</h2>"
-                 + plots.scatter("latency-accuracy", "Latency vs accuracy", points, "p50 latency (ms, batch 1)", "accuracy (%)")
+                 + plots.scatter("latency-accuracy", f"Latency vs {metric}", points, "p50 latency (ms, batch 1)", f"{metric} (%)")
                  + plots.bars("size", "Size on disk per target", sizes, "MB")
                  + plots.bars("per-class-delta", "Per-class recall change after compression (points)", deltas, "points")
                  + ("" if deltas else "<p>No class changed its recall after compression on this device.</p>")
+                 + (plots.bars("per-size-delta", "Recall@0.5 change by object size after compression (points)", by_size,
+                               "points") if by_size else "")
                  + "</section>")
-    parts.append(_table(rows))
+    parts.append(_table(rows, metric))
     if report["estimates_skipped"]:
         parts.append("<p>Not estimated: " + escape("; ".join(f"{s['device']} {s['precision']} ({s['reason']})"
                                                              for s in report["estimates_skipped"])) + ".</p>")
@@ -175,9 +196,9 @@ COLUMNS = ("target", "precision", "device", "kind", "p50 ms", "p90 ms", "p99 ms"
            "size MB", "accuracy", "Δ points", "flips", "peak share")
 
 
-def _table(rows: list[dict]) -> str:
+def _table(rows: list[dict], metric: str = "accuracy") -> str:
     out = ["<section id=\"results\"><h2>Results</h2><table><thead><tr>"
-           + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr></thead><tbody>"]
+           + "".join(f"<th>{escape(metric) if c == 'accuracy' else c}</th>" for c in COLUMNS) + "</tr></thead><tbody>"]
     for i, r in enumerate(rows):
         classes = ["measured" if r["measured"] else "estimated"] + (["warn"] if r["warnings"] else [])
         lat = r["latency_ms"]

@@ -9,10 +9,14 @@ weights' values, so the models are untrained (seeded) and calibrated on random i
 is measured by `report` on real data, not here. Rounds alternate between the runtimes so machine
 noise hits them alike.
 
+The detection row does the same for the default detector (FCOS on mobilenet_v3_small at 320 px,
+the network's raw output; decoding and NMS are the same NumPy code after every runtime).
+
 It also checks the harness itself: its p50 for a runtime call must be within 5% of a bare
 perf_counter loop around the same call.
 
-    .venv/bin/python -m benchmarks.suite [--models resnet18,...] [--size 224] [--out FILE]
+    .venv/bin/python -m benchmarks.suite [--models resnet18,...] [--size 224] [--detectors mobilenet_v3_small]
+                                         [--detection-size 320] [--out FILE]
     edgefactory bench --suite
 """
 
@@ -40,6 +44,7 @@ from targets.pytorch import eager_runner
 
 RESULTS = Path(__file__).parent / "results" / "suite.json"
 MODELS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
+DETECTORS = ("mobilenet_v3_small",)
 ROUNDS = 3
 HARNESS_OVERHEAD_LIMIT = 0.05
 
@@ -94,7 +99,18 @@ def harness_overhead(run: Callable, x: np.ndarray, timing: Timing) -> dict:
 def classification_row(arch: str, size: int, timing: Timing, log: Callable[[str], None]) -> dict:
     torch.manual_seed(0)
     model = build_model(arch, 1000).eval()
-    meta = {"arch": arch, "num_classes": 1000, "input_size": [3, size, size]}
+    return suite_row("classification", model, arch, size, timing, log)
+
+
+def detection_row(arch: str, size: int, timing: Timing, log: Callable[[str], None]) -> dict:
+    from factory.tasks.detection import build_detector
+
+    torch.manual_seed(0)
+    return suite_row("detection", build_detector(arch, 3).eval(), arch, size, timing, log)
+
+
+def suite_row(task: str, model: torch.nn.Module, arch: str, size: int, timing: Timing, log: Callable[[str], None]) -> dict:
+    meta = {"arch": arch, "input_size": [3, size, size]}
     rng = np.random.default_rng(0)
     calib = rng.standard_normal((32, 3, size, size)).astype(np.float32)
     x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
@@ -108,11 +124,11 @@ def classification_row(arch: str, size: int, timing: Timing, log: Callable[[str]
         overhead = harness_overhead(runners["ours_openvino_int8"], x, timing)
     p50 = {k: v["p50"] for k, v in stats.items()}
     ours = p50["ours_openvino_int8"]
-    row = {"task": "classification", "model": arch, "img_size": size, "latency_ms": stats, "size_mb": sizes,
+    row = {"task": task, "model": arch, "img_size": size, "latency_ms": stats, "size_mb": sizes,
            "speedup": {"vs_pytorch_fp32": p50["pytorch_fp32"] / ours, "vs_onnxruntime_fp32": p50["onnxruntime_fp32"] / ours,
                        "vs_openvino_fp32": p50["openvino_fp32"] / ours},
            "size_ratio_vs_fp32": sizes["openvino_fp32"] / sizes["ours_openvino_int8"], "harness": overhead}
-    log(f"{arch:20s} {size}px  eager {p50['pytorch_fp32']:7.2f}  ORT {p50['onnxruntime_fp32']:7.2f}  "
+    log(f"{arch + (' FCOS' if task == 'detection' else ''):23s} {size}px  eager {p50['pytorch_fp32']:7.2f}  ORT {p50['onnxruntime_fp32']:7.2f}  "
         f"OV fp32 {p50['openvino_fp32']:7.2f}  ours int8 {ours:6.2f} ms  ->  {row['speedup']['vs_pytorch_fp32']:.2f}x eager, "
         f"{row['speedup']['vs_onnxruntime_fp32']:.2f}x ORT, {row['speedup']['vs_openvino_fp32']:.2f}x OV fp32; "
         f"harness overhead {overhead['overhead']:+.1%}")
@@ -120,13 +136,14 @@ def classification_row(arch: str, size: int, timing: Timing, log: Callable[[str]
 
 
 def run(models: list[str] | None = None, size: int = 224, timing: Timing | None = None, out: Path | None = RESULTS,
-        log: Callable[[str], None] | None = None) -> dict:
+        log: Callable[[str], None] | None = None, detectors: list[str] | None = None, detection_size: int = 320) -> dict:
     """Run the suite, print one line per row, save JSON to `out` (None: do not save). Returns the result."""
     log = log or print
     timing = timing or Timing(min_time_s=3.0)
     device = local_device()
     log(f"suite on {device['name']} (FP32 {device['peaks']['fp32_gflops']} GFLOPS, INT8 {device['peaks']['int8_gops']} GOPS)")
-    rows = [classification_row(arch, size, timing, log) for arch in models or MODELS]
+    rows = [classification_row(arch, size, timing, log) for arch in (MODELS if models is None else models)]
+    rows += [detection_row(arch, detection_size, timing, log) for arch in (DETECTORS if detectors is None else detectors)]
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device, "batch": 1,
               "threads": torch.get_num_threads(), "rows": rows,
               "harness_within_limit": all(r["harness"]["within_limit"] for r in rows)}
@@ -141,9 +158,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--detectors", default=",".join(DETECTORS), help="detector backbones ('' for none)")
+    ap.add_argument("--detection-size", type=int, default=320)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    run(args.models.split(","), args.size, out=args.out)
+    run([m for m in args.models.split(",") if m], args.size, out=args.out,
+        detectors=[d for d in args.detectors.split(",") if d], detection_size=args.detection_size)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class Reply:
 @dataclass
 class State:
     step: str = "data"
+    task: str | None = None  # None until the user or the data says (classification or detection)
     dataset: str | None = None
     dataset_summary: dict | None = None
     devices: list[str] = field(default_factory=list)
@@ -115,9 +116,11 @@ class Guide:
 
     # -- the flow --------------------------------------------------------------------------------
     def _advance(self, state: State, p: Parsed) -> Reply:
-        if p.task and p.task != "classification":
-            return Reply(f"{p.task.capitalize()} is not supported yet: today I train image classifiers (one label per "
-                         "image). Detection comes next. Shall we build a classifier?")
+        if p.task in ("ocr", "retrieval"):
+            return Reply(f"{p.task.upper() if p.task == 'ocr' else p.task.capitalize()} is not supported yet: today I train "
+                         "image classifiers (one label per image) and object detectors (boxes). Shall we build one of those?")
+        if p.task and state.step == "data":
+            state.task = p.task
         if state.step == "data":
             return self._data(state, p)
         if state.step == "target":
@@ -134,6 +137,10 @@ class Guide:
                      "or *go back* to change the targets.")
 
     def _data(self, state: State, p: Parsed) -> Reply:
+        if "demo" in p.intents and state.task == "detection":
+            return self._ask(state, "import_demo_data", {"name": "scenes", "kind": "scenes"}, "then_data",
+                             "I will import the detection demo data: 300 seeded synthetic 320 px scenes with circles, "
+                             "squares and triangles in Pascal VOC XML, as dataset **scenes**.")
         if "demo" in p.intents:
             return self._ask(state, "import_demo_data", {"name": "digits"}, "then_data",
                              "I will import the demo data: scikit-learn's 1797 handwritten digits (10 classes, 8x8 "
@@ -141,8 +148,14 @@ class Guide:
         if p.dataset:
             return self._use_dataset(state, self._call("inspect_dataset", ref=p.dataset))
         names = ", ".join(f"**{d}**" for d in [d["dataset"] for d in self._call("list_datasets")]) or "none yet"
-        return Reply("First, the data. Upload a .zip of images (one folder per class works), say **demo** for "
-                     f"handwritten digits, or name an imported dataset (imported: {names}).")
+        if state.task == "detection":
+            return Reply("An object detector, then. Upload a .zip with your images and their boxes: Pascal VOC XML, COCO "
+                         "JSON, YOLO (with data.yaml), a Ku+ txkt-result.json, a ModelArts manifest or a CSV of "
+                         f"coordinates; say **demo** for synthetic scenes; or name an imported detection dataset "
+                         f"(imported: {names}).")
+        return Reply("First, the data. Upload a .zip of images (one folder per class for a classifier; VOC, COCO or YOLO "
+                     "boxes for a detector), say **demo** for handwritten digits, or name an imported dataset "
+                     f"(imported: {names}).")
 
     def _upload(self, state: State, files: list[str], p: Parsed) -> Reply:
         path = Path(files[0])
@@ -151,16 +164,19 @@ class Guide:
             return Reply("Please upload one .zip file holding your images (for example one folder per class). "
                          f"I got {len(files)} file(s): {', '.join(Path(f).name for f in files[:5])}.")
         state.step = "data"
-        return self._ask(state, "import_dataset", {"path": str(path), "name": name}, "then_data",
-                         f"I will check **{path.name}** and import it as dataset **{name}**.")
+        task = state.task or "auto"
+        kind = {"auto": "", "detection": " (boxes for object detection)", "classification": " (a label per image)"}[task]
+        return self._ask(state, "import_dataset", {"path": str(path), "name": name, "task": task}, "then_data",
+                         f"I will check **{path.name}** and import it as dataset **{name}**{kind}.")
 
     def _use_dataset(self, state: State, summary: dict) -> Reply:
         state.dataset = f"{summary['dataset']}:v{summary['version']}"
         state.dataset_summary = summary
+        state.task = summary.get("task", "classification")
         self._goto(state, "target")
         return Reply(describe_dataset(summary) + "\n\nWhere will the model run? For example *a Raspberry Pi 4 under "
-                     "30 ms*, *Android phones*, *an Intel NUC*, *a Jetson*; and how much accuracy may compression "
-                     "cost (*at most 1 point worse*)?")
+                     f"30 ms*, *Android phones*, *an Intel NUC*, *a Jetson*; and how much {metric_name(state.task)} may "
+                     "compression cost (*at most 1 point worse*)?")
 
     def _target(self, state: State, p: Parsed) -> Reply:
         state.devices = p.devices or state.devices
@@ -179,9 +195,12 @@ class Guide:
 
     def _propose(self, state: State, p: Parsed) -> Reply:
         stats = (state.dataset_summary or {}).get("stats", {})
-        recipe = propose_recipe(stats, [self.profiles[d] for d in state.devices], state.latency_ms, state.size_mb)
+        recipe = propose_recipe(stats, [self.profiles[d] for d in state.devices], state.latency_ms, state.size_mb,
+                                task=state.task or "classification")
         if p.model:
             recipe.update(model=p.model, reason=recipe["reason"] + f" You asked for {p.model}.")
+        if p.img_size:
+            recipe.update(img_size=p.img_size, reason=recipe["reason"] + f" You asked for {p.img_size} px.")
         if p.minutes:
             recipe["time_budget_min"] = p.minutes
         if p.epochs:
@@ -191,7 +210,7 @@ class Guide:
             return Reply(impossible)
         state.recipe = recipe
         devices = ", ".join(self.profiles[d].name.split(" (")[0] for d in state.devices)
-        budget = [f"accuracy at most {state.max_drop:g} point(s) below FP32"]
+        budget = [f"{metric_name(state.task)} at most {state.max_drop:g} point(s) below FP32"]
         budget += [f"under {state.latency_ms:g} ms per image"] if state.latency_ms else []
         budget += [f"under {state.size_mb:g} MB"] if state.size_mb else []
         limit = (f"{recipe['time_budget_min']:g} minutes" if recipe.get("time_budget_min") else "") + \
@@ -272,11 +291,12 @@ class Guide:
     def _trained(self, state: State, result: dict) -> Reply:
         state.model = f"{result['model']}:v{result['version']}"
         evaluation = self._call("evaluate", model=state.model)
-        state.evaluation = {"accuracy": evaluation["metrics"]["accuracy"], "files": evaluation.get("files", {}),
-                            "macro_f1": evaluation["metrics"].get("f1_macro")}
+        metrics = evaluation["metrics"]
+        state.evaluation = {"accuracy": metrics.get("accuracy", metrics.get("map50")), "files": evaluation.get("files", {}),
+                            "macro_f1": metrics.get("f1_macro"), "map": metrics.get("map")}
         self._goto(state, "export")
         targets = self.export_targets(state)
-        text = evaluation_text(state.model, evaluation)
+        text = detection_text(state.model, evaluation) if state.task == "detection" else evaluation_text(state.model, evaluation)
         ask = self._ask(state, "__exports__", {"targets": targets}, "", f"Next I will compress and export it for "
                         f"{', '.join(targets)} (INT8 where it keeps within {state.max_drop:g} point(s), else FP32), "
                         "then measure everything in a benchmark report.")
@@ -316,7 +336,7 @@ class Guide:
     def background_done(self, state: State, result: dict) -> Reply:
         state.exports, state.refused, state.report = result["exports"], result["refused"], result["report"]
         self._goto(state, "deploy")
-        table = exports_table(state.exports, result["results"])
+        table = exports_table(state.exports, result["results"], metric_name(state.task))
         refused = "".join(f"\n- {r['target']} {r['precision']} not shipped: {r['why']}" for r in state.refused)
         warnings = "".join(f"\n- ⚠ {w['message']}" for w in state.report["warnings"])
         name, version = state.model.split(":v")
@@ -389,9 +409,16 @@ def describe_dataset(s: dict) -> str:
     counts = stats.get("images_per_class") or {}
     lines = [f"Dataset **{s['dataset']}:v{s['version']}** ({s.get('format', '')}): {s['num_images']} images in "
              f"{len(s['classes'])} classes; split {', '.join(f'{k} {v}' for k, v in s['splits'].items())}."]
+    if s.get("task") == "detection":
+        boxes, sizes = stats.get("boxes_per_class") or {}, stats.get("boxes_by_size") or {}
+        lines.append(f"{stats.get('num_boxes', 0)} boxes ({(stats.get('boxes_per_image') or {}).get('median', 0):g} per image "
+                     f"typically; {stats.get('negative_images', 0)} images without any, kept as negatives). By size: "
+                     + ", ".join(f"{k} {v}" for k, v in sizes.items()) + " (small is under 32x32 px).")
+        counts = boxes
     if counts:
         lo, hi = min(counts.values()), max(counts.values())
-        balance = "balanced" if hi <= 1.5 * lo else f"unbalanced: {hi} vs {lo} images between the largest and smallest class"
+        unit = "boxes" if s.get("task") == "detection" else "images"
+        balance = "balanced" if hi <= 1.5 * lo else f"unbalanced: {hi} vs {lo} {unit} between the largest and smallest class"
         lines.append(f"Classes ({balance}): " + ", ".join(f"{c} {n}" for c, n in list(counts.items())[:12])
                      + (" ..." if len(counts) > 12 else ""))
     for issue in s.get("issues", [])[:8]:
@@ -404,8 +431,15 @@ def describe_dataset(s: dict) -> str:
     return "\n".join(lines)
 
 
-def propose_recipe(stats: dict, devices: list[DeviceProfile], latency_ms: float | None, size_mb: float | None) -> dict:
+def metric_name(task: str | None) -> str:
+    return "mAP@0.5" if task == "detection" else "accuracy"
+
+
+def propose_recipe(stats: dict, devices: list[DeviceProfile], latency_ms: float | None, size_mb: float | None,
+                   task: str = "classification") -> dict:
     """Model, input size and time budget from the data and the slowest device, with the reason."""
+    if task == "detection":
+        return propose_detector(stats, devices, latency_ms)
     side = int(min((stats.get("width") or {}).get("median", 96), (stats.get("height") or {}).get("median", 96)))
     img = 32 if side <= 40 else 64 if side <= 80 else 96 if side <= 128 else 160
     slowest = min(devices, key=lambda d: d.fp32_gflops) if devices else None
@@ -417,6 +451,25 @@ def propose_recipe(stats: dict, devices: list[DeviceProfile], latency_ms: float 
     why = (f"images are about {side} px, so {img} px keeps their detail without wasted compute; "
            + (f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS, so " if slowest else "")
            + f"{model} fits{' the latency budget' if latency_ms else ''}; {n} images train in about {minutes:g} minutes here.")
+    return {"model": model, "img_size": img, "time_budget_min": minutes, "epochs": None, "reason": why}
+
+
+def propose_detector(stats: dict, devices: list[DeviceProfile], latency_ms: float | None) -> dict:
+    """The FCOS detector's backbone and letterbox size from the images, their boxes and the slowest device."""
+    side = int(max((stats.get("width") or {}).get("median", 320), (stats.get("height") or {}).get("median", 320)))
+    sizes = stats.get("boxes_by_size") or {}
+    small_share = sizes.get("small", 0) / max(1, sum(sizes.values()))
+    img = 320 if side >= 288 or small_share > 0.3 else max(128, -(-side // 32) * 32)
+    slowest = min(devices, key=lambda d: d.fp32_gflops) if devices else None
+    fast = slowest is not None and slowest.fp32_gflops >= 100 and (latency_ms is None or latency_ms >= 30)
+    model = "mobilenet_v3_large" if fast else "mobilenet_v3_small"
+    n = stats.get("num_images") or 0
+    minutes = 5.0 if n < 300 else 10.0 if n < 3000 else 20.0
+    why = (f"an anchor-free FCOS detector on {model}: the images are about {side} px and "
+           + (f"{small_share:.0%} of the boxes are small (under 32x32 px), so " if small_share else "")
+           + f"a {img} px letterbox keeps them visible; "
+           + (f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS; " if slowest else "")
+           + f"{n} images with {stats.get('num_boxes', 0)} boxes train in about {minutes:g} minutes here.")
     return {"model": model, "img_size": img, "time_budget_min": minutes, "epochs": None, "reason": why}
 
 
@@ -435,7 +488,8 @@ def progress_text(run: dict) -> str:
         return f"Training is {run['status']}: starting up (loading the images)."
     parts = [f"epoch {prog['epoch']}" + (f" of at most {prog['epochs']}" if prog.get("epochs") else "")]
     if history:
-        parts.append(f"validation accuracy {history[-1]['val_accuracy']:.1%} after epoch {history[-1]['epoch']}")
+        name = "validation mAP@0.5" if "val_map50" in history[-1] else "validation accuracy"
+        parts.append(f"{name} {history[-1]['val_accuracy']:.1%} after epoch {history[-1]['epoch']}")
     loss = prog.get("train_loss", prog.get("loss"))
     if loss is not None:
         parts.append(f"loss {loss:.3f}")
@@ -454,9 +508,22 @@ def evaluation_text(model: str, evaluation: dict) -> str:
     return text + " The confusion matrix and the worst-classified images are below."
 
 
-def exports_table(exports: list[dict], results: list[dict]) -> str:
+def detection_text(model: str, evaluation: dict) -> str:
+    m = evaluation["metrics"]
+    sizes = ", ".join(f"{k} {v['recall50']:.0%}" for k, v in m.get("by_size", {}).items() if v.get("objects"))
+    worst = sorted(m.get("per_class", {}).items(), key=lambda kv: kv[1]["ap50"])[:3]
+    text = (f"Training finished: **{model}** reaches **mAP@0.5 {m['map50']:.2%}** on the test split (COCO mAP@0.5:0.95 "
+            f"{m['map']:.2%}, {evaluation.get('predictions', 0)} boxes kept over {len(evaluation.get('images', []))} images).")
+    if sizes:
+        text += f" Objects found (recall at IoU 0.5) by size: {sizes}."
+    if worst and worst[0][1]["ap50"] < 1:
+        text += " Hardest classes: " + ", ".join(f"{c} (AP@0.5 {v['ap50']:.0%})" for c, v in worst) + "."
+    return text
+
+
+def exports_table(exports: list[dict], results: list[dict], metric: str = "accuracy") -> str:
     lat = {(r["target"], r["precision"]): r["latency_ms"]["p50"] for r in results if r["measured"]}
-    rows = ["| target | precision | accuracy | change | size MB | latency here |", "|---|---|---|---|---|---|"]
+    rows = [f"| target | precision | {metric} | change | size MB | latency here |", "|---|---|---|---|---|---|"]
     for e in exports:
         acc = "runs on its device" if e["accuracy"] is None else f"{e['accuracy']:.2%}"
         drop = "–" if e["drop"] is None else f"{-e['drop']:+.2f} pts"

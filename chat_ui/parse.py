@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from factory.tasks.classification import MODELS
+from factory.tasks.detection import DETECTORS
 from targets.devices import DeviceProfile
 
 NUM = r"(\d+(?:\.\d+)?)"
@@ -26,7 +27,7 @@ INTENTS: dict[str, list[str]] = {
     "question": [r"^\s*(how do i|how to|how can i|what is|what are|what's|what does|why|which|can i|explain|tell me about)\b",
                  r"什么是", r"怎么", r"如何", r"为什么", r"是什么", r"\?\s*$", r"？\s*$"],
 }
-TASKS = {"classification": [r"classif", r"categor", r"分类"], "detection": [r"detect", r"bounding box", r"检测"],
+TASKS = {"classification": [r"classif", r"categor", r"分类"], "detection": [r"detect", r"bounding box", r"\bboxes\b", r"find (the )?objects", r"检测"],
          "ocr": [r"\bocr\b", r"text recognition", r"文字识别", r"识别文字"], "retrieval": [r"retriev", r"similar image", r"检索"]}
 
 
@@ -42,6 +43,7 @@ class Parsed:
     minutes: float | None = None
     epochs: int | None = None
     model: str | None = None
+    img_size: int | None = None
     dataset: str | None = None
 
 
@@ -80,7 +82,9 @@ def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (
     p.minutes = float(m.group(1)) if m else None
     m = re.search(NUM + r"\s*(?:epochs?|轮)", low) or re.search(r"(?:epochs?|轮数)\s*[:=]?\s*" + NUM, low)
     p.epochs = int(float(m.group(1))) if m else None
-    p.model = next((name for name in sorted(MODELS.names(), key=len, reverse=True)
+    m = re.search(r"(\d{2,4})\s*(?:px|pixels?|像素)", low)
+    p.img_size = int(m.group(1)) if m else None
+    p.model = next((name for name in sorted(set(MODELS.names()) | set(DETECTORS.names()), key=len, reverse=True)
                     if re.search(rf"\b{re.escape(name)}\b|{re.escape(name.replace('_', ' '))}|{re.escape(name.replace('_', '-'))}", low)),
                    None)
     p.dataset = next((d for d in sorted(datasets, key=len, reverse=True) if re.search(rf"(?<![\w-]){re.escape(d.lower())}(?![\w-])", low)),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
@@ -29,10 +29,14 @@ class DatasetRef(BaseModel):
 class ImportArgs(BaseModel):
     path: str = Field(description="uploaded .zip file or folder of images")
     name: str = Field(description="dataset name to create (a new version if it exists)")
+    task: str = Field(default="auto", description="classification, detection, or auto (detection when boxes are found)")
 
 
 class DemoArgs(BaseModel):
-    name: str = Field(default="digits", description="dataset name for scikit-learn's handwritten digits")
+    name: str = Field(default="digits", description="dataset name to create")
+    kind: Literal["digits", "scenes"] = Field(
+        default="digits", description="digits: scikit-learn's handwritten digits (classification); "
+                                      "scenes: seeded synthetic scenes with boxes (object detection)")
 
 
 class TrainArgs(BaseModel):
@@ -80,9 +84,14 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
     from serving import api as serving_api
     from targets import api as targets_api
 
-    def import_demo(name: str = "digits") -> dict:
-        folder = Path(tempfile.mkdtemp(prefix="edgefactory-demo-"))
-        return core_api.import_dataset(write_digits(folder / "digits"), name, home=home)
+    def import_demo(name: str = "digits", kind: str = "digits") -> dict:
+        from factory.datasets.detection import write_detection
+
+        with tempfile.TemporaryDirectory(prefix="edgefactory-demo-") as tmp:  # the import copies what it keeps
+            if kind == "scenes":
+                folder = write_detection(Path(tmp) / "scenes", images=300, size=320, seed=0, layout="voc")
+                return core_api.import_dataset(folder, name, task="detection", home=home)
+            return core_api.import_dataset(write_digits(Path(tmp) / "digits"), name, home=home)
 
     def start_training(**kwargs: Any) -> dict:
         config = {k: v for k, v in kwargs.items() if v is not None}
@@ -97,9 +106,9 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
         (lambda query: docs_search(query), "search_docs", "Answer how-to / what-is questions from the project's docs.", DocsQuery, False),
         (lambda: core_api.list_datasets(home=home), "list_datasets", "List imported datasets.", BaseModel, False),
         (lambda ref: core_api.inspect_dataset(ref, home=home), "inspect_dataset", "Statistics and issues of a dataset.", DatasetRef, False),
-        (lambda path, name: core_api.import_dataset(path, name, home=home), "import_dataset",
+        (lambda path, name, task="auto": core_api.import_dataset(path, name, task=task, home=home), "import_dataset",
          "Import and validate an uploaded .zip or folder as a dataset version.", ImportArgs, True),
-        (import_demo, "import_demo_data", "Import scikit-learn's handwritten digits (offline demo data).", DemoArgs, True),
+        (import_demo, "import_demo_data", "Import offline demo data: handwritten digits, or scenes with boxes for detection.", DemoArgs, True),
         (start_training, "start_training", "Start training in the background; returns the run id.", TrainArgs, True),
         (lambda run_id: core_api.run_status(run_id, home=home), "training_status", "Status and progress of a run.", RunRef, False),
         (stop_training, "stop_training", "Stop a running training job (keeps the last checkpoint).", RunRef, False),

@@ -1,15 +1,24 @@
 """Calibration-set selection: drawn from the train split with per-class coverage, reported in the
-artifact metadata, with a warning when it is too small or misses classes."""
+artifact metadata, with a warning when it is too small or misses classes. A classification entry
+has one label; a detection entry counts for every class among its boxes and is drawn under its
+rarest one, so that rare classes are represented (an image without boxes is drawn as a negative)."""
 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from factory.errors import DatasetError
 
 DEFAULT_SIZE = 300
 MIN_RECOMMENDED = 100
+
+
+def labels_of(entry: dict) -> set[str]:
+    """The classes an entry shows: its label, or its boxes' labels."""
+    if entry.get("label") is not None:
+        return {entry["label"]}
+    return {b["label"] for b in entry.get("boxes", [])}
 
 
 def select_calibration(entries: list[dict], classes: list[str], size: int = DEFAULT_SIZE, seed: int = 0) -> tuple[list[dict], dict]:
@@ -23,9 +32,11 @@ def select_calibration(entries: list[dict], classes: list[str], size: int = DEFA
     if not entries:
         raise DatasetError("The train split is empty: there are no images to calibrate INT8 with.",
                            fix="Import a dataset with training images, or export at fp32.", code="CALIBRATION_EMPTY")
+    frequency = Counter(c for e in entries for c in labels_of(e))
     by_class: dict[str, list[dict]] = defaultdict(list)
     for e in entries:
-        by_class[e["label"]].append(e)
+        labels = labels_of(e)
+        by_class[min(labels, key=lambda c: (frequency[c], c)) if labels else ""].append(e)
     for label, items in by_class.items():
         random.Random(f"{seed}:{label}").shuffle(items)
     chosen: list[dict] = []
@@ -35,7 +46,7 @@ def select_calibration(entries: list[dict], classes: list[str], size: int = DEFA
             if depth < len(by_class[label]) and len(chosen) < size:
                 chosen.append(by_class[label][depth])
         depth += 1
-    per_class = {c: sum(1 for e in chosen if e["label"] == c) for c in classes}
+    per_class = {c: sum(1 for e in chosen if c in labels_of(e)) for c in classes}
     missing = [c for c, n in per_class.items() if n == 0]
     warnings = []
     if len(chosen) < MIN_RECOMMENDED:

@@ -40,14 +40,22 @@ def _dataset(inputs: np.ndarray, input_name: str | None) -> Any:
     return nncf.Dataset(items, (lambda x: {input_name: x}) if input_name else (lambda x: x))
 
 
+Score = Callable[[np.ndarray, list], float]  # (raw outputs [N, ...], ground truth per image) -> metric in [0, 1]
+
+
+def top1_accuracy(outputs: np.ndarray, truth: list) -> float:
+    """The default Score: top-1 accuracy of logits against label indices."""
+    return float((np.asarray(outputs).argmax(1) == np.asarray(truth)).mean())
+
+
 def quantize(model: Any, calibration: np.ndarray, *, strategy: str = "ptq", input_name: str | None = None,
-             validation: tuple[np.ndarray, np.ndarray] | None = None, max_drop: float = 1.0,
-             validate: Callable[[Any, np.ndarray, np.ndarray], float] | None = None) -> Any:
+             validation: tuple[np.ndarray, Any] | None = None, max_drop: float = 1.0,
+             validate: Callable[[Any, np.ndarray, list], float] | None = None) -> Any:
     """Quantize an OpenVINO `ov.Model` or an `onnx.ModelProto` to INT8 with NNCF.
 
-    `input_name`: the ONNX input name (ONNX models take a dict). `validation` + `validate`
-    (compiled model, inputs, labels -> accuracy in [0, 1]) are needed for `accuracy_control`;
-    `max_drop` is in points (1.0 = one percentage point).
+    `input_name`: the ONNX input name (ONNX models take a dict). `validation` (inputs, ground truth
+    per image) + `validate` (model, inputs, ground truth list -> metric in [0, 1]) are needed for
+    `accuracy_control`; `max_drop` is in points of that metric (1.0 = one percentage point).
     """
     nncf = nncf_module()
     calib = _dataset(calibration, input_name)
@@ -65,8 +73,7 @@ def quantize(model: Any, calibration: np.ndarray, *, strategy: str = "ptq", inpu
 
         def validation_fn(compiled: Any, data: Any) -> float:
             xs = np.concatenate([p[0] for p in data])
-            ys = np.asarray([p[1] for p in data])
-            return validate(compiled, xs, ys)
+            return validate(compiled, xs, [p[1] for p in data])
 
         return nncf.quantize_with_accuracy_control(
             model, calib, val_ds, validation_fn=validation_fn, max_drop=max_drop / 100.0,

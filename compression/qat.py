@@ -5,6 +5,7 @@ the result straight into an INT8 IR."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,9 @@ QAT_LR = 1e-4
 def quantization_aware_finetune(model: nn.Module, calibration: np.ndarray, train: ImageTensors, val: ImageTensors,
                                 preprocessing: dict, cfg: TrainConfig, run_dir: Path) -> tuple[nn.Module, dict]:
     """Returns the fine-tuned fake-quantized model (eval mode) and a record of what was done."""
+    # the first QAT on a machine compiles NNCF's C++ kernels; NNCF gives that 60 s, which a busy 2-core
+    # machine can miss. Only a default: a value the user set wins.
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
     nncf = nncf_module()
     items = [torch.from_numpy(calibration[i:i + 1]) for i in range(len(calibration))]
     qmodel = nncf.quantize(model.eval(), nncf.Dataset(items), subset_size=len(items))

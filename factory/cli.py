@@ -117,8 +117,10 @@ def cmd_train(a: argparse.Namespace) -> dict:
         out = api.train({k: v for k, v in _train_config(a).items() if v is not None}, home=a.home, on_event=bar)
     if not a.json:
         m = out["metrics"]
-        print(f"model {out['model']}:v{out['version']} (run {out['run']}): test accuracy {m['accuracy']:.4f}, "
-              f"macro F1 {m['f1_macro']:.4f}, {m['epochs_run']} epochs in {m['train_time_s']} s")
+        score = (f"test mAP@0.5 {m['map50']:.4f}, mAP@0.5:0.95 {m['map']:.4f}" if "map50" in m else
+                 f"test accuracy {m['accuracy']:.4f}, macro F1 {m['f1_macro']:.4f}")
+        print(f"model {out['model']}:v{out['version']} (run {out['run']}): {score}, "
+              f"{m['epochs_run']} epochs in {m['train_time_s']} s")
     return out
 
 
@@ -148,8 +150,9 @@ def cmd_eval(a: argparse.Namespace) -> dict:
 def cmd_models_list(a: argparse.Namespace) -> dict:
     rows = api.list_models(home=a.home)
     if not a.json:
-        _print_table([{**r, "accuracy": round(r["metrics"].get("accuracy", 0), 4)} for r in rows],
-                     ["ref", "arch", "dataset", "accuracy", "run"])
+        _print_table([{**r, "score": f"{r['metrics']['map50']:.4f} mAP@0.5" if "map50" in r["metrics"] else
+                       f"{r['metrics'].get('accuracy', 0):.4f} accuracy"} for r in rows],
+                     ["ref", "task", "arch", "dataset", "score", "run"])
     return {"models": rows}
 
 
@@ -207,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(ds, "import", cmd_dataset_import, "import a folder or .zip as a new dataset version")
     sp.add_argument("path")
     sp.add_argument("--name", required=True)
-    sp.add_argument("--task", default="classification")
+    sp.add_argument("--task", default="classification", help="classification, detection, or auto (detection when a "
+                                                                 "VOC / COCO / YOLO / Ku+ / ModelArts / CSV box layout is found)")
     sp.add_argument("--format", default="auto", help="auto, folder_per_class, split_folders, kuplus_txfl, csv")
     sp.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
     add(ds, "inspect", cmd_dataset_inspect, "statistics and issues of a dataset").add_argument("ref")

@@ -23,11 +23,18 @@ class FactoryError(Exception):
     def __str__(self) -> str:
         return f"{self.message} Fix: {self.fix}" if self.fix else self.message
 
+    def __reduce__(self):  # crosses process boundaries (factory.isolated) with its fix, code and details
+        return _rebuild, (type(self), self.message, self.fix, self.code, self.details)
+
     def to_dict(self) -> dict:
         out = {"code": self.code, "message": self.message, "fix": self.fix}
         if self.details is not None:
             out["details"] = self.details
         return out
+
+
+def _rebuild(cls: type, message: str, fix: str, code: str, details: object) -> FactoryError:
+    return cls(message, fix=fix, code=code, details=details)
 
 
 class ConfigError(FactoryError):

@@ -86,15 +86,19 @@ def read_metadata(ws: Workspace, row: dict) -> dict:
                              fix="Restore the model folder from a backup, or delete the version and retrain.") from exc
 
 
-def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
-    """The model of a registry row, in eval mode, with its metadata."""
-    meta = read_metadata(ws, row)
+def build_architecture(meta: dict) -> nn.Module:
+    """A freshly initialised network of the metadata's task, architecture and class count."""
     if meta.get("task") == "detection":
         from factory.tasks.detection import build_detector
 
-        model = build_detector(meta["arch"], meta["num_classes"])
-    else:
-        model = build_model(meta["arch"], meta["num_classes"])
+        return build_detector(meta["arch"], meta["num_classes"])
+    return build_model(meta["arch"], meta["num_classes"])
+
+
+def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
+    """The model of a registry row, in eval mode, with its metadata."""
+    meta = read_metadata(ws, row)
+    model = build_architecture(meta)
     path = ws.home / row["path"] / meta["weights"]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -91,10 +91,11 @@ def preview_link(ref: str, *, base_url: str | None = None, port: int = DEFAULT_P
         raise ConfigError(f"--base-url {base_url!r} must start with http:// or https://.", fix="e.g. https://192.168.1.20:8000")
     base = (base_url or f"{'https' if https else 'http'}://{qr.lan_ip()}:{port}").rstrip("/")
     url = f"{base}/p/{link['token']}"
-    accuracy = (row.get("metrics") or {}).get("accuracy")
+    metric, label = ("map50", "mAP@0.5") if row.get("task") == "detection" else ("accuracy", "accuracy")
+    accuracy = (row.get("metrics") or {}).get(metric)
     created = datetime.datetime.fromtimestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M")
     lines = [f"{row['name']}:v{row['version']}", f"{meta.get('arch', '')} · web {precision}",
-             f"accuracy {accuracy:.2%}" if accuracy is not None else "accuracy –", f"created {created}",
+             f"{label} {accuracy:.2%}" if accuracy is not None else f"{label} –", f"created {created}",
              f"link expires {datetime.datetime.fromtimestamp(link['expires_at']).strftime('%Y-%m-%d %H:%M')}"]
     folder = Path(out_dir) if out_dir else ws.home / "serving" / "qr"
     folder.mkdir(parents=True, exist_ok=True)

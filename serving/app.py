@@ -216,6 +216,19 @@ async def request_images(request: Request, many: bool) -> tuple[list[bytes], dic
     return images, options
 
 
+def _score(value: Any) -> float | None:
+    """The `min_score` option: a number in [0, 1], or None for the model's default."""
+    if value in (None, ""):
+        return None
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        score = float("nan")
+    if not 0.0 <= score <= 1.0:
+        raise InputFormatError(f"min_score must be a number from 0 to 1, got {value!r}.", fix="e.g. min_score=0.4")
+    return score
+
+
 def _int(value: Any, name: str, default: int | None) -> int | None:
     if value in (None, ""):
         return default
@@ -225,7 +238,8 @@ def _int(value: Any, name: str, default: int | None) -> int | None:
         raise InputFormatError(f"{name} must be an integer, got {value!r}.", fix=f"Pass {name} as a number.") from None
 
 
-async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top_k: int) -> tuple[list, list, dict]:
+async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top_k: int | None = None,
+                      min_score: float | None = None) -> tuple[list, list, dict]:
     """Decode and preprocess one image at a time (a big upload never sits decoded beside the others), then
     infer, all in one worker thread (the event loop stays free). Returns (image sizes, results, timing)."""
     def work():
@@ -238,7 +252,7 @@ async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top
             del image
         t1 = time.perf_counter()
         try:
-            results = predictor.predict_inputs(np.concatenate(inputs), top_k)
+            results = predictor.predict_inputs(np.concatenate(inputs), top_k, sizes, min_score)
         except FactoryError:
             raise
         except Exception as exc:  # a runtime failing on valid input
@@ -253,9 +267,21 @@ async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top
 
 
 def _shape(predictor: Predictor, size: tuple[int, int], predictions: list[dict]) -> dict:
-    return {"task": predictor.meta.get("task", "classification"),
-            "predictions": [{"label": p["label"], "score": p["score"], "index": p["index"]} for p in predictions],
+    """One image's result: `predictions` are labels best first; a detector's also carry `box`
+    [x1, y1, x2, y2] in the pixels of the image sent (upright after its EXIF orientation)."""
+    keys = ("label", "score", "index", "box") if predictor.task == "detection" else ("label", "score", "index")
+    return {"task": predictor.task, "predictions": [{k: p[k] for k in keys} for p in predictions],
             "image": {"width": size[0], "height": size[1]}}
+
+
+def _pai_body_item(p: dict, width: int, height: int) -> dict:
+    """A PAI-EAS cv_common entry; a box becomes `pos`, its four corners (top-left, top-right,
+    bottom-right, bottom-left) relative to the image size, as PAI's detection services return."""
+    item = {"label": p["label"], "conf": round(p["score"], 6)}
+    if "box" in p:
+        x1, y1, x2, y2 = p["box"][0] / width, p["box"][1] / height, p["box"][2] / width, p["box"][3] / height
+        item["pos"] = [[round(x, 6), round(y, 6)] for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))]
+    return item
 
 
 # -- routes ----------------------------------------------------------------------------------------
@@ -315,14 +341,16 @@ def _routes(app: FastAPI) -> None:
             raise InputFormatError("target must be a runtime name (a string).", fix='e.g. "target": "openvino"')
         predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, _int(q.get("version"), "version", None),
                                                                               q.get("target") or None))
-        images, results, timing = await run_predict(app, predictor, data if many else data[:1], _int(q.get("top_k"), "top_k", 5))
+        images, results, timing = await run_predict(app, predictor, data if many else data[:1],
+                                                    _int(q.get("top_k"), "top_k", None), _score(q.get("min_score")))
         head = {"model": predictor.model, "version": predictor.version, "target": predictor.target,
                 "precision": predictor.precision}
         return predictor, head, images, results, timing
 
     @app.post("/v1/models/{name}/predict", tags=["predict"], openapi_extra=_predict_body(False))
     async def predict(name: str, request: Request) -> dict:
-        """Classify one image: multipart `image` file or JSON {"image": base64}; optional version, target, top_k."""
+        """Classify one image, or find its objects: multipart `image` file or JSON {"image": base64}; optional version,
+        target, top_k (labels, or at most this many boxes) and min_score (detectors; default 0.25)."""
         t0 = time.perf_counter()
         predictor, head, images, results, timing = await predict_request(name, request, many=False)
         return {**head, **_shape(predictor, images[0], results[0]),
@@ -348,10 +376,10 @@ def _routes(app: FastAPI) -> None:
             raise InputFormatError("The body must be {\"dataArray\":[{\"name\":\"image\",\"type\":\"stream\",\"body\":\"<base64>\"}]}.",
                                    fix="Send the PAI-EAS request body.") from None
         predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(service))
-        images, results, _ = await run_predict(app, predictor, [b64decode(raw, "dataArray[0].body")], 5)
+        images, results, _ = await run_predict(app, predictor, [b64decode(raw, "dataArray[0].body")])
         width, height = images[0]
         return {"success": True, "result": {"output": [{"type": "cv_common", "body": [
-            {"label": p["label"], "conf": round(p["score"], 6)} for p in results[0]]}], "meta": {"height": height, "width": width}}}
+            _pai_body_item(p, width, height) for p in results[0]]}], "meta": {"height": height, "width": width}}}
 
     @app.get("/v1/models/{name}/versions/{version}/report", tags=["models"], response_class=FileResponse)
     async def report_page(name: str, version: int, request: Request) -> FileResponse:
@@ -416,11 +444,11 @@ def _predict_body(many: bool) -> dict:
     field = "images" if many else "image"
     file_schema = {"type": "array", "items": {"type": "string", "format": "binary"}} if many else {"type": "string", "format": "binary"}
     b64 = {"type": "array", "items": {"type": "string"}} if many else {"type": "string"}
+    options = {"top_k": {"type": "integer"}, "version": {"type": "integer"}, "target": {"type": "string"},
+               "min_score": {"type": "number", "minimum": 0, "maximum": 1}}
     return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": {
-            field: file_schema, "top_k": {"type": "integer"}, "version": {"type": "integer"}, "target": {"type": "string"}}}},
-        "application/json": {"schema": {"type": "object", "required": [field], "properties": {
-            field: b64, "top_k": {"type": "integer"}, "version": {"type": "integer"}, "target": {"type": "string"}}}}}}}
+        "multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": {field: file_schema, **options}}},
+        "application/json": {"schema": {"type": "object", "required": [field], "properties": {field: b64, **options}}}}}}
 
 
 def _pai_body() -> dict:

@@ -14,14 +14,14 @@ from factory.workspace import atomic_write_bytes
 from targets.base import TARGETS
 from targets.compress import CompressPlan
 from targets.compress import compress as run_compress
-from targets.driver import ExportJob, ExportPlan
+from targets.driver import ExportJob, ExportPlan, export_in_child
 from targets.predictor import decode_image, image_files, load_predictor
 
 
 def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 1.0, device: str | None = None,
            calibration_size: int = 300, dynamic_batch: bool = False, keep_if_slower: bool = False,
            strategies: tuple[str, ...] | None = None, home: Home = None,
-           log: Callable[[str], None] | None = None) -> dict:
+           log: Callable[[str], None] | None = None, in_process: bool = False) -> dict:
     """Export model `NAME[:vN]` to `target` at `precision` with parity and re-evaluation.
 
     Returns: {artifact, path, size_mb, accuracy (re-evaluated with the target's runtime),
@@ -30,12 +30,17 @@ def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 
     violation of the target's capabilities at once), ParityError, BudgetError (over max_drop, or
     INT8 not faster than FP32), DatasetError (no calibration data). Nothing is written on failure.
     `strategies` restricts the INT8 strategies tried (default: the target's own list, in its order).
+    The work runs in a child process (converters are native code that can crash): a crash raises
+    ExportError with code NATIVE_CRASH. `in_process=True` runs it here (debuggers, patched drivers).
     """
     plan = ExportPlan(target=target, precision=precision, device=device, max_drop=max_drop,
                       calibration_size=calibration_size, dynamic_batch=dynamic_batch, keep_if_slower=keep_if_slower,
                       options={"strategies": tuple(strategies)} if strategies else {})
     with session(home) as (ws, catalog):
-        return ExportJob(ws, catalog, ref, plan, log=log).run()
+        if in_process:
+            return ExportJob(ws, catalog, ref, plan, log=log).run()
+        resolve_model(catalog, ref)  # an unknown model fails here, without starting a process
+    return export_in_child(ws.home, ref, plan, log=log)
 
 
 def compress(ref: str, target: str, *, prune: float | None = None, target_latency_ms: float | None = None,
@@ -74,10 +79,13 @@ def list_artifacts(ref: str | None = None, *, home: Home = None) -> list[dict]:
 
 
 def predict_folder(ref: str, input_dir: str | Path, out: str | Path, *, target: str | None = None,
-                   precision: str | None = None, top_k: int = 5, batch_size: int = 32, home: Home = None,
+                   precision: str | None = None, top_k: int | None = None, min_score: float | None = None,
+                   batch_size: int = 32, home: Home = None,
                    progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Predict every image under `input_dir` with model `NAME[:vN]` and write one JSON line per image
     to `out` ({file, predictions, width, height} or {file, error}); written atomically at the end.
+    Predictions are the top_k labels (default 5), or a detector's boxes [x1, y1, x2, y2] in the image's
+    pixels with score >= min_score (default 0.25), at most top_k (default: all).
 
     Returns: {out, images, failed, target, precision}. Raises: NotFoundError, UnsupportedSpecError, ConfigError.
     """
@@ -89,6 +97,10 @@ def predict_folder(ref: str, input_dir: str | Path, out: str | Path, *, target: 
         raise ConfigError(f"No images under {folder}.", fix="Put .jpg / .png / .bmp / .webp files in it.")
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1.", fix="e.g. --batch-size 32")
+    if top_k is not None and top_k < 1:
+        raise ConfigError("--top-k must be at least 1.", fix="e.g. --top-k 3")
+    if min_score is not None and not 0 <= min_score <= 1:
+        raise ConfigError(f"--min-score must be from 0 to 1, got {min_score}.", fix="e.g. --min-score 0.4")
     progress = progress or (lambda stage, done, total: None)
     with session(home) as (ws, catalog):
         predictor = load_predictor(ws, catalog, ref, target, precision)
@@ -102,7 +114,7 @@ def predict_folder(ref: str, input_dir: str | Path, out: str | Path, *, target: 
             except (FactoryError, OSError) as exc:
                 failed += 1
                 lines.append({"file": str(path.relative_to(folder)), "error": str(exc)})
-        for path, img, preds in zip(names, images, predictor.predict(images, top_k) if images else []):
+        for path, img, preds in zip(names, images, predictor.predict(images, top_k, min_score) if images else []):
             lines.append({"file": str(path.relative_to(folder)), "predictions": preds, "width": img.size[0], "height": img.size[1]})
         progress("predict", min(start + batch_size, len(files)), len(files))
     text = "".join(json.dumps(line) + "\n" for line in lines)

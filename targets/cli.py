@@ -44,7 +44,7 @@ def cmd_compress(a: argparse.Namespace) -> dict:
 
 def cmd_predict(a: argparse.Namespace) -> dict:
     out = api.predict_folder(a.ref, a.input, a.out, target=a.target, precision=a.precision, top_k=a.top_k,
-                             batch_size=a.batch_size, home=a.home,
+                             min_score=a.min_score, batch_size=a.batch_size, home=a.home,
                              progress=None if a.quiet else StageBars(True))
     if not a.json:
         print(f"{out['images']} images -> {out['out']} ({out['target']} {out['precision']}); {out['failed']} unreadable")
@@ -89,5 +89,6 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--out", required=True, help="results file (.jsonl), one line per image")
     sp.add_argument("--target", help="default: the fastest artifact here")
     sp.add_argument("--precision")
-    sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--top-k", type=int, help="labels per image (default 5), or at most this many boxes (default: all)")
+    sp.add_argument("--min-score", type=float, help="detectors: keep boxes scoring at least this (default 0.25)")
     sp.add_argument("--batch-size", type=int, default=32)

@@ -23,7 +23,7 @@ from factory.training.data import ImageTensors
 from factory.training.run import new_run_id
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import TARGETS, Target
-from targets.driver import ExportJob, ExportPlan, check_request
+from targets.driver import ExportPlan, check_request, export_in_child
 from targets.timing import fp32_latency_ms
 
 Log = Callable[[str], None]
@@ -61,6 +61,11 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     target = TARGETS.get(plan.target)()
     row = resolve_model(catalog, ref)
     model, meta = load_model(ws, row)
+    if meta.get("task", "classification") != "classification":
+        raise UnsupportedSpecError(f"Structured pruning works on classification models; {row['name']}:v{row['version']} "
+                                   f"is a {meta['task']} model.",
+                                   fix=f"Export it with INT8 quantization instead: edgefactory export {row['name']}:v{row['version']} "
+                                       f"--target {plan.target} --precision int8")
     export_plan = ExportPlan(target=plan.target, precision=plan.precision, keep_if_slower=plan.keep_if_slower)
     check_request(target, export_plan, meta)  # before any pruning work, not after it
     measurable = target.capabilities.runs_here and plan.target not in ("tensorrt", "web")
@@ -119,7 +124,7 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     log(f"registered   {new['name']}:v{new['version']}")
     export_plan.max_drop = max(plan.max_drop - max(drop, 0.0), 0.0)  # what pruning left of the budget
     try:
-        exported = ExportJob(ws, catalog, f"{new['name']}:v{new['version']}", export_plan, log=log).run()
+        exported = export_in_child(ws.home, f"{new['name']}:v{new['version']}", export_plan, log=log)
     except BaseException:
         delete_model_version(ws, catalog, f"{new['name']}:v{new['version']}")  # all or nothing
         catalog.update_run(run_id, status="failed", error="the export of the pruned model failed")

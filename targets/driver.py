@@ -5,12 +5,16 @@ check the request against the target's capabilities (one error listing every vio
 budget holds) -> parity against PyTorch on fixed inputs -> re-evaluate the exported file on the
 test split with its own runtime -> INT8 must be faster than FP32 here -> metadata.json -> publish.
 
+The task (`factory.tasks.adapters`) decides what parity and the score mean: top-1 agreement and
+accuracy for a classifier, agreement of the decoded boxes and mAP@0.5 for a detector.
+
 Everything is written in a staging folder and renamed into place at the end, so a failed export
 leaves the catalog and any earlier artifact exactly as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -18,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,10 +32,11 @@ from compression.qat import quantization_aware_finetune
 from factory.config import TrainConfig
 from factory.catalog import Catalog
 from factory.errors import BudgetError, ExportError, FactoryError, ParityError, UnsupportedSpecError
+from factory.isolated import run_isolated
 from factory.evaluation import dataset_row_for, split_entries
 from factory.models import load_model, resolve_model
-from factory.tasks.inputs import run_batched, split_arrays
-from factory.tasks.metrics import classification_metrics
+from factory.tasks.adapters import EvalSet, adapter_for, shaped
+from factory.tasks.inputs import run_batched
 from factory.training.data import ImageTensors
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import PRECISIONS, TARGETS, Calibration, ExportRequest, Target
@@ -39,8 +44,6 @@ from targets.pytorch import eager_runner
 from targets.timing import fp32_latency_ms, median_latency_ms
 
 PARITY_IMAGES = 64
-# per precision: (max abs logit difference relative to the logit scale, minimum top-1 agreement)
-PARITY_TOLERANCE = {"fp32": (1e-3, 1.0), "fp16": (2e-2, 0.95), "int8": (None, 0.9)}
 
 # INT8 counts as faster only when its batch-1 median beats FP32 by more than timing noise
 MIN_INT8_SPEEDUP = 1.05
@@ -58,6 +61,19 @@ class ExportPlan:
     dynamic_batch: bool = False
     keep_if_slower: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def artifact_folders(top: Path) -> set[Path]:
+    """The <model>, <model>/<version> and <model>/<version>/<target> folders under artifacts/ now."""
+    return {p for pattern in ("*", "*/*", "*/*/*") for p in top.glob(pattern) if p.is_dir()}
+
+
+def remove_empty_parents(folder: Path, top: Path, existed: set[Path]) -> None:
+    """A failed first export leaves no empty <model>/<version>/<target> folders behind; folders that
+    were there before it (in `existed`) stay."""
+    while folder != top and folder not in existed and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def artifact_bytes(folder: Path, files: list[str]) -> int:
@@ -100,18 +116,6 @@ def check_request(target: Target, plan: ExportPlan, meta: dict) -> None:
                                        "capabilities.", details=problems)
 
 
-def parity(outputs: np.ndarray, reference: np.ndarray, precision: str) -> dict:
-    """Max abs diff and top-1 agreement against the PyTorch FP32 outputs, judged by the precision's tolerance."""
-    diff = float(np.abs(outputs.astype(np.float64) - reference).max())
-    scale = float(max(1.0, np.abs(reference).max()))
-    agreement = float((outputs.argmax(1) == reference.argmax(1)).mean())
-    tol_rel, min_agree = PARITY_TOLERANCE[precision]
-    ok = agreement >= min_agree and (tol_rel is None or diff <= tol_rel * scale)
-    return {"checked": True, "passed": bool(ok), "max_abs_diff": diff, "logit_scale": scale,
-            "top1_agreement": agreement, "images": int(len(reference)),
-            "tolerance": {"max_abs_diff": None if tol_rel is None else tol_rel * scale, "min_top1_agreement": min_agree}}
-
-
 @dataclass
 class Attempt:
     strategy: str
@@ -126,7 +130,7 @@ class Attempt:
     def summary(self, reference: float) -> dict:
         drop = None if self.accuracy is None else round((reference - self.accuracy) * 100, 3)
         return {"strategy": self.strategy, "accuracy": self.accuracy, "drop_points": drop,
-                "parity_passed": self.parity.get("passed"), "top1_agreement": self.parity.get("top1_agreement"),
+                "parity_passed": self.parity.get("passed"), "agreement": self.parity.get("agreement"),
                 "error": self.error}
 
 
@@ -139,9 +143,11 @@ class ExportJob:
         self.target: Target = TARGETS.get(plan.target)()
         self.row = resolve_model(catalog, ref)
         self.model, self.meta = load_model(ws, self.row)
+        self.task = adapter_for(self.meta)
         check_request(self.target, plan, self.meta)
         self.final = ws.home / "artifacts" / self.row["name"] / f"v{self.row['version']}" / plan.target / plan.precision
         self.staging = self.final.with_name(f".tmp-{plan.precision}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        self.existed = artifact_folders(ws.home / "artifacts")
 
     def stage(self, name: str, start: float, detail: str = "") -> None:
         self.log(f"{name:<12s} {time.perf_counter() - start:7.2f} s  {detail}".rstrip())
@@ -152,18 +158,27 @@ class ExportJob:
         _, val = split_entries(self.ws, ds, "val")
         _, train = split_entries(self.ws, ds, "train")
         self.eval_split = "test" if test else "val"
-        self.x_test, self.y_test = split_arrays(root, test or val, self.meta)
-        self.x_val, self.y_val = split_arrays(root, val or test, self.meta)
+        self.test: EvalSet = self.task.eval_set(root, test or val, self.meta)
+        self.val: EvalSet = self.task.eval_set(root, val or test, self.meta)
         self.root, self.train_entries, self.val_entries = root, train, val
         # fixed parity inputs: test images first, topped up from val and train so that a small
         # dataset's near-tie images cannot decide top-1 agreement on their own
-        extra = PARITY_IMAGES - len(self.x_test) - len(self.x_val)
-        x_train = split_arrays(root, train[:extra], self.meta)[0] if extra > 0 and train else self.x_test[:0]
-        self.parity_inputs = np.concatenate([self.x_test, self.x_val, x_train])[:PARITY_IMAGES]
+        extra = PARITY_IMAGES - len(self.test.inputs) - len(self.val.inputs)
+        x_train = (self.task.eval_set(root, train[:extra], self.meta).inputs if extra > 0 and train
+                   else self.test.inputs[:0])
+        self.parity_inputs = np.concatenate([self.test.inputs, self.val.inputs, x_train])[:PARITY_IMAGES]
+
+    def outputs(self, runner, inputs: np.ndarray, batch: int) -> np.ndarray:
+        """The runner's raw outputs over `inputs`, in the model's own output shape."""
+        return shaped(run_batched(runner, inputs, batch), self.task, self.meta)
+
+    def score(self, outputs: np.ndarray, truth) -> float:
+        """The task's primary metric (accuracy, mAP@0.5) of raw outputs: what the accuracy budget is counted in."""
+        return self.task.score(shaped(outputs, self.task, self.meta), truth, self.meta)[self.task.metric]
 
     def calibration(self) -> Calibration:
         chosen, report = select_calibration(self.train_entries, self.meta["classes"], self.plan.calibration_size)
-        inputs, _ = split_arrays(self.root, chosen, self.meta)
+        inputs = self.task.eval_set(self.root, chosen, self.meta).inputs
         for warning in report["warnings"]:
             self.log(f"warning: {warning}")
         return Calibration(inputs, report)
@@ -183,37 +198,48 @@ class ExportJob:
         folder = self.staging / strategy
         folder.mkdir(parents=True)
         model = self.qat_model(request) if strategy == "qat" else copy.deepcopy(self.model)
-        try:
+        with self.stage_errors("export", strategy):
             result = self.target.export(model, self.meta, folder, request)
-        except FactoryError:
-            raise
-        except Exception as exc:  # converters and quantizers fail in many exception types: name the stage
-            raise ExportError(f"{self.plan.target} {self.plan.precision} export ({strategy}) failed: "
-                              f"{type(exc).__name__}: {str(exc)[:300]}",
-                              fix="Try another precision or target, and report the model and versions as a bug.") from exc
         if not result.runnable:
             return Attempt(strategy, folder, result.files, result, {"checked": False, "reason": "; ".join(result.notes)}, None)
+        with self.stage_errors("run", strategy):
+            return self.check(strategy, model, folder, result)
+
+    @contextlib.contextmanager
+    def stage_errors(self, stage: str, strategy: str) -> Iterator[None]:
+        """Converters, quantizers and runtimes fail in many exception types: name the stage in one ExportError."""
+        try:
+            yield
+        except FactoryError:
+            raise
+        except Exception as exc:
+            what = "export" if stage == "export" else "loading or running the exported file"
+            raise ExportError(f"{self.plan.target} {self.plan.precision} {what} ({strategy}) failed: "
+                              f"{type(exc).__name__}: {str(exc)[:300]}",
+                              fix="Try another precision or target, and report the model and versions as a bug.") from exc
+
+    def check(self, strategy: str, model: torch.nn.Module, folder: Path, result: Any) -> Attempt:
+        """Parity against PyTorch and the score on the test split, with the target's own runtime."""
         runner = self.target.load(folder, {**self.meta, "precision": self.plan.precision}, self.plan.device)
         batch = len(self.parity_inputs) if self.plan.dynamic_batch else 1
         # parity is against the PyTorch model the file was made from: after QAT that is the fine-tuned one
-        reference = (run_batched(eager_runner(model), self.parity_inputs, len(self.parity_inputs)) if strategy == "qat"
+        reference = (self.outputs(eager_runner(model), self.parity_inputs, len(self.parity_inputs)) if strategy == "qat"
                      else self.reference_parity)
-        par = parity(run_batched(runner, self.parity_inputs, batch), reference, self.plan.precision)
-        logits = run_batched(runner, self.x_test, batch)
-        metrics = classification_metrics(self.y_test, logits.argmax(1), self.meta["classes"])
-        return Attempt(strategy, folder, result.files, result, par, metrics["accuracy"], metrics)
+        par = self.task.parity(self.outputs(runner, self.parity_inputs, batch), reference, self.plan.precision, self.meta)
+        metrics = self.task.score(self.outputs(runner, self.test.inputs, batch), self.test.truth, self.meta)
+        return Attempt(strategy, folder, result.files, result, par, metrics[self.task.metric], metrics)
 
     def run(self) -> dict:
         t0 = time.perf_counter()
         self.load_data()
         torch_runner = eager_runner(self.model)
-        self.reference_parity = run_batched(torch_runner, self.parity_inputs, len(self.parity_inputs))
-        ref_logits = run_batched(torch_runner, self.x_test, 64)
-        self.reference = classification_metrics(self.y_test, ref_logits.argmax(1), self.meta["classes"])
-        self.stage("reference", t0, f"pytorch fp32 {self.eval_split} accuracy {self.reference['accuracy']:.4f}")
+        self.reference_parity = self.outputs(torch_runner, self.parity_inputs, len(self.parity_inputs))
+        self.reference = self.task.score(self.outputs(torch_runner, self.test.inputs, 32), self.test.truth, self.meta)
+        self.stage("reference", t0, f"pytorch fp32 {self.eval_split} {self.task.metric_label} "
+                                    f"{self.reference[self.task.metric]:.4f}")
         request = ExportRequest(self.plan.precision, self.plan.device, self.plan.dynamic_batch,
                                 options={**self.plan.options, "max_drop": self.plan.max_drop,
-                                         "validation": (self.x_val, self.y_val)})
+                                         "validation": (self.val.inputs, self.val.truth), "score": self.score})
         if self.plan.precision == "int8" and self.target.capabilities.int8_calibrated:
             request.calibration = self.calibration()
             self.stage("calibration", t0, f"{request.calibration.report['size']} train images")
@@ -226,47 +252,59 @@ class ExportJob:
             self.remove_empty_parents()
 
     def remove_empty_parents(self) -> None:
-        """A failed first export leaves no empty <model>/<version>/<target> folders behind."""
-        folder, top = self.final.parent, self.ws.home / "artifacts"
-        while folder != top and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-            folder = folder.parent
+        remove_empty_parents(self.final.parent, self.ws.home / "artifacts", self.existed)
 
-    def search(self, request: ExportRequest, t0: float) -> tuple[Attempt, list[dict]]:
-        strategies = getattr(self.target, "int8_strategies", ("ptq",)) if self.plan.precision == "int8" else ("export",)
-        wanted = self.plan.options.get("strategies", strategies)
-        unknown = [s for s in wanted if s not in strategies]
+    def strategies(self) -> list[str]:
+        """The target's INT8 strategies this task can use, narrowed to the ones asked for (in the target's order)."""
+        if self.plan.precision != "int8":
+            return ["export"]
+        offered = getattr(self.target, "int8_strategies", ("ptq",))
+        wanted = self.plan.options.get("strategies", offered)
+        unknown = [s for s in wanted if s not in offered]
         if unknown:
             raise UnsupportedSpecError(f"{self.plan.target} has no INT8 strategy {', '.join(map(repr, unknown))}.",
-                                       fix=f"Use some of: {', '.join(strategies)}.")
-        strategies = [s for s in strategies if s in wanted]
-        ref_acc = self.reference["accuracy"]
+                                       fix=f"Use some of: {', '.join(offered)}.")
+        unusable = {s: why for s, why in self.task.unsupported_strategies.items() if s in wanted}
+        if unusable and set(wanted) <= set(unusable):
+            raise UnsupportedSpecError(f"A {self.task.task} model cannot use INT8 strategy "
+                                       + "; ".join(f"{s!r} ({why})" for s, why in unusable.items()) + ".",
+                                       fix=f"Use some of: {', '.join(s for s in offered if s not in unusable)}.")
+        return [s for s in offered if s in wanted and s not in unusable]
+
+    def describe(self, attempt: Attempt) -> str:
+        par = attempt.parity
+        if not par.get("checked"):
+            return f"{attempt.strategy}: not runnable here ({par['reason']})"
+        return (f"{attempt.strategy}: {self.task.metric_label} {attempt.accuracy:.4f}, {par['agreement_kind']} agreement "
+                f"{par['agreement']:.3f}, max |diff| {par['max_abs_diff']:.2e}")
+
+    def search(self, request: ExportRequest, t0: float) -> tuple[Attempt, list[dict]]:
+        ref_acc = self.reference[self.task.metric]
         tried: list[dict] = []
-        for strategy in strategies:
+        for strategy in self.strategies():
             request.options["strategy"] = strategy
             attempt = self.attempt(strategy, request)
             tried.append(attempt.summary(ref_acc))
-            detail = (f"{strategy}: accuracy {attempt.accuracy:.4f}, top-1 agreement {attempt.parity['top1_agreement']:.3f}, "
-                      f"max |diff| {attempt.parity['max_abs_diff']:.2e}" if attempt.parity.get("checked") else
-                      f"{strategy}: not runnable here ({attempt.parity['reason']})")
-            self.stage("export", t0, detail)
+            self.stage("export", t0, self.describe(attempt))
             if not attempt.parity.get("checked"):
                 return attempt, tried
             if not attempt.parity["passed"] and self.plan.precision != "int8":
+                allowed = attempt.parity["tolerance"]["max_abs_diff"]
                 raise ParityError(f"{self.plan.target} {self.plan.precision} output differs from PyTorch: max |diff| "
-                                  f"{attempt.parity['max_abs_diff']:.3g} (allowed {attempt.parity['tolerance']['max_abs_diff']:.3g}), "
-                                  f"top-1 agreement {attempt.parity['top1_agreement']:.3f}.",
+                                  f"{attempt.parity['max_abs_diff']:.3g}"
+                                  + (f" (allowed {allowed:.3g})" if allowed is not None else "")
+                                  + f", {attempt.parity['agreement_kind']} agreement {attempt.parity['agreement']:.3f}.",
                                   fix="Report this as a bug with the model and target; use another target meanwhile.",
                                   details=attempt.parity)
             if attempt.parity["passed"] and (ref_acc - attempt.accuracy) * 100 <= self.plan.max_drop:
                 return attempt, tried
         raise BudgetError(
-            f"No {self.plan.precision} {self.plan.target} artifact met the budget (max drop {self.plan.max_drop} points from "
-            f"PyTorch FP32 {ref_acc:.4f}); tried: " + "; ".join(
+            f"No {self.plan.precision} {self.plan.target} artifact met the budget (max drop {self.plan.max_drop} points of "
+            f"{self.task.metric_label} from PyTorch FP32 {ref_acc:.4f}); tried: " + "; ".join(
                 f"{t['strategy']} -> {t['accuracy']:.4f} ({t['drop_points']:+.2f} pts, parity {'ok' if t['parity_passed'] else 'failed'})"
                 for t in tried) + ".",
             fix="Raise --max-drop, add calibration data (more training images), or export at fp32 / fp16.",
-            details={"reference_accuracy": ref_acc, "tried": tried})
+            details={"reference_accuracy": ref_acc, "metric": self.task.metric, "tried": tried})
 
     def speed_check(self, chosen: Attempt, t0: float) -> dict | None:
         """INT8 must be faster than FP32 on this device; smaller but not faster is refused or flagged."""
@@ -294,7 +332,7 @@ class ExportJob:
 
     def publish(self, chosen: Attempt, tried: list[dict], request: ExportRequest, speed: dict | None, t0: float) -> dict:
         size_mb = artifact_bytes(chosen.folder, chosen.files) / 1e6
-        ref_acc = self.reference["accuracy"]
+        ref_acc = self.reference[self.task.metric]
         notes = list(chosen.result.notes) + ([] if not speed or speed.get("faster", True) else
                                              ["INT8 is smaller but NOT faster than FP32 on this device (kept on request)"])
         metadata = {
@@ -303,12 +341,13 @@ class ExportJob:
             "size_mb": round(size_mb, 4), "task": self.meta["task"], "arch": self.meta["arch"],
             "classes": self.meta["classes"], "num_classes": self.meta["num_classes"],
             "input_shape": [-1 if self.plan.dynamic_batch else 1, *self.meta["input_size"]],
-            "input_name": "input", "output_name": "logits",
+            "input_name": "input", "output_name": "logits", "output_shape": [*self.task.output_shape(self.meta)],
             "preprocessing": self.meta["preprocessing"], "postprocessing": self.meta["postprocessing"],
             "parity": chosen.parity, "accuracy": chosen.accuracy, "reference_accuracy": ref_acc,
             "accuracy_drop_points": None if chosen.accuracy is None else round((ref_acc - chosen.accuracy) * 100, 3),
-            "eval_split": self.eval_split, "per_class": (chosen.metrics or {}).get("per_class"),
-            "reference_per_class": self.reference["per_class"], "max_drop": self.plan.max_drop,
+            "metric": self.task.metric, "eval_split": self.eval_split, "per_class": (chosen.metrics or {}).get("per_class"),
+            "reference_per_class": self.reference["per_class"], "by_size": (chosen.metrics or {}).get("by_size"),
+            "reference_by_size": self.reference.get("by_size"), "max_drop": self.plan.max_drop,
             "compression": {"precision": self.plan.precision, "strategy": chosen.strategy, "tried": tried,
                             "qat": request.options.get("qat") if chosen.strategy == "qat" else None,
                             "calibration": request.calibration.report if request.calibration else None,
@@ -333,3 +372,38 @@ class ExportJob:
                 "path": str(self.final), **{k: metadata[k] for k in ("target", "precision", "size_mb", "accuracy",
                                                                       "reference_accuracy", "accuracy_drop_points",
                                                                       "parity", "compression", "notes", "runnable_here")}}
+
+
+def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
+    """One ExportJob in its own workspace session (what the child process of `export_in_child` runs)."""
+    ws = Workspace.open(home)
+    catalog = Catalog(ws.catalog_path)
+    try:
+        return ExportJob(ws, catalog, ref, plan, log=log).run()
+    finally:
+        catalog.close()
+
+
+def export_in_child(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
+    """`export_here` in a spawned child process: a converter or runtime that dies of a signal (ncnn,
+    LiteRT and ExecuTorch have, now and then) fails this export with an ExportError instead of ending
+    the server, chat or CLI that asked for it. Its staging folder is removed (nothing else was written) and
+    the export is tried once more, since such crashes are mostly one-off; a second crash is the error."""
+    top = Path(home) / "artifacts"
+    existed = artifact_folders(top)
+
+    def remove_staging(pid: int) -> None:
+        for folder in top.glob(f"*/*/{plan.target}/.tmp-{plan.precision}-{pid}-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+            remove_empty_parents(folder.parent, top, existed)
+
+    log = log or (lambda line: None)
+    for tries_left in (1, 0):
+        try:
+            return run_isolated(export_here, {"home": Path(home), "ref": ref, "plan": plan}, log=log,
+                                on_crash=remove_staging, what=f"{plan.target} {plan.precision} export of {ref}")
+        except ExportError as exc:
+            if exc.code != "NATIVE_CRASH" or not tries_left:
+                raise
+            log(f"warning: {exc.message} Trying once more in a fresh process.")
+    raise AssertionError("unreachable")

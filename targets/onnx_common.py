@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from compression.ptq import quantize
+from compression.ptq import Score, quantize, top1_accuracy
 from factory.errors import ExportError
 from targets.base import ExportRequest
 
@@ -46,13 +46,14 @@ def onnx_session(path: Path, threads: int = 0) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def ort_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    """validate() for NNCF accuracy control on ONNX: `model` is an onnx.ModelProto."""
-    import onnxruntime as ort
+def ort_validator(score: Score) -> Callable[[Any, np.ndarray, list], float]:
+    """validate() for NNCF accuracy control on ONNX: runs the onnx.ModelProto with ONNX Runtime and scores it."""
+    def validate(model: Any, x: np.ndarray, truth: list) -> float:
+        import onnxruntime as ort
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    preds = np.concatenate([session.run(None, {INPUT_NAME: x[i:i + 1]})[0] for i in range(len(x))]).argmax(1)
-    return float((preds == y).mean())
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return score(np.concatenate([session.run(None, {INPUT_NAME: x[i:i + 1]})[0] for i in range(len(x))]), truth)
+    return validate
 
 
 def export_onnx_precision(model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> tuple[list[str], list[str]]:
@@ -67,7 +68,7 @@ def export_onnx_precision(model: nn.Module, meta: dict, out: Path, request: Expo
         strategy = request.options.get("strategy", "ptq")
         q = quantize(fp32, request.calibration.inputs, strategy=strategy, input_name=INPUT_NAME,
                      validation=request.options.get("validation"), max_drop=request.options.get("max_drop", 1.0),
-                     validate=ort_accuracy)
+                     validate=ort_validator(request.options.get("score", top1_accuracy)))
         onnx.save(q, str(path))
         notes.append(f"INT8 QDQ by NNCF ({strategy}) from {len(request.calibration.inputs)} calibration images")
     return ["model.onnx"], notes

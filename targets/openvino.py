@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from compression.ptq import quantize
+from compression.ptq import Score, quantize, top1_accuracy
 from factory.errors import UnsupportedSpecError
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
 
@@ -25,10 +25,11 @@ def available_devices() -> list[str]:
         return []
 
 
-def ov_accuracy(compiled: Any, x: np.ndarray, y: np.ndarray) -> float:
-    """validate() for NNCF accuracy control: `compiled` is an ov.CompiledModel."""
-    preds = np.concatenate([compiled(x[i:i + 1])[0] for i in range(len(x))]).argmax(1)
-    return float((preds == y).mean())
+def ov_validator(score: Score) -> Callable[[Any, np.ndarray, list], float]:
+    """validate() for NNCF accuracy control: runs the ov.CompiledModel image by image and scores the outputs."""
+    def validate(compiled: Any, x: np.ndarray, truth: list) -> float:
+        return score(np.concatenate([compiled(x[i:i + 1])[0] for i in range(len(x))]), truth)
+    return validate
 
 
 @TARGETS.register("openvino")
@@ -55,7 +56,7 @@ class OpenVinoTarget:
         elif request.precision == "int8":
             ov_model = quantize(ov_model, request.calibration.inputs, strategy=strategy,
                                 validation=request.options.get("validation"),
-                                max_drop=request.options.get("max_drop", 1.0), validate=ov_accuracy)
+                                max_drop=request.options.get("max_drop", 1.0), validate=ov_validator(request.options.get("score", top1_accuracy)))
             notes.append(f"INT8 by NNCF ({strategy}) from {len(request.calibration.inputs)} calibration images")
         ov.save_model(ov_model, str(out / "model.xml"), compress_to_fp16=request.precision == "fp16")
         versions = {"openvino": ov.get_version(), "torch": torch.__version__}

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from factory.tasks.classification import build_model
+from factory.models import build_architecture
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
 
 
@@ -23,7 +23,7 @@ class PyTorchTarget:
         return ExportResult(files=["model.pt"], tool_versions={"torch": torch.__version__})
 
     def load(self, out: Path, meta: dict, device: str = "cpu") -> Runner:
-        model = build_model(meta["arch"], meta["num_classes"])
+        model = build_architecture(meta)
         model.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
         return eager_runner(model.eval())
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,24 @@ from factory import api
 from factory.datasets.synthetic import write_shapes
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_home(src: Path, dest: Path) -> Path:
+    """Copy workspace `src` to `dest`; the catalog through SQLite's backup API.
+
+    Never copy a live catalog file with plain file reads: closing any file descriptor on catalog.sqlite
+    drops every POSIX lock this process holds on it (a server thread's open connection included), and a
+    child process that then closes its own connection believes it was the last one and removes the WAL
+    under that connection ("disk I/O error").
+    """
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("catalog.sqlite*"))
+    source, target = sqlite3.connect(src / "catalog.sqlite"), sqlite3.connect(dest / "catalog.sqlite")
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return dest
 
 
 @pytest.fixture
@@ -34,6 +54,21 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> 
     home = tmp_path_factory.mktemp("trained") / "ws"
     api.import_dataset(shapes_dir, "shapes", home=home)
     api.train({"dataset": "shapes", "model": "tiny_cls", "epochs": 15, "name": "shapes-tiny"}, home=home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def det_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with detection dataset scenes:v1 (60 seeded 160 px scenes) and detector scenes-tiny-det:v1
+    (tiny_det trained at 128 px, 12 epochs), shared by the detection tests; tests that change it copy it."""
+    from factory.datasets.detection import write_detection
+
+    root = tmp_path_factory.mktemp("dettrain")
+    home = root / "ws"
+    # 160 px scenes trained at 128 px: predictions must be scaled back to the original pixels
+    api.import_dataset(write_detection(root / "scenes", images=60, size=160, seed=0), "scenes", task="detection", home=home)
+    api.train({"dataset": "scenes", "model": "tiny_det", "img_size": 128, "epochs": 12, "batch_size": 16, "lr": 0.003},
+              home=home)
     return home
 
 

@@ -5,7 +5,6 @@ tiny model: `bench` and `report` with runtimes measured in fresh processes."""
 from __future__ import annotations
 
 import json
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from benchmarks.harness import Timing, latency_stats, time_calls
 from factory.errors import ConfigError, NotFoundError, UnsupportedSpecError
 from targets import api as targets_api
 from targets.devices import find_profile, load_profiles
-from tests.conftest import run_cli
+from tests.conftest import copy_home, run_cli
 
 FAST = Timing(warmup=2, min_iters=10, min_time_s=0.2, max_time_s=5)
 
@@ -228,7 +227,7 @@ def test_report_schema_guard_and_html(tmp_path: Path):
 @pytest.fixture(scope="module")
 def bench_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("bench") / "ws"
-    shutil.copytree(trained_home, home)
+    copy_home(trained_home, home)
     targets_api.export("shapes-tiny:v1", "openvino", home=home)
     targets_api.export("shapes-tiny:v1", "openvino", precision="int8", keep_if_slower=True, max_drop=10, home=home)
     targets_api.export("shapes-tiny:v1", "onnxruntime", home=home)
@@ -275,3 +274,14 @@ def test_cli_bench_and_report(bench_home: Path):
     assert code == 0 and Path(out["json"]).is_file() and Path(out["html"]).is_file()
     code, out, err = run_cli("bench", "shapes-tiny:v1", "--target", "openvin", home=bench_home, check=False)
     assert code == 1 and out["error"]["code"] == "NOT_FOUND" and "openvino" in out["error"]["message"]
+
+
+def test_the_suite_has_a_detection_row_with_our_int8_against_eager():
+    from benchmarks import suite
+
+    out = suite.run(models=[], detectors=["tiny_det"], detection_size=64, timing=FAST, out=None, log=lambda line: None)
+    (row,) = out["rows"]
+    assert row["task"] == "detection" and row["model"] == "tiny_det" and row["img_size"] == 64
+    assert set(row["latency_ms"]) == {"pytorch_fp32", "onnxruntime_fp32", "openvino_fp32", "ours_openvino_int8"}
+    assert row["speedup"]["vs_pytorch_fp32"] == pytest.approx(
+        row["latency_ms"]["pytorch_fp32"]["p50"] / row["latency_ms"]["ours_openvino_int8"]["p50"])

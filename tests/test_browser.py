@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from serving import api as serving_api
 from serving.preview import ORT_DIR
 from targets import api as targets_api
 from targets.predictor import decode_image, preprocess
+from tests.conftest import copy_home
 from tests.serving_helpers import running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,7 +34,7 @@ def page_url(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
     if not (ORT_DIR / "ort.wasm.min.js").is_file():
         pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
     home = tmp_path_factory.mktemp("browser") / "ws"
-    shutil.copytree(trained_home, home)
+    copy_home(trained_home, home)
     targets_api.export(f"{MODEL}:v1", "web", home=home)
     targets_api.export(f"{MODEL}:v1", "onnxruntime", home=home)
     with running_server(home) as url:
@@ -43,17 +43,31 @@ def page_url(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def page(page_url):
+def browser():
+    """One headless Chromium for the module (Playwright's sync API runs one instance per thread)."""
     from playwright.sync_api import sync_playwright
 
+    if not CHROMIUM.is_file():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/setup installs it)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
-        tab = browser.new_page()
-        tab.goto(page_url[2])
-        tab.wait_for_function("window.edgefactory !== undefined")
-        tab.evaluate("window.edgefactory.ready")
-        yield tab
-        browser.close()
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url: str):
+    tab = browser.new_page()
+    tab.goto(url)
+    tab.wait_for_function("window.edgefactory !== undefined")
+    tab.evaluate("window.edgefactory.ready")
+    return tab
+
+
+@pytest.fixture(scope="module")
+def page(page_url, browser):
+    tab = open_page(browser, page_url[2])
+    yield tab
+    tab.close()
 
 
 def images(home: Path) -> dict[str, bytes]:
@@ -155,3 +169,52 @@ JS_LETTERBOX = """async ([b64, spec]) => {""" + JS_PIXELS + """
   const r = window.edgefactory.preprocessLetterbox(rgba, bitmap.width, bitmap.height, spec);
   return {input: Array.from(r.input), scale: r.scale};
 }"""
+
+
+@pytest.fixture(scope="module")
+def detector_page(det_home: Path, tmp_path_factory: pytest.TempPathFactory, browser):
+    """The phone page of the tiny detector (web fp32), with its ONNX Runtime twin on the server."""
+    if not (ORT_DIR / "ort.wasm.min.js").is_file():
+        pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
+    home = tmp_path_factory.mktemp("browser-det") / "ws"
+    copy_home(det_home, home)
+    targets_api.export("scenes-tiny-det:v1", "web", home=home)
+    targets_api.export("scenes-tiny-det:v1", "onnxruntime", home=home)
+    with running_server(home) as url:
+        link = serving_api.preview_link("scenes-tiny-det", base_url=url, home=home)
+        tab = open_page(browser, link["url"])
+        yield home, tab
+        tab.close()
+
+
+JS_DETECT = """async ([b64]) => {""" + JS_PIXELS + """
+  const r = await window.edgefactory.classifyPixels(rgba, bitmap.width, bitmap.height);
+  return r.detections;
+}"""
+
+
+def test_the_page_draws_the_detectors_boxes_like_python_and_the_server(detector_page, tmp_path: Path):
+    from factory.api import session
+    from targets.predictor import load_predictor
+
+    home, page = detector_page
+    scenes = sorted((home / "datasets").rglob("*.png"))[:3]
+    with session(home) as (ws, catalog):
+        python = load_predictor(ws, catalog, "scenes-tiny-det:v1", "onnxruntime", "fp32")
+    for scene in scenes:  # 160 px scenes into the 128 px letterbox: boxes must come back in the scene's pixels
+        js = page.evaluate(JS_DETECT, [base64.b64encode(scene.read_bytes()).decode()])
+        (py,) = python.predict([decode_image(scene.read_bytes())])
+        assert [d["label"] for d in js] == [d["label"] for d in py], scene.name
+        for a, b in zip(js, py):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-3)
+            assert np.abs(np.asarray(a["box"]) - np.asarray(b["box"])).max() < 0.5, scene.name
+    photo = tmp_path / "scene.png"
+    photo.write_bytes(scenes[0].read_bytes())
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#result[data-count]", timeout=60000)
+    count = int(page.get_attribute("#result", "data-count"))
+    assert count == len(python.predict([decode_image(photo.read_bytes())])[0]) > 0
+    assert len(page.query_selector_all("#top li")) == count and "object" in page.text_content("#result")
+    page.check("#compare")
+    page.wait_for_selector("#server[data-count]", timeout=60000)
+    assert int(page.get_attribute("#server", "data-count")) == count

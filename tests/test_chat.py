@@ -6,7 +6,7 @@ scripted tool-calling model driving the same tools (with fallback when it fails)
 from __future__ import annotations
 
 import json
-import shutil
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -20,6 +20,7 @@ from chat_ui.assistant import Assistant
 from chat_ui.parse import parse
 from factory import api as core_api
 from targets.devices import load_profiles
+from tests.conftest import copy_home
 
 PROFILES = load_profiles()
 
@@ -41,6 +42,8 @@ PHRASES = [  # text, intents that must be found, slots that must be found
     ("use the demo data", {"demo"}, {}), ("用示例数据", {"demo"}, {}),
     ("use tiny_cls for 3 epochs, 2 minutes", set(), {"model": "tiny_cls", "epochs": 3, "minutes": 2.0}),
     ("train a detector", set(), {"task": "detection"}), ("图像分类", set(), {"task": "classification"}),
+    ("find objects with bounding boxes", set(), {"task": "detection"}), ("目标检测", set(), {"task": "detection"}),
+    ("use tiny_det at 128 px", set(), {"model": "tiny_det", "img_size": 128}),
 ]
 
 
@@ -58,7 +61,7 @@ def test_intents_and_slots(text: str, intents: set, slots: dict):
 @pytest.fixture(scope="module")
 def assistant_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("chat") / "ws"
-    shutil.copytree(trained_home, home)
+    copy_home(trained_home, home)
     return home
 
 
@@ -172,3 +175,49 @@ def test_a_tool_calling_model_drives_the_same_tools_with_confirmations(assistant
     r = a.chat("llm", "what should I do next?")
     assert "language model failed" in r.text and "unreachable" in r.text  # the guide answers instead
     assert "unknown tool" in a.chat("llm", "next").text
+
+
+def test_the_flow_for_a_detection_dataset(assistant_home: Path, tmp_path: Path):
+    """A .zip in the YOLO layout is recognised as detection data; the recipe, the training summary, the
+    exports table and the report speak mAP@0.5, and the deployed detector's phone link is made."""
+    from factory.datasets.detection import write_detection
+
+    folder = write_detection(tmp_path / "yolo", images=48, size=128, seed=3, layout="yolo")
+    archive = tmp_path / "street.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in folder.rglob("*"):
+            z.write(f, f.relative_to(folder))
+    a = Assistant(assistant_home, base_url="http://127.0.0.1:9")
+    conv = "detect"
+    assert "boxes" in a.chat(conv, "I want to detect objects").text
+    assert "synthetic 320 px scenes" in a.chat(conv, "demo").text  # the detection demo data is offered, then declined
+    a.chat(conv, "no")
+    r = a.chat(conv, "", [str(archive)])
+    assert "street.zip" in r.text and "boxes for object detection" in r.text
+    r = a.chat(conv, "yes")
+    assert "Dataset **street:v1** (yolo)" in r.text and "boxes (" in r.text and "By size:" in r.text
+    assert "how much mAP@0.5" in r.text
+    r = a.chat(conv, "an Intel NUC, at most 20 points worse, use tiny_det at 128 px for 3 epochs")
+    assert "FCOS" in r.text and "tiny_det" in r.text and "128 px" in r.text and "mAP@0.5 at most 20" in r.text
+    assert "Training started" in a.chat(conv, "yes").text
+    wait_until(a, conv, "export")
+    state, messages = a.load(conv)
+    assert state.task == "detection" and state.model == "street-tiny-det:v1"
+    assert "mAP@0.5" in messages[-1]["content"] and "by size" in messages[-1]["content"]
+    a.chat(conv, "yes")
+    wait_until(a, conv, "deploy")
+    state, messages = a.load(conv)
+    assert "| target | precision | mAP@0.5 |" in messages[-1]["content"] and state.exports
+    r = a.chat(conv, "yes")
+    assert "API key" in r.text and r.images and Path(r.images[0]).is_file()
+
+
+def test_the_detection_demo_data_imports_as_boxes(tmp_path: Path):
+    from chat_ui.tools import build_tools
+    from factory.jobs import JobManager
+
+    tools = build_tools(tmp_path / "ws", JobManager(), lambda query: [])
+    out = tools["import_demo_data"].invoke({"name": "scenes", "kind": "scenes"})
+    assert out["task"] == "detection" and out["format"] == "voc" and out["num_images"] == 300
+    assert out["stats"]["num_boxes"] > 300 and set(out["classes"]) == {"circle", "square", "triangle"}
+    assert not list(Path(tempfile.gettempdir()).glob("edgefactory-demo-*/scenes"))  # the scratch copy is gone

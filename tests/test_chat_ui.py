@@ -5,7 +5,6 @@ device + budget -> confirm -> train -> export web + openvino -> report -> QR cod
 
 from __future__ import annotations
 
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from factory.datasets.synthetic import write_digits
+from tests.conftest import copy_home
 from tests.serving_helpers import running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -22,7 +22,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.fixture(scope="module")
 def chat_server(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("chatui") / "ws"
-    shutil.copytree(trained_home, home)
+    copy_home(trained_home, home)
     with running_server(home) as url:
         yield home, url
 

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, copy_home, run_cli
 
 
 def test_cli_import_train_eval_list(tmp_path: Path, shapes_dir: Path):
@@ -83,10 +83,9 @@ def test_cli_sample_data_in_every_layout_imports(tmp_path: Path):
 
 
 def test_cli_targets_export_and_compress(trained_home: Path, tmp_path: Path):
-    import shutil
-
+    
     home = tmp_path / "ws"
-    shutil.copytree(trained_home, home)
+    copy_home(trained_home, home)
     _, listed, _ = run_cli("targets", home=home)
     names = {t["target"] for t in listed["targets"]}
     assert {"pytorch", "onnxruntime", "openvino", "tensorrt", "tflite", "executorch", "ncnn", "coreml", "web"} <= names

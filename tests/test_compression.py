@@ -84,12 +84,12 @@ def test_compress_checks_the_export_before_pruning_and_registers_nothing_on_fail
     before = [m["ref"] for m in core_api.list_models(home=trained_home)]
     with pytest.raises(UnsupportedSpecError, match="does not support fp16"):
         api.compress("shapes-tiny:v1", "onnxruntime", prune=0.3, precision="fp16", home=trained_home)
-    from targets.driver import ExportJob
+    import targets.compress
 
-    def broken_run(self):
+    def broken_export(*args, **kwargs):
         raise UnsupportedSpecError("simulated export failure", fix="none")
 
-    monkeypatch.setattr(ExportJob, "run", broken_run)
+    monkeypatch.setattr(targets.compress, "export_in_child", broken_export)
     with pytest.raises(UnsupportedSpecError, match="simulated"):
         api.compress("shapes-tiny:v1", "onnxruntime", prune=0.3, finetune_epochs=1, max_drop=100.0, home=trained_home)
     assert [m["ref"] for m in core_api.list_models(home=trained_home)] == before  # the pruned version was removed

@@ -28,6 +28,7 @@ from factory.datasets.images import load_rgb
 from factory.datasets.issues import CATALOGUE, DETECTION_CODES
 from factory.datasets.synthetic import write_shapes
 from factory.errors import DatasetError, FactoryError
+from tests.conftest import copy_home
 
 LAYOUTS = ("folder_per_class", "split_folders", "kuplus_txfl", "csv")
 
@@ -96,7 +97,7 @@ def seeded_home(tmp_path_factory) -> Path:
 def home(tmp_path: Path, seeded_home: Path) -> Path:
     """A workspace that already holds dataset ds:v1, so 'nothing changed' is checked against content."""
     dest = tmp_path / "ws"
-    shutil.copytree(seeded_home, dest)
+    copy_home(seeded_home, dest)
     return dest
 
 

@@ -12,19 +12,7 @@ from pathlib import Path
 import pytest
 
 from factory import api
-from factory.datasets.detection import write_detection
-from tests.conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def det_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dettrain")
-    home = root / "ws"
-    # 160 px scenes trained at 128 px: predictions must be scaled back to the original pixels
-    api.import_dataset(write_detection(root / "scenes", images=60, size=160, seed=0), "scenes", task="detection", home=home)
-    api.train({"dataset": "scenes", "model": "tiny_det", "img_size": 128, "epochs": 12, "batch_size": 16, "lr": 0.003},
-              home=home)
-    return home
+from tests.conftest import copy_home, run_cli
 
 
 def test_training_registers_a_detector_with_coco_metrics(det_home: Path):
@@ -81,3 +69,23 @@ def test_detector_input_size_must_be_a_multiple_of_32(det_home: Path):
 
     with pytest.raises(ConfigError, match="multiple of 32"):
         api.train({"dataset": "scenes", "model": "tiny_det", "img_size": 100, "epochs": 1}, home=det_home)
+
+
+def test_the_cli_speaks_map_for_detectors(det_home: Path, tmp_path: Path):
+    import os
+        import subprocess
+    import sys
+
+    home = tmp_path / "ws"
+    copy_home(det_home, home)
+    env = {**os.environ, "EDGEFACTORY_HOME": str(home), "PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def cli(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "factory.cli", *args, "--quiet"], capture_output=True, text=True,
+                              env=env, timeout=300, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+    trained = cli("train", "--dataset", "scenes", "--model", "tiny_det", "--img-size", "64", "--epochs", "1", "--name", "quick")
+    assert "test mAP@0.5 " in trained and "mAP@0.5:0.95" in trained
+    listed = cli("models", "list")
+    assert "mAP@0.5" in listed and "detection" in listed and "scenes-tiny-det:v1" in listed

@@ -21,7 +21,7 @@ from serving import api as serving_api
 from serving import qr
 from serving.access import create_link
 from targets import api as targets_api
-from tests.conftest import run_cli
+from tests.conftest import copy_home, run_cli
 from tests.serving_helpers import running_server
 
 MODEL = "shapes-tiny"
@@ -30,7 +30,7 @@ MODEL = "shapes-tiny"
 @pytest.fixture(scope="module")
 def serve_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("serve") / "ws"
-    shutil.copytree(trained_home, home)
+    copy_home(trained_home, home)
     targets_api.export(f"{MODEL}:v1", "onnxruntime", home=home)
     targets_api.export(f"{MODEL}:v1", "web", home=home)
     serving_api.deploy(MODEL, home=home)
@@ -131,7 +131,7 @@ def test_bad_input_gets_one_error_shape(server: str):
 
 def test_api_keys_scopes_and_revocation(serve_home: Path, tmp_path: Path):
     home = tmp_path / "ws"
-    shutil.copytree(serve_home, home)
+    copy_home(serve_home, home)
     code, key, _ = run_cli("keys", "create", "--name", "app", home=home)
     assert code == 0 and key["key"].startswith("ef_")
     _, other, _ = run_cli("keys", "create", "--name", "other", "--models", "someone-else", home=home)
@@ -302,7 +302,7 @@ def test_more_bad_requests_get_clear_errors(server: str):
 
 def test_job_scopes_follow_the_model_named(serve_home: Path, tmp_path: Path):
     home = tmp_path / "ws"
-    shutil.copytree(serve_home, home)
+    copy_home(serve_home, home)
     scoped = serving_api.create_key("bench-only", models=[MODEL], home=home)["key"]
     other = serving_api.create_key("other", models=["someone-else"], home=home)["key"]
     with running_server(home) as url:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from factory.errors import ExportError, UnsupportedSpecError
 from factory.tasks.classification import build_model, postprocessing_spec, preprocessing_spec
 from targets import api
 from targets.base import TARGETS, ExportRequest
+from tests.conftest import copy_home
 
 CLASSES = ["circle", "square", "triangle"]
 MODEL = "shapes-tiny:v1"
@@ -172,7 +172,7 @@ def test_coreml_capabilities():
 def home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the trained workspace, so these artifacts stay out of other modules' tests."""
     dest = tmp_path_factory.mktemp("ncnn_coreml") / "ws"
-    shutil.copytree(trained_home, dest)
+    copy_home(trained_home, dest)
     return dest
 
 

@@ -5,7 +5,6 @@ parity and budget failures) that must leave the catalog and earlier artifacts as
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from factory.datasets.synthetic import write_shapes
 from factory.errors import BudgetError, DatasetError, ModelFileError, NotFoundError, ParityError, UnsupportedSpecError
 from targets import TARGETS, api
 from targets.driver import ExportJob
+from tests.conftest import copy_home
 
 MODEL = "shapes-tiny:v1"
 META_KEYS = {"model", "version", "target", "precision", "files", "size_mb", "input_shape", "preprocessing",
@@ -117,7 +117,7 @@ def test_empty_calibration_set_is_refused(home: Path):
 
 def test_corrupt_model_file_is_a_clear_error(home: Path, tmp_path: Path):
     broken = tmp_path / "ws"
-    shutil.copytree(home, broken)
+    copy_home(home, broken)
     meta = core_api.show_model(MODEL, home=broken)
     (Path(meta["path"]) / "weights.pt").write_bytes(b"not a checkpoint")
     before = (_artifact_files(broken), api.list_artifacts(home=broken))
@@ -139,7 +139,7 @@ def test_parity_failure_is_an_error_and_keeps_the_earlier_artifact(home: Path, m
 
     monkeypatch.setattr(target_cls, "load", drifting_load)
     with pytest.raises(ParityError, match="differs from PyTorch"):
-        api.export(MODEL, "onnxruntime", home=home)
+        api.export(MODEL, "onnxruntime", home=home, in_process=True)  # the patch lives in this process
     assert (_artifact_files(home), api.list_artifacts(home=home)) == before
     assert (Path(first["path"]) / "model.onnx").read_bytes() == kept
 
@@ -155,7 +155,7 @@ def test_budget_refusal_reports_everything_tried(home: Path, monkeypatch: pytest
 
     monkeypatch.setattr(ExportJob, "attempt", worse)
     with pytest.raises(BudgetError, match="No int8 onnxruntime artifact met the budget") as info:
-        api.export(MODEL, "onnxruntime", precision="int8", calibration_size=30, home=home)
+        api.export(MODEL, "onnxruntime", precision="int8", calibration_size=30, home=home, in_process=True)
     tried = info.value.details["tried"]
     assert [t["strategy"] for t in tried] == ["ptq", "ptq_mixed", "accuracy_control"]
     assert all(t["drop_points"] >= 40 for t in tried)  # the 50-point penalty, give or take one test image

@@ -22,7 +22,7 @@ from factory.datasets.issues import IssueLog
 from factory.datasets.source import open_source
 from factory.datasets.splits import carve
 from factory.datasets.stats import compute_stats
-from factory.errors import ConfigError
+from factory.errors import ConfigError, DatasetError
 from factory.registry import suggest
 from factory.workspace import Workspace, atomic_write_json, publish_dir, staging_dir
 
@@ -106,18 +106,35 @@ def _target_file(c: CheckedRecord) -> str:
     return f"images/{folder}/{c.check.sha256[:16]}{Path(c.record.path).suffix.lower()}"
 
 
+def sniff_task(ws: Workspace, path: str | Path) -> str:
+    """'detection' when a detection layout (VOC, COCO, YOLO, Ku+, ModelArts, CSV boxes) claims `path`, else
+    'classification' (folders per class and the label-file layouts)."""
+    from factory.datasets.detection_formats import detect_detection_format
+
+    with open_source(path, scratch=ws.home / "datasets") as root:
+        try:
+            detect_detection_format(root)
+        except DatasetError:
+            return "classification"
+    return "detection"
+
+
 def import_dataset(ws: Workspace, catalog: Catalog, path: str | Path, name: str, *,
                    task: str = "classification", fmt: str = "auto", seed: int = 0,
                    progress: Progress | None = None) -> dict:
     """Import `path` (folder or .zip) as a new version of dataset `name`; returns its catalog row.
+    `task` "auto" picks detection when a detection layout claims the data.
 
     Raises DatasetError (with every issue in `details`) when the data has an error-level problem,
     ConfigError for a bad name or task, NotFoundError (with a suggestion) for an unknown format.
     Nothing is written in any of these cases.
     """
     validate_name(name)
-    if task not in TASKS:
-        raise ConfigError(f"Unknown task {task!r}.{suggest(task, list(TASKS))}", fix=f"Use one of: {', '.join(TASKS)}.")
+    if task not in TASKS + ("auto",):
+        raise ConfigError(f"Unknown task {task!r}.{suggest(task, list(TASKS))}",
+                          fix=f"Use one of: {', '.join(TASKS)}, or auto.")
+    if task == "auto":
+        task = sniff_task(ws, path)
     if task == "detection":
         from factory.datasets.detection import import_detection
 

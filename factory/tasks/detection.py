@@ -91,25 +91,27 @@ class Detector(nn.Module):
         def tower() -> nn.Sequential:
             return nn.Sequential(*[m for _ in range(2) for m in (nn.Conv2d(channels, channels, 3, padding=1, bias=False),
                                                                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True))])
-        # one tower pair per level (as YOLOX / NanoDet do): a BatchNorm shared across levels would mix their
-        # statistics, and GroupNorm exports less cleanly to the mobile runtimes
+        # towers and prediction layers per level (as YOLOX / NanoDet do): a BatchNorm shared across levels would
+        # mix their statistics, GroupNorm exports less cleanly to the mobile runtimes, and a convolution whose
+        # weights serve several levels is one XNNPACK cannot build as INT8 (ExecuTorch)
         self.cls_towers = nn.ModuleList(tower() for _ in STRIDES)
         self.box_towers = nn.ModuleList(tower() for _ in STRIDES)
-        self.cls = nn.Conv2d(channels, num_classes, 3, padding=1)
-        self.box = nn.Conv2d(channels, 4, 3, padding=1)
-        self.ctr = nn.Conv2d(channels, 1, 3, padding=1)
-        self.scales = nn.Parameter(torch.ones(len(STRIDES)))
-        nn.init.constant_(self.cls.bias, -4.6)  # prior 0.01: focal loss starts stable
+        self.cls = nn.ModuleList(nn.Conv2d(channels, num_classes, 3, padding=1) for _ in STRIDES)
+        self.box = nn.ModuleList(nn.Conv2d(channels, 4, 3, padding=1) for _ in STRIDES)
+        self.ctr = nn.ModuleList(nn.Conv2d(channels, 1, 3, padding=1) for _ in STRIDES)
+        for cls in self.cls:
+            nn.init.constant_(cls.bias, -4.6)  # prior 0.01: focal loss starts stable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = [lat(f) for lat, f in zip(self.lateral, self.backbone(x))]
-        for i in range(len(feats) - 2, -1, -1):  # top-down
-            feats[i] = feats[i] + F.interpolate(feats[i + 1], size=feats[i].shape[-2:], mode="nearest")
+        for i in range(len(feats) - 2, -1, -1):  # top-down; a fixed factor (inputs are multiples of 32) keeps
+            # shape arithmetic out of the graph, which Core ML's converter cannot lower
+            feats[i] = feats[i] + F.interpolate(feats[i + 1], scale_factor=2.0, mode="nearest")
         outs = []
         for level, (smooth, f) in enumerate(zip(self.smooth, feats)):
             f = smooth(f)
             c, b = self.cls_towers[level](f), self.box_towers[level](f)
-            out = torch.cat([self.cls(c), self.box(b) * self.scales[level], self.ctr(b)], dim=1)
+            out = torch.cat([self.cls[level](c), self.box[level](b), self.ctr[level](b)], dim=1)
             outs.append(out.flatten(2).transpose(1, 2))  # [B, H*W, C+5]
         return torch.cat(outs, dim=1)
 

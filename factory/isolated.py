@@ -1,0 +1,84 @@
+"""Native converters and runtimes in a child process.
+
+ONNX exporters, quantizers, ncnn, LiteRT and ExecuTorch run C++ that can die of a signal (SIGSEGV,
+SIGABRT) instead of raising. In the caller's process that ends the server, the chat or the CLI with
+whatever it was doing. Run such work here instead: the child is started with `spawn` (no copied
+threads or OpenMP pools), its log lines reach the caller as they happen, a FactoryError comes back
+as the same error, and a child killed by a signal becomes one ExportError that names the signal.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import traceback
+from typing import Any, Callable
+
+from factory.errors import ExportError, FactoryError
+
+Log = Callable[[str], None]
+
+
+def _child(conn, fn: Callable[..., Any], kwargs: dict) -> None:
+    try:
+        result = fn(**kwargs, log=lambda line: conn.send(("log", line)))
+        conn.send(("ok", result))
+    except FactoryError as exc:
+        conn.send(("error", exc))
+    except BaseException as exc:  # anything else still reaches the caller, with its traceback
+        conn.send(("error", ExportError(f"{type(exc).__name__}: {str(exc)[:500]}",
+                                        fix="Report this as a bug with the log above.",
+                                        details={"traceback": traceback.format_exc()[-4000:]})))
+    finally:
+        conn.close()
+
+
+def signal_name(exitcode: int) -> str:
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+
+
+def run_isolated(fn: Callable[..., Any], kwargs: dict, *, what: str, log: Log | None = None,
+                 on_crash: Callable[[int], None] | None = None) -> Any:
+    """`fn(**kwargs, log=...)` in a spawned child; returns its (picklable) result.
+
+    `fn` must be importable by name (a module-level function). `on_crash(child_pid)` runs after a child
+    died without answering, to remove what it left half-done. Raises the child's FactoryError, or
+    ExportError naming `what` and the signal when the child died.
+    """
+    log = log or (lambda line: None)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, kwargs), name=f"edgefactory-{what}", daemon=True)
+    proc.start()
+    child.close()  # the child holds the only write end now: EOF means it is gone
+    try:
+        while True:
+            try:
+                kind, payload = parent.recv()
+            except EOFError:
+                break
+            if kind == "log":
+                log(payload)
+            elif kind == "ok":
+                return payload
+            else:
+                raise payload
+    finally:
+        if proc.is_alive():
+            proc.join(timeout=30)
+        if proc.is_alive():  # the caller was interrupted: do not leave a converter running
+            proc.kill()
+            proc.join()
+        parent.close()
+    proc.join()
+    if on_crash:
+        on_crash(proc.pid)
+    how = f"was killed by {signal_name(proc.exitcode)}" if proc.exitcode and proc.exitcode < 0 else \
+        f"exited with code {proc.exitcode} without a result"
+    raise ExportError(f"The {what} {how} inside a native library; nothing was written and the catalog is unchanged.",
+                      fix="Run it again (such crashes are often one-off); if it repeats, try another precision or "
+                          "target and report it as a bug with the log.",
+                      code="NATIVE_CRASH", details={"exitcode": proc.exitcode, "pid": proc.pid})
