@@ -385,7 +385,7 @@ def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) 
 
 
 def export_in_child(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
-    """`export_here` in a spawned child process: a converter or runtime that dies of a signal (ncnn,
+    """`export_here` in a child process: a converter or runtime that dies of a signal (ncnn,
     LiteRT and ExecuTorch have, now and then) fails this export with an ExportError instead of ending
     the server, chat or CLI that asked for it. Its staging folder is removed (nothing else was written) and
     the export is tried once more, since such crashes are mostly one-off; a second crash is the error."""

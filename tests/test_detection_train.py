@@ -73,7 +73,7 @@ def test_detector_input_size_must_be_a_multiple_of_32(det_home: Path):
 
 def test_the_cli_speaks_map_for_detectors(det_home: Path, tmp_path: Path):
     import os
-        import subprocess
+    import subprocess
     import sys
 
     home = tmp_path / "ws"
