@@ -80,9 +80,13 @@ def run_isolated(fn: Callable[..., Any], kwargs: dict, *, what: str, log: Log | 
     proc.join()
     if on_crash:
         on_crash(proc.pid)
-    how = f"was killed by {signal_name(proc.exitcode)}" if proc.exitcode and proc.exitcode < 0 else \
-        f"exited with code {proc.exitcode} without a result"
-    raise ExportError(f"The {what} {how} inside a native library; nothing was written and the catalog is unchanged.",
-                      fix="Run it again (such crashes are often one-off); if it repeats, try another precision or "
-                          "target and report it as a bug with the log.",
-                      code="NATIVE_CRASH", details={"exitcode": proc.exitcode, "pid": proc.pid})
+    if proc.exitcode and proc.exitcode < 0:
+        raise ExportError(f"The {what} was killed by {signal_name(proc.exitcode)} inside a native library; nothing "
+                          "was written and the catalog is unchanged.",
+                          fix="Run it again (such crashes are often one-off); if it repeats, try another precision or "
+                              "target and report it as a bug with the log.",
+                          code="NATIVE_CRASH", details={"exitcode": proc.exitcode, "pid": proc.pid})
+    raise ExportError(f"The {what} exited with code {proc.exitcode} without a result; nothing was written.",
+                      fix="Called from a Python script? The child process imports your script again: put the calls "
+                          "under `if __name__ == \"__main__\":`. Otherwise see the error printed above.",
+                      code="CHILD_FAILED", details={"exitcode": proc.exitcode, "pid": proc.pid})

@@ -11,11 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import tqdm
 
 from factory import api
 from factory.datasets.synthetic import write_shapes
 
 REPO = Path(__file__).resolve().parents[1]
+
+# tqdm's monitor thread (started by converters' progress bars in this process) has a history of deadlocks
+# and crashes around multiprocessing locks; the tests start many child processes, so it stays off
+tqdm.tqdm.monitor_interval = 0
 
 
 def copy_home(src: Path, dest: Path) -> Path:

@@ -31,6 +31,11 @@ def breaks(log) -> None:
     raise RuntimeError("a converter's own exception")
 
 
+def exits(log) -> None:
+    log("leaving")
+    os._exit(3)  # as a library that ends the process itself would
+
+
 def answers(n: int, log) -> dict:
     log("working")
     return {"pid": os.getpid(), "n": n * 2}
@@ -63,6 +68,12 @@ def test_a_segfaulting_child_is_named_and_cleaned_up_after():
         run_isolated(segfaults, {}, what="test job", log=lines.append, on_crash=crashed.append)
     assert info.value.code == "NATIVE_CRASH" and "Run it again" in info.value.fix
     assert lines == ["about to crash"] and crashed == [info.value.details["pid"]]
+
+
+def test_a_child_that_exits_without_answering_is_not_called_a_crash():
+    with pytest.raises(ExportError, match="test job exited with code 3 without a result") as info:
+        run_isolated(exits, {}, what="test job")
+    assert info.value.code == "CHILD_FAILED" and "__main__" in info.value.fix
 
 
 def test_an_export_survives_one_crash_of_its_child(trained_home: Path, tmp_path: Path):
