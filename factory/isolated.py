@@ -43,17 +43,18 @@ def signal_name(exitcode: int) -> str:
 
 
 def run_isolated(fn: Callable[..., Any], kwargs: dict, *, what: str, log: Log | None = None,
-                 on_crash: Callable[[int], None] | None = None) -> Any:
+                 on_crash: Callable[[int], None] | None = None, preload: tuple[str, ...] = ()) -> Any:
     """`fn(**kwargs, log=...)` in a child process; returns its (picklable) result.
 
     `fn` must be importable by name (a module-level function). `on_crash(child_pid)` runs after a child
-    died without answering, to remove what it left half-done. Raises the child's FactoryError, or
-    ExportError naming `what` and the signal when the child died.
+    died without answering, to remove what it left half-done. `preload`: more modules for the fork server
+    to import when it starts (what `fn` imports lazily; missing ones are skipped). Raises the child's
+    FactoryError, or ExportError naming `what` and the signal when the child died.
     """
     log = log or (lambda line: None)
     ctx = multiprocessing.get_context("forkserver")
     # read when the fork server starts (the first call in this process); later calls fork from it as it is
-    ctx.set_forkserver_preload(["torch", fn.__module__])
+    ctx.set_forkserver_preload(["torch", fn.__module__, *preload])
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, fn, kwargs), name=f"edgefactory-{what}", daemon=True)
     proc.start()

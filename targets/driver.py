@@ -384,6 +384,11 @@ def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) 
         catalog.close()
 
 
+# imported once by the fork server that export children fork from: what an export loads lazily (about 900
+# modules, 2 s on 2 cores), so a child starts warm
+CHILD_PRELOAD = ("factory.api", "compression.pruning", "onnx", "onnxruntime", "openvino", "nncf")
+
+
 def export_in_child(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
     """`export_here` in a child process: a converter or runtime that dies of a signal (ncnn,
     LiteRT and ExecuTorch have, now and then) fails this export with an ExportError instead of ending
@@ -401,7 +406,8 @@ def export_in_child(home: Path, ref: str, plan: ExportPlan, log: Log | None = No
     for tries_left in (1, 0):
         try:
             return run_isolated(export_here, {"home": Path(home), "ref": ref, "plan": plan}, log=log,
-                                on_crash=remove_staging, what=f"{plan.target} {plan.precision} export of {ref}")
+                                on_crash=remove_staging, what=f"{plan.target} {plan.precision} export of {ref}",
+                                preload=CHILD_PRELOAD)
         except ExportError as exc:
             if exc.code != "NATIVE_CRASH" or not tries_left:
                 raise

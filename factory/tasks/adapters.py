@@ -31,7 +31,8 @@ PARITY_SCORE = 0.3  # detections compared for parity: score >= this, matched aga
 @dataclass
 class EvalSet:
     """Preprocessed inputs (NCHW float32) and their ground truth: label indices [N] for classification,
-    per image (boxes xyxy [k, 4] in input pixels, class indices [k]) for detection."""
+    per image (boxes xyxy [k, 4] in input pixels, class indices [k], the image's (width, height) in input pixels,
+    to which detections are clipped) for detection."""
 
     inputs: np.ndarray
     truth: Any
@@ -101,24 +102,26 @@ class Detection:
         data = DetectionTensors(root, entries, meta["classes"], pre["resize"][0])
         mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
         x = normalize(data.images, mean, std).numpy().astype(np.float32)
-        return EvalSet(x, [(b.numpy(), lab.numpy()) for b, lab in zip(data.boxes, data.labels)])
+        return EvalSet(x, [(b.numpy(), lab.numpy(), extent) for b, lab, extent in zip(data.boxes, data.labels, data.extents)])
 
     def output_shape(self, meta: dict) -> tuple[int, ...]:
         locations = sum(h * w for h, w in meta["postprocessing"]["feature_sizes"])
         return (locations, meta["num_classes"] + 5)
 
-    def decode_all(self, outputs: np.ndarray, meta: dict) -> list[list[dict]]:
-        from factory.tasks.detection import decode
+    def decode_all(self, outputs: np.ndarray, meta: dict, truth: Any = None) -> list[list[dict]]:
+        """Detections per image; clipped to each image's extent when `truth` (from `eval_set`) gives it."""
+        from factory.tasks.detection import clip_detections, decode
 
-        return [decode(out, meta["postprocessing"]) for out in outputs]
+        found = [decode(out, meta["postprocessing"]) for out in outputs]
+        return found if truth is None else [clip_detections(d, *t[2]) for d, t in zip(found, truth)]
 
     def score(self, outputs: np.ndarray, truth: Any, meta: dict) -> dict:
         from factory.tasks.detection_metrics import coco_metrics
 
         xywh = lambda b: [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]  # noqa: E731
         detections = {i: [(d["index"], xywh(d["box"]), d["score"]) for d in found]
-                      for i, found in enumerate(self.decode_all(outputs, meta))}
-        gt = {i: [(int(k), xywh(b)) for b, k in zip(boxes, labels)] for i, (boxes, labels) in enumerate(truth)}
+                      for i, found in enumerate(self.decode_all(outputs, meta, truth))}
+        gt = {i: [(int(k), xywh(b)) for b, k in zip(boxes, labels)] for i, (boxes, labels, _) in enumerate(truth)}
         metrics = coco_metrics(gt, detections, meta["classes"])
         return {**metrics, "images": len(truth),
                 "recall_by_class": {c: m["recall50"] for c, m in metrics["per_class"].items()},

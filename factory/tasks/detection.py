@@ -189,15 +189,20 @@ def letterbox(image: Image.Image, size: int) -> tuple[Image.Image, float, tuple[
     return canvas, scale, (0, 0)
 
 
-def unletterbox(detections: list[dict], scale: float, width: int, height: int) -> list[dict]:
-    """Boxes from the letterboxed input back to the original image, clipped to it."""
+def clip_detections(detections: list[dict], width: float, height: float) -> list[dict]:
+    """Boxes (xyxy) clipped to a width x height image; boxes left with no area are dropped."""
     out = []
     for d in detections:
-        x1, y1, x2, y2 = (v / scale for v in d["box"])
+        x1, y1, x2, y2 = d["box"]
         box = [min(max(x1, 0), width), min(max(y1, 0), height), min(max(x2, 0), width), min(max(y2, 0), height)]
         if box[2] - box[0] > 0 and box[3] - box[1] > 0:
             out.append({**d, "box": box})
     return out
+
+
+def unletterbox(detections: list[dict], scale: float, width: int, height: int) -> list[dict]:
+    """Boxes from the letterboxed input back to the original image, clipped to it."""
+    return clip_detections([{**d, "box": [v / scale for v in d["box"]]} for d in detections], width, height)
 
 
 # -- training targets and losses --------------------------------------------------------------------

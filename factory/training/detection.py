@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from factory.datasets.images import load_rgb
-from factory.tasks.detection import decode, detection_loss, letterbox, locations, postprocessing_spec
+from factory.tasks.detection import clip_detections, decode, detection_loss, letterbox, locations, postprocessing_spec
 from factory.tasks.detection_metrics import coco_metrics
 from factory.training.engine import StopRequested, Trainer, lr_factor
 
@@ -21,13 +21,16 @@ SCALE_RANGE = (0.6, 1.4)
 
 
 class DetectionTensors:
-    """Letterboxed images [N, 3, S, S] uint8 and, per image, boxes xyxy in letterbox pixels + class indices."""
+    """Letterboxed images [N, 3, S, S] uint8 and, per image, boxes xyxy in letterbox pixels + class indices, the
+    letterbox scale and the image's extent (width, height) in letterbox pixels (detections are clipped to it)."""
 
     def __init__(self, root: Path, entries: list[dict], classes: list[str], size: int):
         index = {c: i for i, c in enumerate(classes)}
-        images, self.boxes, self.labels, self.scales = [], [], [], []
+        images, self.boxes, self.labels, self.scales, self.extents = [], [], [], [], []
         for e in entries:
-            img, scale, _ = letterbox(load_rgb(root / e["file"]), size)
+            original = load_rgb(root / e["file"])
+            img, scale, _ = letterbox(original, size)
+            self.extents.append((original.width * scale, original.height * scale))
             images.append(torch.from_numpy(np.asarray(img, np.uint8).copy()).permute(2, 0, 1))
             b = np.array([[x, y, x + w, y + h] for x, y, w, h in (bx["bbox"] for bx in e["boxes"])], np.float32).reshape(-1, 4)
             self.boxes.append(torch.from_numpy(b * scale))
@@ -126,7 +129,8 @@ class DetectionTrainer(Trainer):
 @torch.no_grad()
 def evaluate_detector(model: torch.nn.Module, data: DetectionTensors, spec: dict, mean: torch.Tensor, std: torch.Tensor,
                       batch_size: int = 32) -> dict:
-    """COCO metrics of `model` on `data` (letterbox coordinates), plus the detections per image."""
+    """COCO metrics of `model` on `data` (letterbox coordinates), plus the detections per image (clipped to the
+    image, as served: the padding is not part of it)."""
     was_training = model.training
     model.eval()
     detections, gt = {}, {}
@@ -134,7 +138,7 @@ def evaluate_detector(model: torch.nn.Module, data: DetectionTensors, spec: dict
         x = (data.images[first:first + batch_size].float() / 255.0 - mean.cpu()) / std.cpu()
         raw = model(x.to(next(model.parameters()).device)).cpu().numpy()
         for j, out in enumerate(raw):
-            found = decode(out, spec)
+            found = clip_detections(decode(out, spec), *data.extents[first + j])
             detections[first + j] = [(d["index"], [d["box"][0], d["box"][1], d["box"][2] - d["box"][0], d["box"][3] - d["box"][1]],
                                       d["score"]) for d in found]
     for i in range(len(data)):
