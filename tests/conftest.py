@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,11 @@ from factory.datasets.synthetic import write_shapes
 
 REPO = Path(__file__).resolve().parents[1]
 
-# tqdm's monitor thread (started by converters' progress bars in this process) has a history of deadlocks
-# and crashes around multiprocessing locks; the tests start many child processes, so it stays off
+# Converters run in this process by the target tests draw tqdm bars. tqdm's default lock includes a
+# process-shared POSIX semaphore that forked children inherit: a child killed while holding it leaves this
+# process blocked on its next bar (twice the default run ended aborted inside that acquire). The tests
+# start many child processes, so tqdm gets a thread-only lock and no monitor thread here.
+tqdm.tqdm.set_lock(threading.RLock())
 tqdm.tqdm.monitor_interval = 0
 
 

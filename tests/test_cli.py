@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, copy_home, run_cli
 
 
@@ -70,6 +72,7 @@ def test_cli_errors_are_plain(tmp_path: Path):
     assert code == 1 and "No dataset named 'x'" in err
 
 
+@pytest.mark.slow  # a CLI process per layout; the layouts themselves are in test_detection_datasets.py
 def test_cli_sample_data_in_every_layout_imports(tmp_path: Path):
     home = tmp_path / "ws"
     for layout in ("folder_per_class", "split_folders", "kuplus_txfl", "csv"):
