@@ -147,7 +147,7 @@ class ExportJob:
         check_request(self.target, plan, self.meta)
         self.final = ws.home / "artifacts" / self.row["name"] / f"v{self.row['version']}" / plan.target / plan.precision
         self.staging = self.final.with_name(f".tmp-{plan.precision}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-        self.existed = artifact_folders(ws.home / "artifacts")
+        self.existed = {folder for folder in self.final.parents if folder.is_dir()}  # kept by remove_empty_parents
 
     def stage(self, name: str, start: float, detail: str = "") -> None:
         self.log(f"{name:<12s} {time.perf_counter() - start:7.2f} s  {detail}".rstrip())
