@@ -3,6 +3,7 @@ FP16 as compressed weights with an f16 inference hint on GPUs."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -13,14 +14,23 @@ from torch import nn
 
 from compression.ptq import Score, quantize, top1_accuracy
 from factory.errors import UnsupportedSpecError
+from factory.signal_stack import kept_signal_stack
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
+
+
+@functools.cache
+def core() -> Any:
+    """The process's one `ov.Core`: its device plugins load once and stay loaded (each `ov.Core()` loads its own,
+    and a CPU plugin moves the thread's signal stack, see factory.signal_stack)."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def available_devices() -> list[str]:
     try:
-        import openvino as ov
-
-        return [d.lower() for d in ov.Core().available_devices]
+        with kept_signal_stack():
+            return [d.lower() for d in core().available_devices]
     except Exception:  # no openvino, or no driver: nothing available
         return []
 
@@ -67,8 +77,6 @@ class OpenVinoTarget:
         return ExportResult(files=["model.xml", "model.bin"], tool_versions=versions, notes=notes)
 
     def load(self, out: Path, meta: dict, device: str = "cpu") -> Runner:
-        import openvino as ov
-
         if device not in available_devices():
             raise UnsupportedSpecError(f"OpenVINO device {device!r} is not present here.",
                                        fix=f"Use one of: {', '.join(available_devices()) or 'none'}.")
@@ -76,7 +84,8 @@ class OpenVinoTarget:
         config = {"PERFORMANCE_HINT": "LATENCY",
                   # fp32 artifacts keep fp32 maths even where the CPU would pick bf16 (AMX)
                   "INFERENCE_PRECISION_HINT": "f16" if precision == "fp16" and device != "cpu" else "f32"}
-        compiled = ov.Core().compile_model(str(out / "model.xml"), device.upper(), config)
+        with kept_signal_stack():
+            compiled = core().compile_model(str(out / "model.xml"), device.upper(), config)
 
         def run(batch: np.ndarray) -> np.ndarray:
             return compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]

@@ -16,6 +16,8 @@ import tqdm
 
 from factory import api
 from factory.datasets.synthetic import write_shapes
+from factory.signal_stack import current as current_signal_stack
+from factory.signal_stack import signal_stack_problem
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,6 +45,19 @@ def copy_home(src: Path, dest: Path) -> Path:
         source.close()
         target.close()
     return dest
+
+
+@pytest.fixture(autouse=True)
+def signal_stack_kept() -> None:
+    """Every test leaves this thread's alternate signal stack as it found it. Native code that moves it (an
+    OpenVINO CPU plugin, see factory.signal_stack) can leave it unmapped, and the run then dies of SIGSEGV with
+    no traceback at the next signal, tests later; this names the test whose code moved it."""
+    before = current_signal_stack()
+    yield
+    problem, after = signal_stack_problem(), current_signal_stack()
+    assert problem is None, problem
+    assert after == before, (f"the alternate signal stack moved from {before} to {after} during this test: wrap the "
+                             "native call that moved it in factory.signal_stack.kept_signal_stack()")
 
 
 @pytest.fixture
