@@ -65,6 +65,8 @@ def test_fp32_matches_pytorch(tiny, tmp_path):
     assert result.tool_versions["executorch"] and "every compute node delegated" in result.notes[-1]
 
 
+# slow: the default run drives ExecuTorch through the driver in test_targets (contract, INT8 drift) and test_detection_export
+@pytest.mark.slow
 def test_int8_agrees_and_is_smaller(tiny, tmp_path):
     model, meta, x, reference = tiny
     calibration = np.random.default_rng(1).standard_normal((64, 3, SIZE, SIZE)).astype(np.float32)
@@ -85,6 +87,8 @@ def test_int8_without_calibration_says_how_to_fix(tiny, tmp_path):
     assert "targets.api.export" in err.value.fix
 
 
+# slow: the default run drives ExecuTorch through the driver in test_targets (contract, INT8 drift) and test_detection_export
+@pytest.mark.slow
 def test_driver_end_to_end(trained_home):
     fp32 = api.export("shapes-tiny", "executorch", precision="fp32", home=trained_home)
     assert fp32["parity"]["passed"] and fp32["runnable_here"]

@@ -141,6 +141,8 @@ def test_int8_mobilenet_v3_small_is_full_integer_and_a_third_of_fp32(tmp_path):
     assert sizes[1] < 0.35 * sizes[0]
 
 
+# slow: the default run drives LiteRT through the driver in test_targets (contract, INT8 drift) and test_detection_export
+@pytest.mark.slow
 def test_driver_end_to_end(trained_home):
     fp32 = api.export("shapes-tiny", "tflite", precision="fp32", home=trained_home)
     assert fp32["parity"]["passed"] and fp32["runnable_here"] and fp32["parity"]["max_abs_diff"] < 1e-4
