@@ -11,18 +11,24 @@ faulthandler can say where.
 
 `kept_signal_stack()` puts the caller's stack back after a call that may load a plugin; a plugin whose
 stack is no longer current leaves the thread's stack alone when it is unloaded (it only unmaps its own),
-so any load and unload order is then safe. `signal_stack_problem()` says when a thread's stack is unusable.
+so any load and unload order is then safe. Where the kernel refuses the old stack (the plugin exists to
+make room for AMX signal frames; once AMX is enabled a stack too small for them is refused), the thread
+gets a stack of this module's own, large enough and never unmapped. `signal_stack_problem()` says when a
+thread's stack is unusable.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 SS_ONSTACK, SS_DISABLE = 1, 2
+OWN_STACK_BYTES = 256 * 1024  # far above any signal frame (AMX frames are about 11 KiB)
 
 
 class _StackT(ctypes.Structure):
@@ -48,9 +54,25 @@ def current() -> tuple[int, int, int] | None:
     return stack.ss_sp or 0, stack.ss_size, stack.ss_flags
 
 
-def _install(address: int, size: int, flags: int) -> None:
+def _install(address: int, size: int, flags: int) -> bool:
     stack = _StackT(ss_sp=address or None, ss_flags=flags & SS_DISABLE, ss_size=size)
-    _LIBC.sigaltstack(ctypes.byref(stack), None)  # fails only while running on it (inside a handler): nothing to do
+    return _LIBC.sigaltstack(ctypes.byref(stack), None) == 0
+
+
+_OWN_STACKS: dict[int, mmap.mmap] = {}  # native thread id -> its stack; never unmapped, a thread may be on it
+
+
+def own_stack() -> tuple[int, int, int]:
+    """This thread's stack of this module's own, made on first use: (address, size, flags)."""
+    thread = threading.get_native_id()
+    if thread not in _OWN_STACKS:
+        _OWN_STACKS[thread] = mmap.mmap(-1, OWN_STACK_BYTES)
+    return ctypes.addressof(ctypes.c_char.from_buffer(_OWN_STACKS[thread])), OWN_STACK_BYTES, 0
+
+
+def is_kept(stack: tuple[int, int, int] | None, before: tuple[int, int, int] | None) -> bool:
+    """Whether `stack` is what kept_signal_stack() leaves after starting from `before`."""
+    return stack == before or (threading.get_native_id() in _OWN_STACKS and stack == own_stack())
 
 
 @contextmanager
@@ -60,8 +82,8 @@ def kept_signal_stack() -> Iterator[None]:
     try:
         yield
     finally:
-        if before is not None and current() != before and not before[2] & SS_ONSTACK:
-            _install(*before)
+        if before is not None and current() != before and not before[2] & SS_ONSTACK and not _install(*before):
+            _install(*own_stack())  # the old stack was refused (too small once AMX is on)
 
 
 def _mapped(address: int, size: int) -> bool:

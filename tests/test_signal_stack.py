@@ -4,6 +4,7 @@ stack Python installed, so compiled models released in any order never leave a s
 from __future__ import annotations
 
 import ctypes
+import resource
 import subprocess
 import sys
 import textwrap
@@ -24,9 +25,13 @@ def test_kept_signal_stack_puts_back_what_a_native_call_installed():
     assert current() == before and signal_stack_problem() is None
 
 
+def no_core_dump() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the unguarded child dies of SIGSEGV on purpose
+
+
 def run_child(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+                          timeout=300, preexec_fn=no_core_dump)
 
 
 OPENVINO_RUNNERS = """
@@ -71,3 +76,23 @@ def test_the_hazard_is_real_without_the_guard(tmp_path):
         load = lambda: ov.Core().compile_model(folder + "/model.xml", "CPU")
     """).replace("\n", "\n    "), check=""))
     assert bare.returncode == -11 and "alive" not in bare.stdout
+
+
+@pytest.mark.skipif(_LIBC is None, reason="no alternate signal stacks on this platform")
+def test_a_refused_old_stack_is_replaced_by_one_of_our_own(monkeypatch):
+    """Once AMX is enabled the kernel refuses a stack too small for its signal frames: the thread then gets a
+    stack of the factory's own instead of keeping the plugin's, which the plugin unmaps when unloaded."""
+    from factory import signal_stack
+
+    before = current()
+    real = signal_stack._install
+    monkeypatch.setattr(signal_stack, "_install", lambda *stack: stack != before and real(*stack))
+    buffer = ctypes.create_string_buffer(64 * 1024)
+    try:
+        with kept_signal_stack():
+            _LIBC.sigaltstack(ctypes.byref(_StackT(ss_sp=ctypes.addressof(buffer), ss_size=len(buffer))), None)
+        ours = current()
+        assert ours == signal_stack.own_stack() and ours[1] == signal_stack.OWN_STACK_BYTES
+        assert signal_stack.is_kept(ours, before) and signal_stack_problem() is None
+    finally:
+        real(*before)  # the rest of the run keeps pytest's stack
