@@ -89,7 +89,8 @@ def kept_signal_stack() -> Iterator[None]:
 def _mapped(address: int, size: int) -> bool:
     """Whether [address, address + size) lies in writable mappings of this process (Linux)."""
     try:
-        lines = open("/proc/self/maps").read().splitlines()
+        with open("/proc/self/maps") as maps:
+            lines = maps.read().splitlines()
     except OSError:
         return True  # cannot tell (not Linux)
     regions = []

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import tqdm
@@ -48,7 +49,7 @@ def copy_home(src: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def signal_stack_kept() -> None:
+def signal_stack_kept() -> Iterator[None]:
     """Every test leaves this thread's alternate signal stack as it found it. Native code that moves it (an
     OpenVINO CPU plugin, see factory.signal_stack) can leave it unmapped, and the run then dies of SIGSEGV with
     no traceback at the next signal, tests later; this names the test whose code moved it."""
@@ -56,8 +57,8 @@ def signal_stack_kept() -> None:
     yield
     problem, after = signal_stack_problem(), current_signal_stack()
     assert problem is None, problem
-    assert is_kept(after, before), (f"the alternate signal stack moved from {before} to {after} during this test: wrap the "
-                             "native call that moved it in factory.signal_stack.kept_signal_stack()")
+    assert is_kept(after, before), (f"the alternate signal stack moved from {before} to {after} during this test: wrap "
+                                    "the native call that moved it in factory.signal_stack.kept_signal_stack()")
 
 
 @pytest.fixture
