@@ -49,6 +49,7 @@ def top1_accuracy(outputs: np.ndarray, truth: list) -> float:
     return float((np.asarray(outputs).argmax(1) == np.asarray(truth)).mean())
 
 
+@kept_signal_stack()  # NNCF infers with ov.Cores of its own, whose CPU plugins move the signal stack
 def quantize(model: Any, calibration: np.ndarray, *, strategy: str = "ptq", input_name: str | None = None,
              validation: tuple[np.ndarray, Any] | None = None, max_drop: float = 1.0,
              validate: Callable[[Any, np.ndarray, list], float] | None = None) -> Any:
@@ -58,13 +59,6 @@ def quantize(model: Any, calibration: np.ndarray, *, strategy: str = "ptq", inpu
     per image) + `validate` (model, inputs, ground truth list -> metric in [0, 1]) are needed for
     `accuracy_control`; `max_drop` is in points of that metric (1.0 = one percentage point).
     """
-    with kept_signal_stack():  # NNCF infers with ov.Cores of its own, whose CPU plugins move the signal stack
-        return _quantize(model, calibration, strategy, input_name, validation, max_drop, validate)
-
-
-def _quantize(model: Any, calibration: np.ndarray, strategy: str, input_name: str | None,
-              validation: tuple[np.ndarray, Any] | None, max_drop: float,
-              validate: Callable[[Any, np.ndarray, list], float] | None) -> Any:
     nncf = nncf_module()
     calib = _dataset(calibration, input_name)
     common = {"subset_size": len(calibration)}
