@@ -32,6 +32,7 @@ def quantization_aware_finetune(model: nn.Module, calibration: np.ndarray, train
     qmodel = nncf.quantize(model.eval(), nncf.Dataset(items), subset_size=len(items))
     run_dir.mkdir(parents=True, exist_ok=True)
     qcfg = cfg.replace(epochs=QAT_EPOCHS, time_budget_min=None, lr=QAT_LR, warmup_epochs=0.0, patience=QAT_EPOCHS)
-    state = Trainer(qcfg, qmodel, train, val, preprocessing, run_dir).fit()  # keeps the final epoch's weights
+    # keeps the final epoch's weights; BN statistics stay those the quantizers were initialised with
+    state = Trainer(qcfg, qmodel, train, val, preprocessing, run_dir, calibrate_bn=False).fit()
     return qmodel.cpu().eval(), {"epochs": state.epoch, "lr": QAT_LR, "best_val_accuracy": state.best_metric,
                                  "time_s": round(state.elapsed_s, 1)}

@@ -104,6 +104,17 @@ def train(config: dict | TrainConfig, *, home: Home = None, on_event: Callable[[
         return runs.execute_run(ws, catalog, run_id, on_event=on_event, stop=stop)
 
 
+def resolve_training(config: dict | TrainConfig, *, home: Home = None) -> dict:
+    """The config a run would use, without starting it: every option left out is resolved from the data and the
+    architecture, and `why` says, per option, why it has its value ("given" for the caller's own).
+
+    Raises: ConfigError for bad options, NotFoundError for an unknown dataset or model.
+    """
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    with session(home) as (ws, catalog):
+        return runs.resolve_config(ws, catalog, cfg)
+
+
 def start_training(config: dict | TrainConfig, jobs: JobManager, *, home: Home = None) -> str:
     """Start training in a background thread of this process; returns the run id at once."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
@@ -212,8 +223,9 @@ def demo(*, home: Home = None, model: str = "mobilenet_v3_small", time_budget_mi
     """Import scikit-learn's digits (real handwriting, 32 px), train, evaluate: the offline demo."""
     with tempfile.TemporaryDirectory(prefix="edgefactory-digits-") as tmp:
         imported = import_dataset(write_digits(Path(tmp) / "digits"), "digits", home=home, progress=progress)
-    cfg = {"dataset": f"digits:v{imported['version']}", "model": model, "img_size": 32, "hflip": 0.0,
-           "crop_scale": 0.7, "time_budget_min": time_budget_min, "epochs": epochs, "patience": 40}
+    # defaults only, as a new user gets them: the options are resolved from the data (factory.training.defaults)
+    cfg = {"dataset": f"digits:v{imported['version']}", "model": model, "time_budget_min": time_budget_min,
+           "epochs": epochs}
     trained = train(cfg, home=home, on_event=on_event)
     evaluated = evaluate(f"{trained['model']}:v{trained['version']}", home=home)
     return {"dataset": imported, "train": trained, "eval": evaluated}

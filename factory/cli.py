@@ -103,7 +103,8 @@ def cmd_dataset_sample(a: argparse.Namespace) -> dict:
 def _train_config(a: argparse.Namespace) -> dict:
     return {"dataset": a.dataset, "model": a.model, "epochs": a.epochs, "time_budget_min": a.time_budget,
             "img_size": a.img_size, "name": a.name, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
-            "pretrained": a.pretrained, "from_model": a.from_model, "device": a.device, "patience": a.patience}
+            "pretrained": a.pretrained, "from_model": a.from_model, "device": a.device, "patience": a.patience,
+            "hflip": a.hflip}
 
 
 def cmd_train(a: argparse.Namespace) -> dict:
@@ -121,6 +122,8 @@ def cmd_train(a: argparse.Namespace) -> dict:
                  f"test accuracy {m['accuracy']:.4f}, macro F1 {m['f1_macro']:.4f}")
         print(f"model {out['model']}:v{out['version']} (run {out['run']}): {score}, "
               f"{m['epochs_run']} epochs in {m['train_time_s']} s")
+        for warning in out.get("warnings", []):
+            print(f"warning [{warning['code']}]: {warning['message']} Fix: {warning['fix']}")
     return out
 
 
@@ -238,13 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="architecture (default mobilenet_v3_small)")
     sp.add_argument("--epochs", type=int)
     sp.add_argument("--time-budget", type=float, help="minutes; stops when spent (like PAI's auto mode)")
-    sp.add_argument("--img-size", type=int)
+    sp.add_argument("--img-size", type=int, help="input side in px (default: from the images and objects)")
     sp.add_argument("--name", help="model name (default <dataset>-<model>)")
-    sp.add_argument("--batch-size", type=int)
-    sp.add_argument("--lr", type=float)
-    sp.add_argument("--patience", type=int)
+    sp.add_argument("--batch-size", type=int, help="default: from the number of training images")
+    sp.add_argument("--lr", type=float, help="default: from the batch size and the start (scratch or pretrained)")
+    sp.add_argument("--patience", type=int, help="epochs without improvement before stopping (default: 15, or off "
+                                                  "with --time-budget)")
     sp.add_argument("--seed", type=int)
-    sp.add_argument("--pretrained", choices=["imagenet"])
+    sp.add_argument("--pretrained", choices=["imagenet", "none"],
+                    help="start from ImageNet weights found on this machine, or from scratch (default: decided from the "
+                         "data and the weights at hand; the run's config.json says why)")
+    sp.add_argument("--hflip", type=float, metavar="P",
+                    help="probability of a horizontal flip in training; 0 where orientation matters (default: decided "
+                         "from the data)")
     sp.add_argument("--from", dest="from_model", help="continue from an earlier model version NAME:vN")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")

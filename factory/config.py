@@ -11,6 +11,11 @@ from factory.errors import ConfigError
 from factory.registry import suggest
 
 
+# What the engine uses for an option nobody resolved (a TrainConfig built in code, e.g. a fine-tune
+# inside an export); a training run gets its values from the data instead (factory.training.defaults).
+ENGINE_FALLBACKS = {"batch_size": 64, "lr": 2e-3, "patience": 15, "hflip": 0.5, "crop_scale": 0.6}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str  # "name" (latest) or "name:vN"
@@ -18,18 +23,19 @@ class TrainConfig:
     name: str | None = None  # model name in the registry; default "<dataset>-<model>"
     epochs: int | None = None  # None: 30, or as many as the time budget allows
     time_budget_min: float | None = None
-    img_size: int | None = None  # None: the architecture's default
-    batch_size: int = 64
-    lr: float = 2e-3
+    # None below: resolved from the data when the run starts (the reason is saved beside the value)
+    img_size: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    patience: int = 15  # epochs without a better validation metric before stopping
+    patience: int | None = None  # epochs without a better validation metric before stopping
     seed: int = 0
-    pretrained: str | None = None  # "imagenet": torchvision weights from the local torch cache
+    pretrained: str | None = None  # "imagenet": weights found offline; "none": from scratch; None: resolved
     from_model: str | None = None  # "name:vN": continue from an earlier model version
-    hflip: float = 0.5
-    crop_scale: float = 0.6  # random resized crop keeps between crop_scale and 100 % of the area
+    hflip: float | None = None  # probability of a horizontal flip; 0 where orientation matters
+    crop_scale: float | None = None  # random resized crop keeps between crop_scale and 100 % of the area
     color_jitter: float = 0.2
     workers: int | None = None  # DataLoader workers for data too large to cache; None: up to 4
     device: str = "auto"  # auto | cpu | cuda
@@ -54,15 +60,15 @@ class TrainConfig:
             ("time_budget_min", self.time_budget_min is None or 0 < self.time_budget_min <= 24 * 60,
              "minutes, above 0 and at most 1440"),
             ("img_size", self.img_size is None or 16 <= self.img_size <= 1024, "pixels from 16 to 1024"),
-            ("batch_size", 1 <= self.batch_size <= 4096, "from 1 to 4096"),
-            ("lr", 0 < self.lr < 1, "above 0 and below 1 (AdamW usually 1e-4 to 3e-3)"),
+            ("batch_size", self.batch_size is None or 1 <= self.batch_size <= 4096, "from 1 to 4096"),
+            ("lr", self.lr is None or 0 < self.lr < 1, "above 0 and below 1 (AdamW usually 1e-4 to 3e-3)"),
             ("weight_decay", 0 <= self.weight_decay < 1, "from 0 to 1"),
             ("warmup_epochs", 0 <= self.warmup_epochs <= 100, "from 0 to 100"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "from 0 to below 1"),
-            ("patience", self.patience >= 1, "at least 1"),
-            ("pretrained", self.pretrained in (None, "imagenet"), "'imagenet' or left out"),
-            ("hflip", 0 <= self.hflip <= 1, "a probability from 0 to 1"),
-            ("crop_scale", 0.05 <= self.crop_scale <= 1, "from 0.05 to 1"),
+            ("patience", self.patience is None or self.patience >= 1, "at least 1"),
+            ("pretrained", self.pretrained in (None, "imagenet", "none"), "'imagenet', 'none' or left out"),
+            ("hflip", self.hflip is None or 0 <= self.hflip <= 1, "a probability from 0 to 1"),
+            ("crop_scale", self.crop_scale is None or 0.05 <= self.crop_scale <= 1, "from 0.05 to 1"),
             ("color_jitter", 0 <= self.color_jitter <= 1, "from 0 to 1"),
             ("workers", self.workers is None or 0 <= self.workers <= 64, "from 0 to 64"),
             ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
@@ -73,9 +79,13 @@ class TrainConfig:
                                   fix=f"Use {expected}.")
         if self.model is not None and not isinstance(self.model, str):
             raise ConfigError(f"Training option model={self.model!r} is not a name.", fix="Use e.g. mobilenet_v3_small.")
-        if self.pretrained and self.from_model:
+        if self.pretrained == "imagenet" and self.from_model:
             raise ConfigError("Both --pretrained and --from were given.",
                               fix="Use --from to continue an earlier model, or --pretrained to start from ImageNet.")
+
+    def filled(self) -> "TrainConfig":
+        """This config with ENGINE_FALLBACKS in place of every option left unresolved (None)."""
+        return dataclasses.replace(self, **{k: v for k, v in ENGINE_FALLBACKS.items() if getattr(self, k) is None})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -52,15 +52,22 @@ class TrainingBar:
         elif kind == "epoch":
             target = min(event["elapsed_s"], self.budget_s) if self.budget_s else event["epoch"]
             self.bar.update(round(target) - self.bar.n)
-            self.bar.set_postfix(epoch=event["epoch"], loss=f"{event['train_loss']:.3f}",
-                                 val_acc=f"{event['val_accuracy']:.3f}", refresh=True)
+            self.bar.set_postfix({"epoch": event["epoch"], "loss": f"{event['train_loss']:.3f}",
+                                  f"val_{event.get('metric', 'metric')}": f"{event.get('val_metric', 0.0):.3f}"},
+                                 refresh=True)
         elif kind in ("finished", "stopped"):
             self.bar.close()
             if kind == "finished":
                 print(f"stopped by {event['reason']}; best epoch {event['best_epoch']} "
-                      f"(val accuracy {event['best_val_accuracy']:.4f})", file=sys.stderr)
+                      f"(val {_metric_words(event.get('metric'))} {event.get('best_val_metric', 0.0):.4f})", file=sys.stderr)
         elif kind == "registered":
-            print(f"registered {event['model']}:v{event['version']} test accuracy {event['metrics']['accuracy']:.4f}",
-                  file=sys.stderr)
+            print(f"registered {event['model']}:v{event['version']} test {_metric_words(event.get('metric'))} "
+                  f"{event.get('score', 0.0):.4f}", file=sys.stderr)
         elif kind == "warning":
-            print(f"warning: {event['message']}", file=sys.stderr)
+            fix = f" Fix: {event['fix']}" if event.get("fix") else ""
+            print(f"warning: {event['message']}{fix}", file=sys.stderr)
+
+
+def _metric_words(metric: str | None) -> str:
+    """`map50` -> `mAP@0.5`, `accuracy` -> `accuracy`: the metric's name as people write it."""
+    return {"map50": "mAP@0.5", "map": "mAP@0.5:0.95"}.get(metric or "", metric or "score")

@@ -1,4 +1,5 @@
-"""Data that ships offline: scikit-learn's digits as images, and a seeded synthetic shape generator."""
+"""Data that ships offline: scikit-learn's digits as images, seeded views of scikit-image's sample photos, and a
+seeded synthetic shape generator."""
 
 from __future__ import annotations
 
@@ -82,4 +83,38 @@ def write_shapes(dest: Path, *, classes: int = 3, per_class: int = 30, size: int
         (dest / "txfl-result.json").write_text(json.dumps({"categories": cats}))
     elif layout == "csv":
         (dest / "labels.csv").write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows))
+    return dest
+
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "grass",
+          "gravel", "brick")  # bundled with scikit-image (no download); the last three are grey textures
+
+
+def photo_crop(photo: Image.Image, rng: random.Random, size: int) -> Image.Image:
+    """A random view of `photo`: 15-50 % of its short side, turned up to 15 degrees, colours jittered, at times grey."""
+    w, h = photo.size
+    side = rng.uniform(0.15, 0.5) * min(w, h)
+    cx, cy = rng.uniform(side / 2, w - side / 2), rng.uniform(side / 2, h - side / 2)
+    view = photo.rotate(rng.uniform(-15, 15), center=(cx, cy), resample=Image.Resampling.BILINEAR)
+    view = view.crop((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)).resize((size, size), Image.Resampling.BILINEAR)
+    arr = np.asarray(view, np.float32)
+    arr = (arr - arr.mean()) * rng.uniform(0.6, 1.4) + arr.mean() * rng.uniform(0.6, 1.4)
+    arr = arr * np.array([rng.uniform(0.85, 1.15) for _ in range(3)], np.float32)
+    if rng.random() < 0.1:
+        arr = np.repeat(arr.mean(axis=2, keepdims=True), 3, axis=2)
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def write_photos(dest: Path, *, per_class: int = 120, size: int = 192, seed: int = 0) -> Path:
+    """Photo-like classification data that ships offline: seeded random views of scikit-image's sample photos,
+    one class (folder) per photo. Real photographic texture and colour, unlike the shape generator."""
+    from skimage import data
+
+    rng = random.Random(seed)
+    for name in PHOTOS:
+        pixels = getattr(data, name)()
+        photo = Image.fromarray(pixels if pixels.ndim == 3 else np.stack([pixels] * 3, axis=2)).convert("RGB")
+        (dest / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            photo_crop(photo, rng, size).save(dest / name / f"{name}_{i:04d}.jpg", quality=90)
     return dest

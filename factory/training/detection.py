@@ -82,7 +82,9 @@ def augment_batch(images: torch.Tensor, boxes: list[torch.Tensor], labels: list[
 
 class DetectionTrainer(Trainer):
     """The engine's loop (schedule, time budget, early stopping, checkpoints, resume, events) for a detector;
-    the tracked validation metric is mAP@0.5 (reported as `val_map50`, and `val_accuracy` for the shared views)."""
+    the tracked validation metric is mAP@0.5 (reported as `val_map50` and the shared `val_metric`)."""
+
+    metric = "map50"
 
     def __init__(self, cfg, model, train: DetectionTensors, val: DetectionTensors, preprocessing: dict, run_dir: Path,
                  classes: list[str], **kwargs):
@@ -122,7 +124,7 @@ class DetectionTrainer(Trainer):
                 break
         return total / max(count, 1)
 
-    def evaluate_accuracy(self) -> float:
+    def evaluate_metric(self) -> float:
         return evaluate_detector(self.model, self.val, self.spec, self.mean, self.std)["map50"]
 
 
@@ -156,8 +158,24 @@ def detection_preprocessing(size: int) -> dict:
             "color": "RGB", "layout": "NCHW", "scale": 1 / 255.0, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
-def rescale(detections: list[tuple], scale: float) -> list[tuple]:
-    return [(k, [v / scale for v in box], s) for k, box, s in detections]
+def detector_imagenet_available(arch: str) -> bool:
+    """Whether detector `arch` offers an ImageNet backbone and its weights are on this machine."""
+    from factory.tasks.classification import MODELS, imagenet_weights_available
+    from factory.tasks.detection import DETECTORS
+
+    return DETECTORS.get(arch).load_imagenet is not None and arch in MODELS.names() and imagenet_weights_available(arch)
+
+
+def load_detector_imagenet(model: torch.nn.Module, arch: str) -> dict:
+    """ImageNet weights into the detector's backbone (the FPN and head start fresh); never downloads."""
+    from factory.errors import UnsupportedSpecError
+    from factory.tasks.detection import DETECTORS
+
+    spec = DETECTORS.get(arch)
+    if spec.load_imagenet is None:
+        raise UnsupportedSpecError(f"Detector {arch!r} has no ImageNet backbone weights here.",
+                                   fix="Use --model efficientnet_lite0 for a pretrained backbone, or --pretrained none.")
+    return spec.load_imagenet(model.backbone)
 
 
 def train_detector(ws, catalog, run_id: str, resolved: dict, resume: bool, sink, stop) -> dict:
@@ -167,6 +185,7 @@ def train_detector(ws, catalog, run_id: str, resolved: dict, resume: bool, sink,
     from factory.models import register_model_version
     from factory.tasks.detection import build_detector
     from factory.training.engine import recalibrate_batchnorm
+    from factory.training.run import registered
 
     ds = dataset_row_for(catalog, resolved["dataset"])
     root, train_entries = split_entries(ws, ds, "train")
@@ -179,6 +198,8 @@ def train_detector(ws, catalog, run_id: str, resolved: dict, resume: bool, sink,
     sink({"type": "stage", "stage": "load data", "images": len(train_entries) + len(val_entries)})
     train, val = DetectionTensors(root, train_entries, classes, size), DetectionTensors(root, val_entries, classes, size)
     model = build_detector(resolved["model"], len(classes))
+    if resolved.get("pretrained") == "imagenet":
+        sink({"type": "init", "source": "imagenet", "loaded_tensors": load_detector_imagenet(model, resolved["model"])["loaded"]})
     cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
     pre = detection_preprocessing(size)
     trainer = DetectionTrainer(cfg, model, train, val, pre, ws.run_dir(run_id), classes, on_event=sink, stop=stop)
@@ -195,6 +216,7 @@ def train_detector(ws, catalog, run_id: str, resolved: dict, resume: bool, sink,
                "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1), "split": "test" if test_entries else "val"}
     row = register_model_version(ws, catalog, name=resolved["name"], arch=resolved["model"], classes=classes, img_size=size,
                                  state_dict=model.state_dict(), dataset=resolved["dataset"], run_id=run_id, metrics=metrics,
-                                 extra={"history": state.history}, task="detection", preprocessing=pre, postprocessing=spec)
-    sink({"type": "registered", "model": row["name"], "version": row["version"], "metrics": metrics})
-    return {"model": row["name"], "version": row["version"], "run": run_id, "metrics": metrics}
+                                 extra={"history": state.history, "pretrained": resolved.get("pretrained"),
+                                        "training_warnings": trainer.diagnose()},
+                                 task="detection", preprocessing=pre, postprocessing=spec)
+    return registered(row, run_id, metrics, trainer.diagnose(), "map50", sink)

@@ -28,6 +28,7 @@ Event = dict[str, Any]
 DEFAULT_EPOCHS = 30
 DISTILL_T, DISTILL_ALPHA = 4.0, 0.7  # Hinton et al.'s soft targets: temperature and weight
 BUDGET_EPOCH_CAP = 10_000
+BN_CALIBRATION_IMAGES = 256  # images per BN re-estimation before each validation (benchmarks/bn_validation.py)
 
 
 class StopRequested(Exception):
@@ -69,12 +70,19 @@ def lr_factor(step: int, warmup_steps: int, progress: float) -> float:
 
 
 class Trainer:
-    """Trains one model on one dataset version; `fit()` returns the best state dict and history."""
+    """Trains one model on one dataset version; `fit()` returns the best state dict and history.
+
+    `metric` names the validation metric that early stopping and checkpoint selection watch (higher is better).
+    """
+
+    metric = "accuracy"
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train: ImageTensors, val: ImageTensors,
                  preprocessing: dict, run_dir: Path, *, on_event: Callable[[Event], None] | None = None,
-                 stop: threading.Event | None = None, teacher: nn.Module | None = None):
+                 stop: threading.Event | None = None, teacher: nn.Module | None = None, calibrate_bn: bool = True):
+        cfg = cfg.filled()
         self.cfg, self.train, self.val, self.run_dir = cfg, train, val, run_dir
+        self.calibrate_bn = calibrate_bn
         self.device = pick_device(cfg.device)
         self.model = model.to(self.device)
         # knowledge distillation (e.g. a pruned model learning from its unpruned parent)
@@ -93,6 +101,7 @@ class Trainer:
         self.max_epochs = cfg.epochs or (BUDGET_EPOCH_CAP if cfg.time_budget_min else DEFAULT_EPOCHS)
         self.budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
         self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
+        self._calibration: torch.Tensor | None = None
 
     # -- checkpoints --------------------------------------------------------------------------
     @property
@@ -131,24 +140,65 @@ class Trainer:
         while self.state.epoch < self.max_epochs and patience_left > 0 and not self.budget_spent():
             start = time.perf_counter()
             loss = self.train_epoch(generator, start)
-            metrics = {"val_accuracy": self.evaluate_accuracy()}
+            if self.calibrate_bn:
+                self.calibrate_batchnorm()  # validate (and keep as best) weights whose BN statistics match them
+            value = self.evaluate_metric()
             self.state.epoch += 1
             self.state.elapsed_s += time.perf_counter() - start
-            improved = metrics["val_accuracy"] > self.state.best_metric
-            if improved:
-                self.state.best_metric, self.state.best_epoch = metrics["val_accuracy"], self.state.epoch
+            if value > self.state.best_metric:
+                self.state.best_metric, self.state.best_epoch = value, self.state.epoch
                 atomic_torch_save(self.model.state_dict(), self.best_path)
             patience_left = self.cfg.patience - (self.state.epoch - self.state.best_epoch)
-            record = {"epoch": self.state.epoch, "train_loss": loss, **metrics,
-                      "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.state.elapsed_s, 2)}
+            record = {"epoch": self.state.epoch, "train_loss": loss, f"val_{self.metric}": value, "val_metric": value,
+                      "metric": self.metric, "lr": self.optimizer.param_groups[0]["lr"],
+                      "elapsed_s": round(self.state.elapsed_s, 2)}
             self.state.history.append(record)
             self.save_checkpoint(generator)
             self.on_event({"type": "epoch", **record, "epochs": self.max_epochs, "best_epoch": self.state.best_epoch,
                            "eta_s": self.eta_s()})
         reason = ("time budget" if self.budget_spent() else "early stopping" if patience_left <= 0 else "epochs")
-        self.on_event({"type": "finished", "reason": reason, "best_epoch": self.state.best_epoch,
-                       "best_val_accuracy": self.state.best_metric})
+        self.on_event({"type": "finished", "reason": reason, "best_epoch": self.state.best_epoch, "metric": self.metric,
+                       "best_val_metric": self.state.best_metric, f"best_val_{self.metric}": self.state.best_metric})
+        for warning in self.diagnose():
+            self.on_event({"type": "warning", **warning})
         return self.state
+
+    def calibrate_batchnorm(self) -> None:
+        """Re-estimate BN running statistics on a fixed sample of training images before each validation.
+
+        With BN momentum 0.01 (MobileNetV3) the running statistics of a short run lag the weights by hundreds
+        of steps, and validation in eval mode then measures nothing (chance level while the loss falls). An
+        exact average over BN_CALIBRATION_IMAGES un-augmented images costs one forward pass over them.
+        """
+        if self._calibration is None:
+            order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.cfg.seed))
+            self._calibration = order[:BN_CALIBRATION_IMAGES].sort().values
+        recalibrate_batchnorm(self.model, self.train, {"mean": self.mean, "std": self.std},
+                              indices=self._calibration, amp=self.amp)
+
+    def chance_level(self) -> float:
+        """The validation metric a model that learnt nothing reaches (the largest class's share)."""
+        labels = getattr(self.val, "labels", None)
+        if not isinstance(labels, torch.Tensor) or not len(labels):
+            return 0.0
+        return float(torch.bincount(labels).max()) / len(labels)
+
+    def diagnose(self) -> list[dict]:
+        """An honest end of run: say when validation never rose above chance, or the first epoch stayed best."""
+        found, name = [], self.metric.replace("_", " ")
+        chance = self.chance_level()
+        if self.state.epoch and self.state.best_metric <= chance + 0.02:
+            found.append({"code": "VALIDATION_AT_CHANCE",
+                          "message": f"Validation {name} never rose above chance ({self.state.best_metric:.3f}; chance "
+                                     f"{chance:.3f}) in {self.state.epoch} epochs: the model learnt nothing it can use.",
+                          "fix": "Give it more time (--time-budget), check the labels with `edgefactory dataset inspect`, "
+                                 "or try --pretrained imagenet or a smaller --lr."})
+        elif self.state.best_epoch == 1 and self.state.epoch >= 5:
+            found.append({"code": "FIRST_EPOCH_BEST",
+                          "message": f"The first of {self.state.epoch} epochs stayed the best (validation {name} "
+                                     f"{self.state.best_metric:.3f}): later epochs did not improve on it.",
+                          "fix": "Try a smaller --lr, more data, or check that validation images look like training images."})
+        return found
 
     def budget_spent(self) -> bool:
         return self.budget_s is not None and self.state.elapsed_s >= self.budget_s
@@ -204,7 +254,7 @@ class Trainer:
         return float(loss.detach())
 
     @torch.no_grad()
-    def evaluate_accuracy(self) -> float:
+    def evaluate_metric(self) -> float:
         logits = predict_logits(self.model, self.val, self.mean, self.std, self.cfg.batch_size * 2, self.amp)
         return float((logits.argmax(1) == self.val.labels).float().mean()) if len(self.val) else 0.0
 
@@ -223,24 +273,34 @@ def predict_logits(model: nn.Module, data: ImageTensors, mean: torch.Tensor, std
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, data: ImageTensors, preprocessing: dict, batch_size: int = 128) -> int:
-    """Re-estimate BatchNorm running statistics as an exact average over `data` (no augmentation);
-    `data` is anything with uint8 `images` [N, 3, H, W] (classification or detection tensors).
+def recalibrate_batchnorm(model: nn.Module, data: Any, preprocessing: dict, batch_size: int = 128, *,
+                          indices: torch.Tensor | None = None, amp: bool = False) -> int:
+    """Re-estimate BatchNorm running statistics as an exact average over `data` (no augmentation), or over
+    the images at `indices`; `data` is anything indexable whose items start with a uint8 [3, H, W] image and
+    may hold them all in `images` [N, 3, H, W] (classification or detection tensors). `preprocessing` holds
+    `mean` and `std` (lists or tensors). Runs on the model's device; leaves the model in eval mode.
 
     After pruning and a short fine-tune the running statistics lag behind the weights, most of all
     in architectures with a slow BN momentum (MobileNetV3 uses 0.01); this is cheap and exact.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
     saved = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average = exact mean over the batches seen
-    mean = torch.tensor(preprocessing["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(preprocessing["std"]).view(1, 3, 1, 1)
+    device = next(model.parameters()).device
+    mean = torch.as_tensor(preprocessing["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(device)
+    std = torch.as_tensor(preprocessing["std"], dtype=torch.float32).view(1, 3, 1, 1).to(device)
+    order = indices if indices is not None else torch.arange(len(data))
+    images = getattr(data, "images", None)
     model.train()
-    with torch.no_grad():
-        for first in range(0, len(data.images), batch_size):
-            model(normalize(data.images[first:first + batch_size], mean, std))
+    for first in range(0, len(order), batch_size):
+        idx = order[first:first + batch_size]
+        batch = images[idx] if images is not None else torch.stack([data[int(i)][0] for i in idx])
+        with torch.autocast(device.type, enabled=amp):
+            model(normalize(batch.to(device), mean, std))
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     model.eval()

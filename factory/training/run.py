@@ -4,10 +4,12 @@ evaluate on the test split, register the model version. Resumable after a crash 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -18,7 +20,8 @@ from factory.datasets.importer import validate_name
 from factory.errors import UnsupportedSpecError, ConfigError, FactoryError, TrainingError
 from factory.evaluation import dataset_row_for, evaluate_split, split_entries, write_eval_report
 from factory.models import load_model, register_model_version, resolve_model
-from factory.tasks.classification import MODELS, build_model, load_matching, load_pretrained, preprocessing_spec
+from factory.tasks.classification import MODELS, build_model, imagenet_weights_available, load_matching, load_pretrained, preprocessing_spec
+from factory.training import defaults
 from factory.training.data import ImageTensors
 from factory.training.engine import Event, StopRequested, Trainer, recalibrate_batchnorm
 from factory.workspace import Workspace, atomic_write_json
@@ -31,11 +34,14 @@ def new_run_id() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-def resolve_config(catalog: Catalog, cfg: TrainConfig) -> dict:
-    """Fill defaults that depend on the data and architecture; the result is saved before work starts."""
+def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
+    """Fill the options the user left out from the data and architecture, each with its reason under "why";
+    the result is saved before work starts."""
     ds = dataset_row_for(catalog, cfg.dataset)
-    if ds["task"] == "detection":
-        return _resolve_detection(ds, cfg)
+    resolver = RESOLVERS.get(ds["task"])
+    if resolver is None:
+        raise UnsupportedSpecError(f"Datasets of task {ds['task']!r} cannot be trained yet.",
+                                   fix=f"Train a dataset of one of: {', '.join(RESOLVERS)}.")
     arch = cfg.model or DEFAULT_ARCH
     if cfg.from_model:
         parent = resolve_model(catalog, cfg.from_model)
@@ -43,28 +49,57 @@ def resolve_config(catalog: Catalog, cfg: TrainConfig) -> dict:
             raise ConfigError(f"--from {cfg.from_model} is a {parent['arch']}, but --model {cfg.model} was asked for.",
                               fix="Leave out --model when continuing from an earlier version.")
         arch = parent["arch"]
-    spec = MODELS.get(arch)
-    img_size = cfg.img_size or spec.default_img_size
+    res = defaults.Resolution(cfg.to_dict())
+    extra = resolver(ws, ds, arch, res)
+    defaults.resolve_schedule(res)
     name = validate_name(cfg.name or f"{ds['name']}-{arch}".replace("_", "-"))
-    return {**cfg.to_dict(), "model": arch, "dataset": f"{ds['name']}:v{ds['version']}", "img_size": img_size, "name": name,
-            "classes": ds["classes"], "torch_version": torch.__version__}
+    return {**cfg.to_dict(), **res.values, "model": arch, "dataset": f"{ds['name']}:v{ds['version']}", "name": name,
+            "classes": ds["classes"], **extra, "why": res.why, "torch_version": torch.__version__}
 
 
-def _resolve_detection(ds: dict, cfg: TrainConfig) -> dict:
+def _train_split(ws: Workspace, ds: dict) -> tuple[Path, list[dict]]:
+    return split_entries(ws, ds, "train")
+
+
+def _resolve_classification(ws: Workspace, ds: dict, arch: str, res: defaults.Resolution) -> dict:
+    spec = MODELS.get(arch)
+    root, entries = _train_split(ws, ds)
+    stats = ds["stats"]
+    side = math.sqrt((stats.get("width") or {}).get("median", spec.default_img_size) *
+                     (stats.get("height") or {}).get("median", spec.default_img_size))
+    defaults.resolve_common(res, n_train=len(entries), image_side=side, default_size=spec.default_img_size,
+                            weights_available=imagenet_weights_available(arch), size_floor=16)
+    defaults.resolve_flip(res, lambda: defaults.class_samples(root, entries))
+    defaults.resolve_crop(res, side)
+    return {}
+
+
+def _resolve_detection(ws: Workspace, ds: dict, arch: str, res: defaults.Resolution) -> dict:
     from factory.tasks.detection import DETECTORS
+    from factory.training.detection import detector_imagenet_available
 
-    if cfg.from_model or cfg.pretrained:
-        raise UnsupportedSpecError("--from and --pretrained are not available for detectors yet.",
-                                   fix="Train the detector from scratch (leave them out).")
-    arch = cfg.model or DEFAULT_ARCH
+    if res.given.get("from_model"):
+        raise UnsupportedSpecError("--from is not available for detectors yet.",
+                                   fix="Train the detector from scratch or from ImageNet weights (leave --from out).")
     spec = DETECTORS.get(arch)
-    img_size = cfg.img_size or spec.default_img_size
+    root, entries = _train_split(ws, ds)
+    stats = ds["stats"]
+    side = max((stats.get("width") or {}).get("median", spec.default_img_size),
+               (stats.get("height") or {}).get("median", spec.default_img_size))
+    res.pick("img_size", lambda: defaults.detection_size(entries, side, spec.default_img_size))
+    defaults.resolve_common(res, n_train=len(entries), image_side=side, default_size=spec.default_img_size,
+                            weights_available=detector_imagenet_available(arch))
+    defaults.resolve_flip(res, lambda: defaults.object_samples(root, entries))
+    res.pick("crop_scale", lambda: (0.6, "unused by detectors (they zoom 0.6-1.4x instead)"))
+    img_size = res.values["img_size"]
     if img_size % 32:
         raise ConfigError(f"A detector's input size must be a multiple of 32 (strides 8, 16, 32); got {img_size}.",
                           fix=f"Use --img-size {max(32, round(img_size / 32) * 32)}.")
-    name = validate_name(cfg.name or f"{ds['name']}-{arch}".replace("_", "-"))
-    return {**cfg.to_dict(), "model": arch, "dataset": f"{ds['name']}:v{ds['version']}", "img_size": img_size, "name": name,
-            "classes": ds["classes"], "task": "detection", "torch_version": torch.__version__}
+    return {"task": "detection"}
+
+
+RESOLVERS: dict[str, Callable[[Workspace, dict, str, defaults.Resolution], dict]] = {
+    "classification": _resolve_classification, "detection": _resolve_detection}
 
 
 def _log_writer(ws: Workspace, catalog: Catalog, run_id: str, sink: EventSink | None) -> EventSink:
@@ -84,9 +119,19 @@ def _log_writer(ws: Workspace, catalog: Catalog, run_id: str, sink: EventSink | 
                 fields["history"] = [*(run["history"] if run else []), {k: v for k, v in event.items() if k != "run"}]
             catalog.update_run(run_id, **fields)
         if sink:
-            sink(event)
+            _deliver(sink, event, log_path)
 
     return on_event
+
+
+def _deliver(sink: EventSink, event: Event, log_path: Path) -> None:
+    """Hand an event to a consumer (progress bar, chat, SSE stream): its failure is logged, never the run's."""
+    try:
+        sink(event)
+    except Exception as exc:  # a consumer's bug must not fail (or half-register) the run it watches
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps({"type": "consumer_error", "event": event.get("type"),
+                                 "error": f"{type(exc).__name__}: {exc}"}) + "\n")
 
 
 def _initial_model(ws: Workspace, catalog: Catalog, resolved: dict, sink: EventSink) -> torch.nn.Module:
@@ -105,7 +150,7 @@ def _initial_model(ws: Workspace, catalog: Catalog, resolved: dict, sink: EventS
 
 def start_run(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> str:
     """Create the run record and save its resolved config; returns the run id."""
-    resolved = resolve_config(catalog, cfg)
+    resolved = resolve_config(ws, catalog, cfg)
     run_id = new_run_id()
     ws.run_dir(run_id).mkdir(parents=True)
     atomic_write_json(ws.run_dir(run_id) / "config.json", resolved)
@@ -178,14 +223,21 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
                                  img_size=size, state_dict=model.state_dict(), dataset=resolved["dataset"],
                                  run_id=run_id, metrics=metrics,
                                  extra={"parent": resolved.get("from_model"), "pretrained": resolved.get("pretrained"),
-                                        "history": state.history})
+                                        "history": state.history, "training_warnings": trainer.diagnose()})
     try:  # the version is registered: a failed report must not fail the run (a resume would register it twice)
         write_eval_report(ws, row, metrics["split"], test, root, classes)
     except Exception as exc:
         sink({"type": "warning", "message": f"evaluation report not written ({type(exc).__name__}: {exc}); "
                                             f"run `edgefactory eval {row['name']}:v{row['version']}` to make it"})
-    sink({"type": "registered", "model": row["name"], "version": row["version"], "metrics": metrics})
-    return {"model": row["name"], "version": row["version"], "run": run_id, "metrics": metrics}
+    return registered(row, run_id, metrics, trainer.diagnose(), "accuracy", sink)
+
+
+def registered(row: dict, run_id: str, metrics: dict, warnings: list[dict], headline: str, sink: EventSink) -> dict:
+    """The end of every task's run: one `registered` event (with the headline test metric) and the result,
+    which carries the end-of-run warnings (validation at chance, first epoch best) for every front end."""
+    sink({"type": "registered", "model": row["name"], "version": row["version"], "metrics": metrics,
+          "metric": headline, "score": metrics[headline], "warnings": warnings})
+    return {"model": row["name"], "version": row["version"], "run": run_id, "metrics": metrics, "warnings": warnings}
 
 
 def pid_alive(pid: int | None) -> bool:
