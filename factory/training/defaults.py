@@ -21,7 +21,6 @@ MIRROR_SAMPLE_PER_CLASS = 40  # images (or objects) per class looked at to decid
 MIRROR_SIDE = 24
 MIRROR_THRESHOLD = 0.9  # class means that change this much under a flip, relative to how classes differ,
 MIRROR_SIGNIFICANCE = 2.0  # and clearly more than the sampling noise of a mean: orientation matters
-PRETRAINED_MIN_SIZE = 96  # ImageNet features need a few stride-32 cells: upscale tiny images this far
 PRETRAINED_MAX_TRAIN_IMAGES = 20_000  # beyond this, training from scratch has data enough to catch up
 BUDGET_PATIENCE = 10_000  # with a time budget the schedule anneals over the whole budget: no early stop
 EPOCH_PATIENCE = 15
@@ -107,7 +106,7 @@ class Resolution:
 
 
 def resolve_common(res: Resolution, *, n_train: int, image_side: float, default_size: int, weights_available: bool,
-                   size_floor: int = 32) -> None:
+                   min_size: int = 32) -> None:
     """Pretrained start, input size, batch size and learning rate: the rules every task shares."""
     has_parent = bool(res.given.get("from_model"))
 
@@ -124,13 +123,13 @@ def resolve_common(res: Resolution, *, n_train: int, image_side: float, default_
 
     def size() -> tuple[object, str]:
         side = _round32(image_side)
-        if start == "imagenet" and side < PRETRAINED_MIN_SIZE:
-            return (min(PRETRAINED_MIN_SIZE, default_size),
-                    f"median image side {image_side:g} px, upscaled to {PRETRAINED_MIN_SIZE} px for ImageNet features")
+        if side < min_size:
+            return min_size, (f"median image side {image_side:g} px, upscaled to {min_size} px, the smallest this "
+                              "architecture trains well at")
         if side >= default_size:
             return default_size, f"median image side {image_side:g} px; the architecture's default {default_size} px"
-        return max(side, size_floor), (f"median image side {image_side:g} px: not upscaled to the architecture's "
-                                       f"{default_size} px (it would cost time and add no detail)")
+        return side, (f"median image side {image_side:g} px: not upscaled to the architecture's {default_size} px "
+                      "(it would cost time, here and on the device, and add no detail)")
 
     res.pick("img_size", size)
     batch = res.pick("batch_size", lambda: (batch_for(n_train),
@@ -138,8 +137,10 @@ def resolve_common(res: Resolution, *, n_train: int, image_side: float, default_
                                             "steps an epoch"))
 
     def lr() -> tuple[object, str]:
-        if start == "imagenet" or has_parent:
-            return 5e-4, "fine-tuning from trained weights: a smaller step keeps what they know"
+        if has_parent:
+            return 5e-4, "continuing from an earlier version: a smaller step keeps what it knows"
+        # an ImageNet start takes the same step: the warm-up epoch protects its features, and a smaller step
+        # (5e-4) was no better on photos and far worse on digits (0.88 against 0.98, benchmarks/defaults_quality.py)
         value = round(2e-3 * math.sqrt(batch / 64), 5)
         return value, f"AdamW 2e-3 at batch 64, scaled by the square root of batch {batch}"
 

@@ -68,7 +68,8 @@ def _resolve_classification(ws: Workspace, ds: dict, arch: str, res: defaults.Re
     side = math.sqrt((stats.get("width") or {}).get("median", spec.default_img_size) *
                      (stats.get("height") or {}).get("median", spec.default_img_size))
     defaults.resolve_common(res, n_train=len(entries), image_side=side, default_size=spec.default_img_size,
-                            weights_available=imagenet_weights_available(arch), size_floor=16)
+                            weights_available=imagenet_weights_available(arch),
+                            min_size=min(spec.min_img_size, spec.default_img_size))
     defaults.resolve_flip(res, lambda: defaults.class_samples(root, entries))
     defaults.resolve_crop(res, side)
     return {}
