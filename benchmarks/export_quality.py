@@ -42,13 +42,17 @@ def ensure_model(home: Path, ref: str | None) -> str:
     return f"{out['train']['model']}:v{out['train']['version']}"
 
 
-def artifact_latency(row: dict) -> float | None:
+def artifact_latency(row: dict) -> tuple[float | None, str | None]:
+    """(batch-1 median latency, the runtime that measured it); the latency is None for an artifact checked here only
+    with a stand-in runtime (a TensorRT graph with no engine, the phone page's graph): its speed is not the target's."""
     folder = Path(row["path"])
     meta = json.loads((folder / "metadata.json").read_text())
     if not meta["runnable_here"]:
-        return None
+        return None, None
+    if meta.get("proxy"):
+        return None, f"{meta['proxy']} (proxy; {meta['target']}'s own runtime not run here)"
     runner = TARGETS.get(meta["target"])().load(folder, meta, meta["device"])
-    return median_latency_ms(runner, np.zeros([1, *meta["input_shape"][1:]], np.float32))
+    return median_latency_ms(runner, np.zeros([1, *meta["input_shape"][1:]], np.float32)), meta["target"]
 
 
 def part1_targets(home: Path, ref: str) -> list[dict]:
@@ -63,19 +67,21 @@ def part1_targets(home: Path, ref: str) -> list[dict]:
                 rows.append({"target": name, "precision": precision, "error": f"{exc.code}: {exc.message[:160]}"})
                 print(f"{name:12s} {precision:5s} ERROR {exc.code}", flush=True)
                 continue
-            lat = artifact_latency(out)
+            lat, measured_with = artifact_latency(out)
             par = out["parity"]
             row = {"target": name, "precision": precision, "size_mb": out["size_mb"], "accuracy": out["accuracy"],
                    "reference_accuracy": out["reference_accuracy"], "drop_points": out["accuracy_drop_points"],
                    "max_abs_diff": par.get("max_abs_diff"), "top1_agreement": par.get("top1_agreement"),
-                   "parity_passed": par.get("passed"), "latency_ms": lat, "runnable_here": out["runnable_here"],
+                   "parity_passed": par.get("passed"), "latency_ms": lat, "measured_with": measured_with,
+                   "runnable_here": out["runnable_here"],
                    "strategy": out["compression"]["strategy"], "export_s": round(time.perf_counter() - t0, 1),
                    "notes": out["notes"]}
             rows.append(row)
             fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
             print(f"{name:12s} {precision:5s} {row['size_mb']:8.3f} MB  acc {fmt(row['accuracy'], '.4f')} "
                   f"(drop {fmt(row['drop_points'], '+.2f')})  |diff| {fmt(row['max_abs_diff'], '.1e')}  "
-                  f"agree {fmt(row['top1_agreement'], '.3f')}  {fmt(lat, '.3f')} ms", flush=True)
+                  f"agree {fmt(row['top1_agreement'], '.3f')}  {fmt(lat, '.3f')} ms"
+                  + (f"  (checked with {measured_with}: no speed)" if lat is None and measured_with else ""), flush=True)
     return rows
 
 

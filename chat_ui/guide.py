@@ -53,6 +53,7 @@ class State:
     size_mb: float | None = None
     max_drop: float = 1.0
     recipe: dict | None = None
+    hflip: float | None = None  # the user's word on mirrored training copies; None: the resolver decides
     run_id: str | None = None
     model: str | None = None
     evaluation: dict | None = None
@@ -199,12 +200,23 @@ class Guide:
                                 task=state.task or "classification")
         if p.model:
             recipe.update(model=p.model, reason=recipe["reason"] + f" You asked for {p.model}.")
-        if p.img_size:
-            recipe.update(img_size=p.img_size, reason=recipe["reason"] + f" You asked for {p.img_size} px.")
         if p.minutes:
             recipe["time_budget_min"] = p.minutes
         if p.epochs:
             recipe["epochs"] = p.epochs
+        # the rest (input size, batch, learning rate, flips, pretrained start) comes from the factory's own
+        # resolver, the one the CLI, the API and the demo use, with its reasons
+        if p.hflip is not None:
+            state.hflip = p.hflip
+        asked = {"dataset": state.dataset, "model": recipe["model"], "img_size": p.img_size, "hflip": state.hflip,
+                 "time_budget_min": recipe.get("time_budget_min"), "epochs": recipe.get("epochs")}
+        resolved = self._call("resolve_training", options={k: v for k, v in asked.items() if v is not None})
+        recipe.update(img_size=resolved["img_size"], hflip=resolved["hflip"],
+                      reason=recipe["reason"] + " " + defaults_sentence(resolved) +
+                      (" Say *flips on* or *flips off* if mirrored pictures are (or are not) still valid examples."
+                       if state.hflip is None else ""))
+        if p.img_size:
+            recipe["reason"] += f" You asked for {p.img_size} px."
         impossible = impossible_budget(state, recipe)
         if impossible:
             return Reply(impossible)
@@ -215,7 +227,7 @@ class Guide:
         budget += [f"under {state.size_mb:g} MB"] if state.size_mb else []
         limit = (f"{recipe['time_budget_min']:g} minutes" if recipe.get("time_budget_min") else "") + \
             (f"{', ' if recipe.get('time_budget_min') else ''}{recipe['epochs']} epochs" if recipe.get("epochs") else "")
-        args = {"dataset": state.dataset, "model": recipe["model"], "img_size": recipe["img_size"],
+        args = {"dataset": state.dataset, "model": recipe["model"], "img_size": recipe["img_size"], "hflip": recipe["hflip"],
                 "time_budget_min": recipe.get("time_budget_min"), "epochs": recipe.get("epochs")}
         return self._ask(state, "start_training", args, "then_training",
                          f"For **{devices}** ({'; '.join(budget)}) I propose **{recipe['model']}** at **{recipe['img_size']} px**, "
@@ -276,6 +288,7 @@ class Guide:
         if state.recipe and state.dataset:
             state.pending = {"tool": "start_training", "then": "then_training", "summary": "Train again.",
                              "args": {"dataset": state.dataset, "model": state.recipe["model"], "img_size": state.recipe["img_size"],
+                                      "hflip": state.recipe.get("hflip"),
                                       "time_budget_min": state.recipe.get("time_budget_min"), "epochs": state.recipe.get("epochs")}}
             return True
         return False
@@ -437,21 +450,28 @@ def metric_name(task: str | None) -> str:
 
 def propose_recipe(stats: dict, devices: list[DeviceProfile], latency_ms: float | None, size_mb: float | None,
                    task: str = "classification") -> dict:
-    """Model, input size and time budget from the data and the slowest device, with the reason."""
+    """Model and time budget from the data and the slowest device, with the reason (the input size and the other
+    training options come from the factory's resolver: see `defaults_sentence`)."""
     if task == "detection":
         return propose_detector(stats, devices, latency_ms)
-    side = int(min((stats.get("width") or {}).get("median", 96), (stats.get("height") or {}).get("median", 96)))
-    img = 32 if side <= 40 else 64 if side <= 80 else 96 if side <= 128 else 160
     slowest = min(devices, key=lambda d: d.fp32_gflops) if devices else None
     small = slowest is None or slowest.fp32_gflops < 100 or (latency_ms is not None and latency_ms < 20) or \
         (size_mb is not None and size_mb < 8)
     model = "mobilenet_v3_small" if small else "mobilenet_v3_large"
     n = stats.get("num_images") or 0
     minutes = 2.0 if n < 300 else 4.0 if n < 3000 else 10.0
-    why = (f"images are about {side} px, so {img} px keeps their detail without wasted compute; "
-           + (f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS, so " if slowest else "")
+    why = ((f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS, so " if slowest else "")
            + f"{model} fits{' the latency budget' if latency_ms else ''}; {n} images train in about {minutes:g} minutes here.")
-    return {"model": model, "img_size": img, "time_budget_min": minutes, "epochs": None, "reason": why}
+    return {"model": model, "time_budget_min": minutes, "epochs": None, "reason": why}
+
+
+def defaults_sentence(resolved: dict) -> str:
+    """The resolver's choices a person cares about, in words (its reasons, from the run's `why`)."""
+    why = {k: "as you asked" if v == "given" else v for k, v in resolved.get("why", {}).items()}
+    flips = "no mirrored copies" if not resolved.get("hflip") else "mirrored copies"
+    start = "ImageNet weights" if resolved.get("pretrained") == "imagenet" else "scratch"
+    return (f"Input {resolved['img_size']} px ({why.get('img_size', 'given')}); training starts from {start} "
+            f"({why.get('pretrained', 'given')}) with {flips} ({why.get('hflip', 'given')}).")
 
 
 def propose_detector(stats: dict, devices: list[DeviceProfile], latency_ms: float | None) -> dict:
@@ -459,7 +479,6 @@ def propose_detector(stats: dict, devices: list[DeviceProfile], latency_ms: floa
     side = int(max((stats.get("width") or {}).get("median", 320), (stats.get("height") or {}).get("median", 320)))
     sizes = stats.get("boxes_by_size") or {}
     small_share = sizes.get("small", 0) / max(1, sum(sizes.values()))
-    img = 320 if side >= 288 or small_share > 0.3 else max(128, -(-side // 32) * 32)
     slowest = min(devices, key=lambda d: d.fp32_gflops) if devices else None
     fast = slowest is not None and slowest.fp32_gflops >= 100 and (latency_ms is None or latency_ms >= 30)
     model = "mobilenet_v3_large" if fast else "mobilenet_v3_small"
@@ -467,10 +486,10 @@ def propose_detector(stats: dict, devices: list[DeviceProfile], latency_ms: floa
     minutes = 5.0 if n < 300 else 10.0 if n < 3000 else 20.0
     why = (f"an anchor-free FCOS detector on {model}: the images are about {side} px and "
            + (f"{small_share:.0%} of the boxes are small (under 32x32 px), so " if small_share else "")
-           + f"a {img} px letterbox keeps them visible; "
+           + "the letterbox size keeps them visible; "
            + (f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS; " if slowest else "")
            + f"{n} images with {stats.get('num_boxes', 0)} boxes train in about {minutes:g} minutes here.")
-    return {"model": model, "img_size": img, "time_budget_min": minutes, "epochs": None, "reason": why}
+    return {"model": model, "time_budget_min": minutes, "epochs": None, "reason": why}
 
 
 def impossible_budget(state: State, recipe: dict) -> str | None:

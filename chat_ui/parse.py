@@ -44,6 +44,7 @@ class Parsed:
     epochs: int | None = None
     model: str | None = None
     img_size: int | None = None
+    hflip: float | None = None  # "flips off" / "no mirroring" / "不要镜像": 0; "flips on" / "mirror": 0.5
     dataset: str | None = None
 
 
@@ -84,6 +85,9 @@ def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (
     p.epochs = int(float(m.group(1))) if m else None
     m = re.search(r"(\d{2,4})\s*(?:px|pixels?|像素)", low)
     p.img_size = int(m.group(1)) if m else None
+    p.hflip = _flips(low)
+    if p.hflip is not None:
+        p.intents -= {"confirm", "deny"}  # "no flips" / "不要镜像" change the recipe; they do not answer its question
     p.model = next((name for name in sorted(set(MODELS.names()) | set(DETECTORS.names()), key=len, reverse=True)
                     if re.search(rf"\b{re.escape(name)}\b|{re.escape(name.replace('_', ' '))}|{re.escape(name.replace('_', '-'))}", low)),
                    None)
@@ -92,6 +96,16 @@ def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (
     if p.latency_ms or p.size_mb or p.max_drop is not None:
         p.intents.discard("question")  # "under 30 ms?" is a budget, not a docs question
     return p
+
+
+def _flips(low: str) -> float | None:
+    """Whether the user turned mirrored training copies off (orientation matters: text, digits) or on."""
+    if re.search(r"(no|without|don'?t|do not|never)\s+(horizontal\s+)?(flip|mirror)|flips?\s*(off|=\s*0)|不要?(翻转|镜像)|"
+                 r"(翻转|镜像)\s*(关|关闭)|方向(很)?重要|orientation matters", low):
+        return 0.0
+    if re.search(r"(flips?|mirror(ing)?)\s*(on|yes)|(with|use)\s+(horizontal\s+)?(flips?|mirroring)|(打开|开启|要)(翻转|镜像)", low):
+        return 0.5
+    return None
 
 
 def find_devices(low: str, profiles: dict[str, DeviceProfile]) -> list[str]:

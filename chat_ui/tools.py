@@ -42,7 +42,8 @@ class DemoArgs(BaseModel):
 class TrainArgs(BaseModel):
     dataset: str
     model: str = Field(default="mobilenet_v3_small", description="registered architecture")
-    img_size: int = Field(default=96, ge=16, le=1024)
+    img_size: int | None = Field(default=None, ge=16, le=1024, description="input side; left out: from the data")
+    hflip: float | None = Field(default=None, ge=0, le=1, description="flip probability; left out: from the data")
     time_budget_min: float | None = Field(default=None, gt=0, description="stop after this many minutes")
     epochs: int | None = Field(default=None, ge=1)
     name: str | None = Field(default=None, description="model name (default <dataset>-<model>)")
@@ -61,6 +62,10 @@ class ExportArgs(BaseModel):
     target: str = Field(description="runtime: openvino, onnxruntime, tflite, executorch, ncnn, coreml, tensorrt, web")
     precision: str = Field(default="int8", description="fp32, fp16 or int8")
     max_drop: float = Field(default=1.0, ge=0, le=100, description="accuracy budget in points")
+
+
+class ResolveArgs(BaseModel):
+    options: dict = Field(description="training options as for start_training; those left out are resolved from the data")
 
 
 class DeployArgs(BaseModel):
@@ -109,6 +114,9 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
         (lambda path, name, task="auto": core_api.import_dataset(path, name, task=task, home=home), "import_dataset",
          "Import and validate an uploaded .zip or folder as a dataset version.", ImportArgs, True),
         (import_demo, "import_demo_data", "Import offline demo data: handwritten digits, or scenes with boxes for detection.", DemoArgs, True),
+        (lambda options: core_api.resolve_training(options, home=home), "resolve_training",
+         "The training options a run would use (input size, batch, lr, flips, pretrained start), each with its reason.",
+         ResolveArgs, False),
         (start_training, "start_training", "Start training in the background; returns the run id.", TrainArgs, True),
         (lambda run_id: core_api.run_status(run_id, home=home), "training_status", "Status and progress of a run.", RunRef, False),
         (stop_training, "stop_training", "Stop a running training job (keeps the last checkpoint).", RunRef, False),

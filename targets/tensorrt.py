@@ -95,6 +95,9 @@ class TensorRtTarget:
             notes.append(f"engine not built here: {reason}. The {'QDQ ' if request.precision == 'int8' else ''}ONNX "
                          f"graph was checked with onnxruntime instead. Build on the device: "
                          f"trtexec --onnx=model.onnx{flag} --saveEngine={ENGINE}")
+            if request.precision == "fp16":
+                notes.append("the file here is the FP32 ONNX graph: TensorRT makes FP16 only when it builds the engine, "
+                             "so its size and any speed measured here are FP32's")
             proxy = "onnxruntime"
         return ExportResult(files=files, tool_versions=versions, notes=notes, proxy=proxy)
 

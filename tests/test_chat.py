@@ -221,3 +221,20 @@ def test_the_detection_demo_data_imports_as_boxes(tmp_path: Path):
     assert out["task"] == "detection" and out["format"] == "voc" and out["num_images"] == 300
     assert out["stats"]["num_boxes"] > 300 and set(out["classes"]) == {"circle", "square", "triangle"}
     assert not list(Path(tempfile.gettempdir()).glob("edgefactory-demo-*/scenes"))  # the scratch copy is gone
+
+
+def test_the_recipe_uses_the_factorys_resolver_and_the_users_word_on_flips(assistant_home: Path):
+    """The chat proposes what `edgefactory train` would resolve (size, start, flips, each with its reason), and
+    "flips off" / "不要镜像" changes the recipe instead of answering its yes/no question."""
+    a = Assistant(assistant_home, base_url="http://127.0.0.1:9")
+    conv = "recipe"
+    a.chat(conv, "use dataset shapes")
+    r = a.chat(conv, "an Intel NUC, under 50 ms, use tiny_cls for 2 epochs")
+    resolved = core_api.resolve_training({"dataset": "shapes", "model": "tiny_cls", "epochs": 2}, home=assistant_home)
+    assert f"at **{resolved['img_size']} px**" in r.text and resolved["why"]["img_size"] in r.text
+    assert "with mirrored copies" in r.text and "flips off" in r.text  # symmetric shapes: flips on, and the question
+    r = a.chat(conv, "no flips please, orientation matters")
+    assert "with no mirrored copies (as you asked)" in r.text and "Shall I go ahead?" in r.text
+    assert a.load(conv)[0].pending["args"]["hflip"] == 0.0
+    assert parse("不要镜像", PROFILES).hflip == 0.0 and parse("flips on", PROFILES).hflip == 0.5
+    assert not parse("no flips", PROFILES).intents & {"deny", "confirm"}
