@@ -122,7 +122,7 @@ def cmd_train(a: argparse.Namespace) -> dict:
                  f"test accuracy {m['accuracy']:.4f}, macro F1 {m['f1_macro']:.4f}")
         print(f"model {out['model']}:v{out['version']} (run {out['run']}): {score}, "
               f"{m['epochs_run']} epochs in {m['train_time_s']} s")
-        for warning in out.get("warnings", []):
+        for warning in out.get("warnings", []) if a.quiet else []:  # the bar printed them already
             print(f"warning [{warning['code']}]: {warning['message']} Fix: {warning['fix']}")
     return out
 
