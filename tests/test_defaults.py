@@ -116,7 +116,7 @@ def test_end_of_run_says_when_validation_learnt_nothing(trained_home: Path, tmp_
     assert trainer.diagnose() == []
 
 
-def test_a_failing_event_consumer_never_fails_the_run(trained_home: Path):
+def test_a_failing_event_consumer_never_fails_the_run(trained_home: Path, tmp_path: Path):
     seen = []
 
     def broken(event: dict) -> None:
@@ -124,7 +124,7 @@ def test_a_failing_event_consumer_never_fails_the_run(trained_home: Path):
         if event["type"] in ("epoch", "registered"):
             raise KeyError("accuracy")  # the progress bar, reading a key detection events lack
 
-    home = trained_home
+    home = copy_home(trained_home, tmp_path / "ws")  # the shared workspace stays as other tests expect it
     out = api.train({"dataset": "shapes", "model": "tiny_cls", "epochs": 2, "name": "consumer"}, home=home,
                     on_event=broken)
     assert "registered" in seen and out["version"] >= 1
