@@ -227,9 +227,7 @@ class Guide:
         budget += [f"under {state.size_mb:g} MB"] if state.size_mb else []
         limit = (f"{recipe['time_budget_min']:g} minutes" if recipe.get("time_budget_min") else "") + \
             (f"{', ' if recipe.get('time_budget_min') else ''}{recipe['epochs']} epochs" if recipe.get("epochs") else "")
-        args = {"dataset": state.dataset, "model": recipe["model"], "img_size": recipe["img_size"], "hflip": recipe["hflip"],
-                "time_budget_min": recipe.get("time_budget_min"), "epochs": recipe.get("epochs")}
-        return self._ask(state, "start_training", args, "then_training",
+        return self._ask(state, "start_training", training_args(state), "then_training",
                          f"For **{devices}** ({'; '.join(budget)}) I propose **{recipe['model']}** at **{recipe['img_size']} px**, "
                          f"trained for {limit}.\n\n*Why:* {recipe['reason']}\n\nTargets after training: "
                          f"{', '.join(self.export_targets(state))}.")
@@ -287,9 +285,7 @@ class Guide:
     def _reask(self, state: State) -> bool:
         if state.recipe and state.dataset:
             state.pending = {"tool": "start_training", "then": "then_training", "summary": "Train again.",
-                             "args": {"dataset": state.dataset, "model": state.recipe["model"], "img_size": state.recipe["img_size"],
-                                      "hflip": state.recipe.get("hflip"),
-                                      "time_budget_min": state.recipe.get("time_budget_min"), "epochs": state.recipe.get("epochs")}}
+                             "args": training_args(state)}
             return True
         return False
 
@@ -463,6 +459,13 @@ def propose_recipe(stats: dict, devices: list[DeviceProfile], latency_ms: float 
     why = ((f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS, so " if slowest else "")
            + f"{model} fits{' the latency budget' if latency_ms else ''}; {n} images train in about {minutes:g} minutes here.")
     return {"model": model, "time_budget_min": minutes, "epochs": None, "reason": why}
+
+
+def training_args(state: State) -> dict:
+    """The start_training call for the confirmed recipe (first proposal and "train again" alike)."""
+    recipe = state.recipe
+    return {"dataset": state.dataset, "model": recipe["model"], "img_size": recipe["img_size"],
+            "hflip": recipe.get("hflip"), "time_budget_min": recipe.get("time_budget_min"), "epochs": recipe.get("epochs")}
 
 
 def defaults_sentence(resolved: dict) -> str:

@@ -214,9 +214,10 @@ def train_detector(ws, catalog, run_id: str, resolved: dict, resume: bool, sink,
     metrics = {"map": result["map"], "map50": result["map50"], "map75": result["map75"], "per_class": result["per_class"],
                "by_size": result["by_size"], "val_map50": state.best_metric, "best_epoch": state.best_epoch,
                "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1), "split": "test" if test_entries else "val"}
+    warnings = trainer.diagnose()
     row = register_model_version(ws, catalog, name=resolved["name"], arch=resolved["model"], classes=classes, img_size=size,
                                  state_dict=model.state_dict(), dataset=resolved["dataset"], run_id=run_id, metrics=metrics,
                                  extra={"history": state.history, "pretrained": resolved.get("pretrained"),
-                                        "training_warnings": trainer.diagnose()},
+                                        "training_warnings": warnings},
                                  task="detection", preprocessing=pre, postprocessing=spec)
-    return registered(row, run_id, metrics, trainer.diagnose(), "map50", sink)
+    return registered(row, run_id, metrics, warnings, "map50", sink)

@@ -57,13 +57,9 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
             "classes": ds["classes"], **extra, "why": res.why, "torch_version": torch.__version__}
 
 
-def _train_split(ws: Workspace, ds: dict) -> tuple[Path, list[dict]]:
-    return split_entries(ws, ds, "train")
-
-
 def _resolve_classification(ws: Workspace, ds: dict, arch: str, res: defaults.Resolution) -> dict:
     spec = MODELS.get(arch)
-    root, entries = _train_split(ws, ds)
+    root, entries = split_entries(ws, ds, "train")
     stats = ds["stats"]
     side = math.sqrt((stats.get("width") or {}).get("median", spec.default_img_size) *
                      (stats.get("height") or {}).get("median", spec.default_img_size))
@@ -83,7 +79,7 @@ def _resolve_detection(ws: Workspace, ds: dict, arch: str, res: defaults.Resolut
         raise UnsupportedSpecError("--from is not available for detectors yet.",
                                    fix="Train the detector from scratch or from ImageNet weights (leave --from out).")
     spec = DETECTORS.get(arch)
-    root, entries = _train_split(ws, ds)
+    root, entries = split_entries(ws, ds, "train")
     stats = ds["stats"]
     side = max((stats.get("width") or {}).get("median", spec.default_img_size),
                (stats.get("height") or {}).get("median", spec.default_img_size))
@@ -220,17 +216,18 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
                "recall_macro": test["recall_macro"], "val_accuracy": state.best_metric, "best_epoch": state.best_epoch,
                "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1),
                "split": "test" if test_entries else "val"}
+    warnings = trainer.diagnose()
     row = register_model_version(ws, catalog, name=resolved["name"], arch=resolved["model"], classes=classes,
                                  img_size=size, state_dict=model.state_dict(), dataset=resolved["dataset"],
                                  run_id=run_id, metrics=metrics,
                                  extra={"parent": resolved.get("from_model"), "pretrained": resolved.get("pretrained"),
-                                        "history": state.history, "training_warnings": trainer.diagnose()})
+                                        "history": state.history, "training_warnings": warnings})
     try:  # the version is registered: a failed report must not fail the run (a resume would register it twice)
         write_eval_report(ws, row, metrics["split"], test, root, classes)
     except Exception as exc:
         sink({"type": "warning", "message": f"evaluation report not written ({type(exc).__name__}: {exc}); "
                                             f"run `edgefactory eval {row['name']}:v{row['version']}` to make it"})
-    return registered(row, run_id, metrics, trainer.diagnose(), "accuracy", sink)
+    return registered(row, run_id, metrics, warnings, "accuracy", sink)
 
 
 def registered(row: dict, run_id: str, metrics: dict, warnings: list[dict], headline: str, sink: EventSink) -> dict:
