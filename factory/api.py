@@ -7,21 +7,22 @@ and raises a `FactoryError` subclass whose message says what went wrong and how 
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from factory.catalog import Catalog
 from factory.config import TrainConfig
 from factory.datasets import importer
 from factory.datasets.synthetic import write_digits
+from factory.datasets.splits import DatasetSplits
 from factory.errors import ConfigError, NotFoundError
-from factory.evaluation import dataset_row_for, evaluate_split, split_entries, write_eval_report
 from factory.jobs import JobManager
-from factory.registry import suggest
 from factory.models import delete_model_version, load_model, read_metadata, resolve_model
+from factory.refs import dataset_row_for
+from factory.registry import suggest
+from factory.tasks import DEFAULT_TASK, task_of
 from factory.training import run as runs
 from factory.training.engine import Event
 from factory.workspace import Workspace
@@ -41,7 +42,7 @@ def session(home: Home = None) -> Iterator[tuple[Workspace, Catalog]]:
 
 
 # -- datasets ------------------------------------------------------------------------------------
-def import_dataset(path: str | Path, name: str, *, task: str = "classification", fmt: str = "auto", seed: int = 0,
+def import_dataset(path: str | Path, name: str, *, task: str = DEFAULT_TASK, fmt: str = "auto", seed: int = 0,
                    home: Home = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Import a folder or .zip as a new version of dataset `name`.
 
@@ -55,16 +56,15 @@ def import_dataset(path: str | Path, name: str, *, task: str = "classification",
 
 
 def export_dataset(ref: str, dest: str | Path, *, fmt: str, home: Home = None) -> dict:
-    """Write detection dataset `NAME[:vN]` to the new folder `dest` as `fmt` (coco, yolo or voc), splits kept.
-    Raises: NotFoundError, ConfigError (not a detection dataset, unknown format, `dest` not empty)."""
-    from factory.datasets.detection import export_detection
-
+    """Write dataset `NAME[:vN]` to the new folder `dest` as `fmt`, one of its task's export formats (detection:
+    coco, yolo or voc), splits kept.
+    Raises: NotFoundError, ConfigError (a task without export formats, an unknown format, `dest` not empty)."""
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise ConfigError(f"{dest} is not empty.", fix="Give a new or empty folder.")
     with session(home) as (ws, catalog):
         row = dataset_row_for(catalog, ref)
-        export_detection(ws, row, fmt, dest)
+        task_of(row).export_dataset(ws, row, fmt, dest)
     return {"dataset": f"{row['name']}:v{row['version']}", "format": fmt, "path": str(dest)}
 
 
@@ -167,32 +167,21 @@ def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home:
              save_predictions: str | Path | None = None) -> dict:
     """Evaluate model `NAME[:vN]` on a split of its dataset (or of `dataset`).
 
-    Returns: {model, version, split, metrics (accuracy, macro P/R/F1, per_class), confusion_matrix,
-    worst (misclassified images), files (metrics JSON, confusion PNG, worst-images PNG)}.
+    Returns: {model, version, dataset, split, task, metrics, ...} plus what the task adds (classification:
+    confusion_matrix, worst misclassified images, files (metrics JSON, confusion PNG, worst-images PNG); detection:
+    images, predictions, predictions_file with `save_predictions`, a COCO results list).
+    Raises: NotFoundError, ConfigError (unknown split, an option the task does not offer), DatasetError (empty split).
     """
     if split not in ("train", "val", "test"):
         raise ConfigError(f"Unknown split {split!r}.", fix="Use train, val or test.")
     with session(home) as (ws, catalog):
         row = resolve_model(catalog, ref)
         model, meta = load_model(ws, row)
-        ds = dataset_row_for(catalog, dataset or meta["dataset"])
-        root, entries = split_entries(ws, ds, split)
-        if meta.get("task") == "detection":
-            from factory.evaluation import evaluate_detection_split
-
-            out = evaluate_detection_split(model, meta, root, entries, save_predictions)
-            return {"model": row["name"], "version": row["version"], "dataset": f"{ds['name']}:v{ds['version']}",
-                    "split": split, "task": "detection", **out}
-        if save_predictions:
-            raise ConfigError("--save-predictions writes COCO detection results; this is a classification model.",
-                              fix="Leave it out; `eval --json` prints the classification metrics.")
-        result = evaluate_split(model, meta, root, entries)
-        files = write_eval_report(ws, row, split, result, root, meta["classes"])
-    cm = result.pop("confusion_matrix")
-    worst = result.pop("worst")
-    return {"model": row["name"], "version": row["version"], "dataset": f"{ds['name']}:v{ds['version']}",
-            "split": split, "metrics": result, "confusion_matrix": {"classes": meta["classes"], "matrix": cm},
-            "worst": worst, "files": files}
+        data = DatasetSplits.open(ws, dataset_row_for(catalog, dataset or meta["dataset"]))
+        task = task_of(meta)
+        out = task.evaluation(ws, row, model, meta, data.root, data.entries(split), split, save_predictions)
+    return {"model": row["name"], "version": row["version"], "dataset": data.ref, "split": split, "task": task.name,
+            **out}
 
 
 def list_models(*, home: Home = None) -> list[dict]:
@@ -229,8 +218,3 @@ def demo(*, home: Home = None, model: str = "mobilenet_v3_small", time_budget_mi
     trained = train(cfg, home=home, on_event=on_event)
     evaluated = evaluate(f"{trained['model']}:v{trained['version']}", home=home)
     return {"dataset": imported, "train": trained, "eval": evaluated}
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, default=str, sort_keys=False)
-

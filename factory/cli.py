@@ -13,17 +13,12 @@ from typing import Any, Callable
 from factory import __version__, api
 from factory.errors import FactoryError
 from factory.progress import StageBars, TrainingBar
+from factory.tasks import DEFAULT_TASK, TASKS, all_tasks, task_of
+from factory.text import table
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print("\n".join(table(rows, columns)))
 
 
 def _show_issues(issues: list[dict]) -> None:
@@ -48,18 +43,8 @@ def cmd_dataset_import(a: argparse.Namespace) -> dict:
 def cmd_dataset_inspect(a: argparse.Namespace) -> dict:
     out = api.inspect_dataset(a.ref, home=a.home)
     if not a.json:
-        s = out["stats"]
         print(f"{out['dataset']}:v{out['version']} ({out['format']}): {out['num_images']} images, splits {out['splits']}")
-        if out["task"] == "detection":
-            print(f"  {s['num_boxes']} boxes ({', '.join(f'{k} {v}' for k, v in s['boxes_by_size'].items())}), per image "
-                  f"{s['boxes_per_image']['min']}-{s['boxes_per_image']['max']} (median {s['boxes_per_image']['median']}), "
-                  f"{s['negative_images']} images without objects")
-            _print_table([{"class": c, "boxes": n, "images": s["images_per_class"][c]} for c, n in s["boxes_per_class"].items()],
-                         ["class", "boxes", "images"])
-        else:
-            print(f"  size (w x h) median {s['width'].get('median')} x {s['height'].get('median')}, "
-                  f"aspect median {s['aspect_ratio'].get('median')}, imbalance ratio {s['imbalance_ratio']}")
-            _print_table([{"class": c, "images": n} for c, n in s["images_per_class"].items()], ["class", "images"])
+        print("\n".join(task_of(out).stats_lines(out["stats"])))
         _show_issues(out["issues"])
     return out
 
@@ -78,22 +63,18 @@ def cmd_dataset_export(a: argparse.Namespace) -> dict:
     return out
 
 
+def sample_writers() -> dict:
+    """Sample-data writers of every task, by kind."""
+    return {kind: write for task in all_tasks() for kind, write in task.samples().items()}
+
+
 def cmd_dataset_sample(a: argparse.Namespace) -> dict:
     from pathlib import Path
-
-    from factory.datasets.detection import write_detection
-    from factory.datasets.synthetic import write_digits, write_shapes
 
     dest = Path(a.dest)
     if dest.exists() and any(dest.iterdir()):
         raise FactoryError(f"{dest} is not empty.", fix="Give a new or empty folder.", code="CONFIG_ERROR")
-    if a.kind == "digits":
-        write_digits(dest)
-    elif a.kind == "detection":
-        write_detection(dest, images=a.images, classes=a.classes, seed=a.seed,
-                        layout="coco" if a.layout == "folder_per_class" else a.layout)
-    else:
-        write_shapes(dest, classes=a.classes, per_class=a.per_class, seed=a.seed, layout=a.layout)
+    sample_writers()[a.kind](dest, images=a.images, classes=a.classes, per_class=a.per_class, seed=a.seed, layout=a.layout)
     files = sum(1 for p in dest.rglob("*") if p.is_file())
     if not a.json:
         print(f"wrote {files} files to {dest}")
@@ -118,8 +99,7 @@ def cmd_train(a: argparse.Namespace) -> dict:
         out = api.train({k: v for k, v in _train_config(a).items() if v is not None}, home=a.home, on_event=bar)
     if not a.json:
         m = out["metrics"]
-        score = (f"test mAP@0.5 {m['map50']:.4f}, mAP@0.5:0.95 {m['map']:.4f}" if "map50" in m else
-                 f"test accuracy {m['accuracy']:.4f}, macro F1 {m['f1_macro']:.4f}")
+        score = "test " + task_of(out).score_text(m)
         print(f"model {out['model']}:v{out['version']} (run {out['run']}): {score}, "
               f"{m['epochs_run']} epochs in {m['train_time_s']} s")
         for warning in out.get("warnings", []) if a.quiet else []:  # the bar printed them already
@@ -129,34 +109,22 @@ def cmd_train(a: argparse.Namespace) -> dict:
 
 def cmd_eval(a: argparse.Namespace) -> dict:
     out = api.evaluate(a.ref, split=a.split, dataset=a.dataset, home=a.home, save_predictions=a.save_predictions)
-    if not a.json and out.get("task") == "detection":
-        m = out["metrics"]
-        print(f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({len(out['images'])} images): "
-              f"mAP@0.5:0.95 {m['map']:.4f}, mAP@0.5 {m['map50']:.4f}")
-        _print_table([{"class": c, "ap": round(v["ap"], 4), "ap50": round(v["ap50"], 4), "recall50": round(v["recall50"], 4)}
-                      for c, v in m["per_class"].items()], ["class", "ap", "ap50", "recall50"])
-        print("recall@0.5 by size: " + ", ".join(f"{k} {v['recall50']:.3f} ({v['objects']})" for k, v in m["by_size"].items()))
-        if out["predictions_file"]:
-            print(f"predictions: {out['predictions_file']}")
-    elif not a.json:
-        m = out["metrics"]
-        print(f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({m['num_samples']} images): "
-              f"accuracy {m['accuracy']:.4f}, macro precision {m['precision_macro']:.4f}, "
-              f"recall {m['recall_macro']:.4f}, F1 {m['f1_macro']:.4f}")
-        _print_table([{"class": c, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in pc.items()}}
-                      for c, pc in m["per_class"].items()], ["class", "precision", "recall", "f1", "support"])
-        for key, path in out["files"].items():
-            print(f"{key}: {path}")
+    if not a.json:
+        print("\n".join(TASKS.get(out["task"]).eval_lines(out)))
     return out
 
 
 def cmd_models_list(a: argparse.Namespace) -> dict:
     rows = api.list_models(home=a.home)
     if not a.json:
-        _print_table([{**r, "score": f"{r['metrics']['map50']:.4f} mAP@0.5" if "map50" in r["metrics"] else
-                       f"{r['metrics'].get('accuracy', 0):.4f} accuracy"} for r in rows],
+        _print_table([{**r, "score": _score(task_of(r), r["metrics"])} for r in rows],
                      ["ref", "task", "arch", "dataset", "score", "run"])
     return {"models": rows}
+
+
+def _score(task, metrics: dict) -> str:
+    value = metrics.get(task.metric)
+    return f"{value:.4f} {task.metric_label}" if isinstance(value, (int, float)) else "–"
 
 
 def cmd_models_show(a: argparse.Namespace) -> dict:
@@ -195,6 +163,38 @@ def cmd_demo(a: argparse.Namespace) -> dict:
 
 
 # -- parser --------------------------------------------------------------------------------------
+def _dataset_parsers(sub: Any, add: Callable) -> None:
+    ds = sub.add_parser("dataset", help="import and inspect datasets").add_subparsers(dest="action", required=True)
+    sp = add(ds, "import", cmd_dataset_import, "import a folder or .zip as a new dataset version")
+    sp.add_argument("path")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--task", default=DEFAULT_TASK, help=f"{', '.join(TASKS.names())}, or auto (the first task whose "
+                                                          "layout claims the data, the most specific layouts first)")
+    sp.add_argument("--format", default="auto", help="auto (tries the task's own formats), or one of: " + "; ".join(
+        f"{t.name}: {', '.join(t.format_names())}" for t in all_tasks()))
+    sp.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
+    add(ds, "inspect", cmd_dataset_inspect, "statistics and issues of a dataset").add_argument("ref")
+    add(ds, "list", cmd_dataset_list, "all datasets and versions")
+    exports = {f: t.name for t in all_tasks() for f in t.export_formats}
+    sp = add(ds, "export", cmd_dataset_export, "write a dataset version in another layout, splits kept ("
+             + "; ".join(f"{t.name}: {', '.join(t.export_formats)}" for t in all_tasks() if t.export_formats) + ")")
+    sp.add_argument("ref")
+    sp.add_argument("dest")
+    sp.add_argument("--format", required=True, choices=sorted(exports))
+    sp = add(ds, "sample", cmd_dataset_sample, "write offline sample data to a folder (to try imports)")
+    sp.add_argument("kind", choices=sorted(sample_writers()),
+                    help="digits: scikit-learn's handwriting; shapes: synthetic classes; detection: synthetic scenes with boxes")
+    sp.add_argument("dest")
+    sp.add_argument("--layout", default="folder_per_class",
+                    choices=["folder_per_class", "split_folders", "kuplus_txfl", "csv", "coco", "yolo", "voc", "kuplus_txkt",
+                             "modelarts_manifest", "csv_coordinates"],
+                    help="shapes: the first four; detection: coco (default), yolo, voc, kuplus_txkt, modelarts_manifest, csv_coordinates")
+    sp.add_argument("--images", type=int, default=60, help="detection only")
+    sp.add_argument("--classes", type=int, default=3, help="shapes only (1-6)")
+    sp.add_argument("--per-class", type=int, default=30, help="shapes only")
+    sp.add_argument("--seed", type=int, default=0, help="shapes only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
@@ -209,32 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    ds = sub.add_parser("dataset", help="import and inspect datasets").add_subparsers(dest="action", required=True)
-    sp = add(ds, "import", cmd_dataset_import, "import a folder or .zip as a new dataset version")
-    sp.add_argument("path")
-    sp.add_argument("--name", required=True)
-    sp.add_argument("--task", default="classification", help="classification, detection, or auto (detection when a "
-                                                                 "VOC / COCO / YOLO / Ku+ / ModelArts / CSV box layout is found)")
-    sp.add_argument("--format", default="auto", help="auto, folder_per_class, split_folders, kuplus_txfl, csv")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
-    add(ds, "inspect", cmd_dataset_inspect, "statistics and issues of a dataset").add_argument("ref")
-    add(ds, "list", cmd_dataset_list, "all datasets and versions")
-    sp = add(ds, "export", cmd_dataset_export, "write a detection dataset version as COCO, YOLO or VOC")
-    sp.add_argument("ref")
-    sp.add_argument("dest")
-    sp.add_argument("--format", required=True, choices=["coco", "yolo", "voc"])
-    sp = add(ds, "sample", cmd_dataset_sample, "write offline sample data to a folder (to try imports)")
-    sp.add_argument("kind", choices=["digits", "shapes", "detection"],
-                    help="digits: scikit-learn's handwriting; shapes: synthetic classes; detection: synthetic scenes with boxes")
-    sp.add_argument("dest")
-    sp.add_argument("--layout", default="folder_per_class",
-                    choices=["folder_per_class", "split_folders", "kuplus_txfl", "csv", "coco", "yolo", "voc", "kuplus_txkt",
-                             "modelarts_manifest", "csv_coordinates"],
-                    help="shapes: the first four; detection: coco (default), yolo, voc, kuplus_txkt, modelarts_manifest, csv_coordinates")
-    sp.add_argument("--images", type=int, default=60, help="detection only")
-    sp.add_argument("--classes", type=int, default=3, help="shapes only (1-6)")
-    sp.add_argument("--per-class", type=int, default=30, help="shapes only")
-    sp.add_argument("--seed", type=int, default=0, help="shapes only")
+    _dataset_parsers(sub, add)
 
     sp = add(sub, "train", cmd_train, "train a model on a dataset")
     sp.add_argument("--dataset")

@@ -4,46 +4,18 @@ them anywhere (task, architecture, classes, input size, preprocessing, post-proc
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from factory.catalog import Catalog
-from factory.errors import ConfigError, ModelFileError, NotFoundError
-from factory.registry import suggest
-from factory.tasks.classification import build_model, fit_to_state_dict, postprocessing_spec, preprocessing_spec
+from factory.errors import ModelFileError
+from factory.refs import resolve
+from factory.tasks import task_of
+from factory.tasks.base import fit_to_state_dict
 from factory.workspace import Workspace, atomic_write_json, publish_dir, staging_dir
-
-REF_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.-]*?)(?::v?(?P<version>\d+))?$")
-
-
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """'name' -> (name, None); 'name:v3' or 'name:3' -> (name, 3)."""
-    m = REF_RE.match(ref.strip())
-    if not m:
-        raise ConfigError(f"{ref!r} is not a valid reference.", fix="Write NAME or NAME:vN, e.g. digits:v1.")
-    return m["name"], int(m["version"]) if m["version"] else None
-
-
-def resolve(rows_for: Any, all_names: list[str], ref: str, kind: str) -> dict:
-    """Pick the row for `ref` from `rows_for(name)` (latest when no version is given)."""
-    name, version = parse_ref(ref)
-    rows = rows_for(name)
-    if not rows:
-        raise NotFoundError(f"No {kind} named {name!r}.{suggest(name, all_names)}",
-                            fix=f"List them with `edgefactory {'dataset' if kind == 'dataset' else 'models'} list`.")
-    if version is None:
-        return rows[-1]
-    for row in rows:
-        if row["version"] == version:
-            return row
-    raise NotFoundError(f"{kind.capitalize()} {name!r} has no version v{version}.",
-                        fix=f"Existing versions: {', '.join('v%d' % r['version'] for r in rows)}.")
 
 
 def resolve_model(catalog: Catalog, ref: str) -> dict:
@@ -53,13 +25,12 @@ def resolve_model(catalog: Catalog, ref: str) -> dict:
 
 def register_model_version(ws: Workspace, catalog: Catalog, *, name: str, arch: str, classes: list[str],
                            img_size: int, state_dict: dict, dataset: str, run_id: str | None,
-                           metrics: dict, extra: dict | None = None, task: str = "classification",
-                           preprocessing: dict | None = None, postprocessing: dict | None = None) -> dict:
+                           metrics: dict, task: str, preprocessing: dict, postprocessing: dict,
+                           extra: dict | None = None) -> dict:
     """Write weights.pt + metadata.json under a staging name, then publish as the next version."""
     metadata = {"name": name, "task": task, "arch": arch, "classes": classes,
                 "num_classes": len(classes), "input_size": [3, img_size, img_size],
-                "preprocessing": preprocessing or preprocessing_spec(img_size),
-                "postprocessing": postprocessing or postprocessing_spec(classes),
+                "preprocessing": preprocessing, "postprocessing": postprocessing,
                 "dataset": dataset, "run": run_id, "metrics": metrics, "torch_version": torch.__version__,
                 "weights": "weights.pt", **(extra or {})}
     with staging_dir(ws.home / "models" / name / "pending") as tmp:
@@ -88,11 +59,7 @@ def read_metadata(ws: Workspace, row: dict) -> dict:
 
 def build_architecture(meta: dict) -> nn.Module:
     """A freshly initialised network of the metadata's task, architecture and class count."""
-    if meta.get("task") == "detection":
-        from factory.tasks.detection import build_detector
-
-        return build_detector(meta["arch"], meta["num_classes"])
-    return build_model(meta["arch"], meta["num_classes"])
+    return task_of(meta).build(meta)
 
 
 def load_model(ws: Workspace, row: dict) -> tuple[nn.Module, dict]:
@@ -120,7 +87,3 @@ def delete_model_version(ws: Workspace, catalog: Catalog, ref: str) -> dict:
     shutil.rmtree(ws.home / row["path"], ignore_errors=True)
     shutil.rmtree(ws.home / "artifacts" / row["name"] / f"v{row['version']}", ignore_errors=True)
     return row
-
-
-def model_dir(ws: Workspace, row: dict) -> Path:
-    return ws.home / row["path"]

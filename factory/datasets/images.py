@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 MIN_SIDE = 30
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 
 
@@ -61,3 +62,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return img.convert("RGB")
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def letterbox(image: Image.Image, size: int) -> tuple[Image.Image, float, tuple[int, int]]:
+    """Resize keeping the aspect ratio into a size x size canvas (grey padding right and bottom)."""
+    scale = size / max(image.size)
+    # half up, as JavaScript's Math.round on the phone page (Python's round() is half to even)
+    w, h = max(1, int(image.size[0] * scale + 0.5)), max(1, int(image.size[1] * scale + 0.5))
+    canvas = Image.new("RGB", (size, size), (114, 114, 114))
+    canvas.paste(image.resize((w, h), Image.Resampling.BILINEAR), (0, 0))
+    return canvas, scale, (0, 0)

@@ -1,9 +1,15 @@
-"""Seeded, stratified train/val/test splits."""
+"""Seeded, stratified train/val/test splits, and a published dataset version's files by split."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.errors import DatasetError
+from factory.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
 
@@ -46,3 +52,34 @@ def carve(labels: list[str], current: list[str | None], seed: int = 0) -> list[s
     for i, s in zip(train_idx, sub):
         result[i] = s
     return result
+
+
+@dataclass
+class DatasetSplits:
+    """One published dataset version: its catalog row, its folder and its manifest, by split."""
+
+    row: dict
+    root: Path
+    manifest: list[dict]
+
+    @classmethod
+    def open(cls, ws: Workspace, row: dict) -> DatasetSplits:
+        root = ws.home / row["path"]
+        try:
+            manifest = json.loads((root / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"Dataset {row['name']}:v{row['version']} cannot be read ({exc}).",
+                               fix="Restore its folder from a backup, or import the data again as a new version.") from exc
+        return cls(row, root, manifest)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.row['name']}:v{self.row['version']}"
+
+    def entries(self, split: str) -> list[dict]:
+        return [m for m in self.manifest if m["split"] == split]
+
+    def evaluation(self) -> tuple[str, list[dict]]:
+        """(split, entries) that held-out scores are measured on: test, else val when a dataset has no test images."""
+        test = self.entries("test")
+        return ("test", test) if test else ("val", self.entries("val"))

@@ -26,7 +26,7 @@ def write_digits(dest: Path, size: int = 32) -> Path:
     return dest
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, colour: tuple) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, colour: tuple) -> None:
     box = (cx - r, cy - r, cx + r, cy + r)
     if shape == "circle":
         draw.ellipse(box, fill=colour)
@@ -51,7 +51,7 @@ def shape_image(shape: str, rng: random.Random, size: int = 64) -> Image.Image:
     r = rng.uniform(size * 0.18, size * 0.35)
     cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
     colour = tuple(rng.randrange(140, 256) for _ in range(3))
-    _draw_shape(ImageDraw.Draw(img), shape, cx, cy, r, colour)
+    draw_shape(ImageDraw.Draw(img), shape, cx, cy, r, colour)
     return img
 
 

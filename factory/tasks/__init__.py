@@ -1,1 +1,76 @@
-"""Per-task model builders, pre/post-processing and metrics."""
+"""The task registry: `TASKS[name]` is the `Task` (factory.tasks.base) that knows everything that differs per
+task. Code outside a task's own package asks `task_of(meta)` and never names a task.
+
+The installed tasks are the packages below (`factory/tasks/<name>/`, each registering itself on import), any
+package that declares an `edgefactory.tasks` entry point, and the modules named in $EDGEFACTORY_TASKS
+("module" or "module:function", comma-separated: a task under development, without installing a package; the
+function, when given, registers it). They are imported on the first lookup, so importing this registry stays
+cheap and free of cycles, and processes spawned for exports and measurements find the same tasks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from factory.registry import Registry
+
+if TYPE_CHECKING:
+    from factory.tasks.base import Task
+
+INSTALLED = ("classification", "detection")
+PLUGINS_ENV = "EDGEFACTORY_TASKS"
+DEFAULT_TASK = "classification"  # what a model or dataset without a recorded task is
+
+
+class TaskRegistry(Registry["Task"]):
+    """A Registry whose entries load on first use (the task packages import the engine and torch)."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for name in INSTALLED:
+            importlib.import_module(f"{__name__}.{name}")
+        for plugin in entry_points(group="edgefactory.tasks"):
+            plugin.load()
+        for spec in filter(None, (s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(","))):
+            module, _, function = spec.partition(":")
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
+
+    def get(self, name: str) -> Task:
+        self._load()
+        return super().get(name)
+
+    def names(self) -> list[str]:
+        self._load()
+        return super().names()
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return super().__contains__(name)
+
+    def remove(self, name: str) -> None:
+        """Unregister a task (tests that define their own)."""
+        self._items.pop(name, None)
+
+
+TASKS = TaskRegistry("task")
+
+
+def task_of(record: dict) -> Task:
+    """The task of a model version, artifact or dataset record (its metadata or catalog row)."""
+    return TASKS.get(record.get("task") or DEFAULT_TASK)
+
+
+def all_tasks() -> list[Task]:
+    """Every installed task, in the order `--task auto` tries them (most specific layout first)."""
+    return sorted((TASKS.get(n) for n in TASKS.names()), key=lambda t: -t.sniff_priority)

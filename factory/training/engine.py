@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ Event = dict[str, Any]
 DEFAULT_EPOCHS = 30
 DISTILL_T, DISTILL_ALPHA = 4.0, 0.7  # Hinton et al.'s soft targets: temperature and weight
 BUDGET_EPOCH_CAP = 10_000
-BN_CALIBRATION_IMAGES = 256  # images per BN re-estimation before each validation (benchmarks/bn_validation.py)
+BN_CALIBRATION_IMAGES = 256  # images per BN re-estimation before each validation (benchmarks/perf/bn_validation.py)
 
 
 class StopRequested(Exception):
@@ -209,17 +209,23 @@ class Trainer:
         left = min(by_epochs, self.budget_s - self.state.elapsed_s) if self.budget_s else by_epochs
         return round(max(left, 0.0), 1)
 
+    def epoch_batches(self, generator: torch.Generator) -> Iterator[tuple[Any, Any, int]]:
+        """One epoch's shuffled batches as (images, targets, batch size), on the training device; a task's trainer
+        whose targets are not one label per image (boxes, text) overrides this and `train_step`."""
+        for images, labels in batches(self.train, self.cfg.batch_size, shuffle=True, generator=generator,
+                                      workers=self.cfg.workers):
+            yield images.to(self.device, non_blocking=True), labels.to(self.device), len(labels)
+
     def train_epoch(self, generator: torch.Generator, start: float) -> float:
         self.model.train()
         total, count = 0.0, 0
         last_event = time.perf_counter()
-        for images, labels in batches(self.train, self.cfg.batch_size, shuffle=True, generator=generator,
-                                      workers=self.cfg.workers):
+        for images, targets, n in self.epoch_batches(generator):
             if self.stop.is_set():
                 raise StopRequested()
-            loss = self.train_step(images.to(self.device, non_blocking=True), labels.to(self.device), generator, start)
-            total += loss * len(labels)
-            count += len(labels)
+            loss = self.train_step(images, targets, generator, start)
+            total += loss * n
+            count += n
             if time.perf_counter() - last_event > 1.0:
                 last_event = time.perf_counter()
                 self.on_event({"type": "step", "epoch": self.state.epoch + 1, "step": self.state.step,
@@ -228,16 +234,20 @@ class Trainer:
                 break
         return total / max(count, 1)
 
+    def scheduled_lr(self, start: float) -> None:
+        """Set this step's learning rate: warm-up, then cosine over the epochs or the time budget."""
+        factor = lr_factor(self.state.step, self.warmup_steps,
+                           self.progress_fraction(self.state.elapsed_s + time.perf_counter() - start))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * factor
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, start: float) -> float:
         cfg = self.cfg
         x = augment(images, self.mean, self.std, hflip=cfg.hflip, crop_scale=cfg.crop_scale,
                     color_jitter=cfg.color_jitter, generator=generator)
         if self.amp:
             x = x.contiguous(memory_format=torch.channels_last)
-        factor = lr_factor(self.state.step, self.warmup_steps,
-                           self.progress_fraction(self.state.elapsed_s + time.perf_counter() - start))
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * factor
+        self.scheduled_lr(start)
         with torch.autocast(self.device.type, enabled=self.amp):
             logits = self.model(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)

@@ -4,7 +4,6 @@ evaluate on the test split, register the model version. Resumable after a crash 
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -16,18 +15,18 @@ import torch
 
 from factory.catalog import Catalog
 from factory.config import TrainConfig
-from factory.datasets.importer import validate_name
-from factory.errors import UnsupportedSpecError, ConfigError, FactoryError, TrainingError
-from factory.evaluation import dataset_row_for, evaluate_split, split_entries, write_eval_report
+from factory.datasets.publish import validate_name
+from factory.datasets.splits import DatasetSplits
+from factory.errors import ConfigError, FactoryError, TrainingError
 from factory.models import load_model, register_model_version, resolve_model
-from factory.tasks.classification import MODELS, build_model, imagenet_weights_available, load_matching, load_pretrained, preprocessing_spec
+from factory.refs import dataset_row_for
+from factory.tasks import task_of
+from factory.tasks.base import Task
 from factory.training import defaults
-from factory.training.data import ImageTensors
-from factory.training.engine import Event, StopRequested, Trainer, recalibrate_batchnorm
+from factory.training.engine import Event, StopRequested, recalibrate_batchnorm
 from factory.workspace import Workspace, atomic_write_json
 
 EventSink = Callable[[Event], None]
-DEFAULT_ARCH = "mobilenet_v3_small"
 
 
 def new_run_id() -> str:
@@ -38,11 +37,8 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     """Fill the options the user left out from the data and architecture, each with its reason under "why";
     the result is saved before work starts."""
     ds = dataset_row_for(catalog, cfg.dataset)
-    resolver = RESOLVERS.get(ds["task"])
-    if resolver is None:
-        raise UnsupportedSpecError(f"Datasets of task {ds['task']!r} cannot be trained yet.",
-                                   fix=f"Train a dataset of one of: {', '.join(RESOLVERS)}.")
-    arch = cfg.model or DEFAULT_ARCH
+    task = task_of(ds)
+    arch = cfg.model or task.default_arch
     if cfg.from_model:
         parent = resolve_model(catalog, cfg.from_model)
         if cfg.model and cfg.model != parent["arch"]:
@@ -50,53 +46,12 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
                               fix="Leave out --model when continuing from an earlier version.")
         arch = parent["arch"]
     res = defaults.Resolution(cfg.to_dict())
-    extra = resolver(ws, ds, arch, res)
+    data = DatasetSplits.open(ws, ds)
+    extra = task.resolve(ws, ds, arch, res, data.entries("train"), data.root)
     defaults.resolve_schedule(res)
     name = validate_name(cfg.name or f"{ds['name']}-{arch}".replace("_", "-"))
     return {**cfg.to_dict(), **res.values, "model": arch, "dataset": f"{ds['name']}:v{ds['version']}", "name": name,
-            "classes": ds["classes"], **extra, "why": res.why, "torch_version": torch.__version__}
-
-
-def _resolve_classification(ws: Workspace, ds: dict, arch: str, res: defaults.Resolution) -> dict:
-    spec = MODELS.get(arch)
-    root, entries = split_entries(ws, ds, "train")
-    stats = ds["stats"]
-    side = math.sqrt((stats.get("width") or {}).get("median", spec.default_img_size) *
-                     (stats.get("height") or {}).get("median", spec.default_img_size))
-    defaults.resolve_common(res, n_train=len(entries), image_side=side, default_size=spec.default_img_size,
-                            weights_available=imagenet_weights_available(arch),
-                            min_size=min(spec.min_img_size, spec.default_img_size))
-    defaults.resolve_flip(res, lambda: defaults.class_samples(root, entries))
-    defaults.resolve_crop(res, side)
-    return {}
-
-
-def _resolve_detection(ws: Workspace, ds: dict, arch: str, res: defaults.Resolution) -> dict:
-    from factory.tasks.detection import DETECTORS
-    from factory.training.detection import detector_imagenet_available
-
-    if res.given.get("from_model"):
-        raise UnsupportedSpecError("--from is not available for detectors yet.",
-                                   fix="Train the detector from scratch or from ImageNet weights (leave --from out).")
-    spec = DETECTORS.get(arch)
-    root, entries = split_entries(ws, ds, "train")
-    stats = ds["stats"]
-    side = max((stats.get("width") or {}).get("median", spec.default_img_size),
-               (stats.get("height") or {}).get("median", spec.default_img_size))
-    res.pick("img_size", lambda: defaults.detection_size(entries, side, spec.default_img_size))
-    defaults.resolve_common(res, n_train=len(entries), image_side=side, default_size=spec.default_img_size,
-                            weights_available=detector_imagenet_available(arch))
-    defaults.resolve_flip(res, lambda: defaults.object_samples(root, entries))
-    res.pick("crop_scale", lambda: (0.6, "unused by detectors (they zoom 0.6-1.4x instead)"))
-    img_size = res.values["img_size"]
-    if img_size % 32:
-        raise ConfigError(f"A detector's input size must be a multiple of 32 (strides 8, 16, 32); got {img_size}.",
-                          fix=f"Use --img-size {max(32, round(img_size / 32) * 32)}.")
-    return {"task": "detection"}
-
-
-RESOLVERS: dict[str, Callable[[Workspace, dict, str, defaults.Resolution], dict]] = {
-    "classification": _resolve_classification, "detection": _resolve_detection}
+            "classes": ds["classes"], "task": task.name, **extra, "why": res.why, "torch_version": torch.__version__}
 
 
 def _log_writer(ws: Workspace, catalog: Catalog, run_id: str, sink: EventSink | None) -> EventSink:
@@ -129,20 +84,6 @@ def _deliver(sink: EventSink, event: Event, log_path: Path) -> None:
         with open(log_path, "a") as fh:
             fh.write(json.dumps({"type": "consumer_error", "event": event.get("type"),
                                  "error": f"{type(exc).__name__}: {exc}"}) + "\n")
-
-
-def _initial_model(ws: Workspace, catalog: Catalog, resolved: dict, sink: EventSink) -> torch.nn.Module:
-    model = build_model(resolved["model"], len(resolved["classes"]))
-    if resolved["pretrained"] == "imagenet":
-        info = load_pretrained(model, resolved["model"])
-        sink({"type": "init", "source": "imagenet", "loaded_tensors": info["loaded"]})
-    elif resolved["from_model"]:
-        parent_model, parent_meta = load_model(ws, resolve_model(catalog, resolved["from_model"]))
-        same_head = parent_meta["classes"] == resolved["classes"]
-        info = load_matching(model, parent_model.state_dict(),
-                             skip_prefix="" if same_head else MODELS.get(resolved["model"]).head)
-        sink({"type": "init", "source": resolved["from_model"], "loaded_tensors": info["loaded"]})
-    return model
 
 
 def start_run(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> str:
@@ -189,45 +130,53 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
 
 def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, resume: bool,
                         sink: EventSink, stop: threading.Event | None) -> dict:
-    if resolved.get("task") == "detection":
-        from factory.training.detection import train_detector
-
-        return train_detector(ws, catalog, run_id, resolved, resume, sink, stop)
-    ds = dataset_row_for(catalog, resolved["dataset"])
-    root, train_entries = split_entries(ws, ds, "train")
-    _, val_entries = split_entries(ws, ds, "val")
+    """Every task's run: load the splits, train with the engine, keep the best weights with exact BN statistics,
+    evaluate on the test split (val when there is none), register the version, write its report."""
+    task = task_of(resolved)
+    data = DatasetSplits.open(ws, dataset_row_for(catalog, resolved["dataset"]))
+    train_entries, val_entries = data.entries("train"), data.entries("val")
     if not val_entries:
         val_entries = train_entries  # tiny data with no validation images: report it, do not crash
         sink({"type": "warning", "message": "The dataset has no validation images; early stopping uses train."})
-    size, classes = resolved["img_size"], resolved["classes"]
     sink({"type": "stage", "stage": "load data", "images": len(train_entries) + len(val_entries)})
-    train, val = ImageTensors(root, train_entries, classes, size), ImageTensors(root, val_entries, classes, size)
-    model = _initial_model(ws, catalog, resolved, sink)
+    train, val = task.training_data(data.root, train_entries, resolved), task.training_data(data.root, val_entries, resolved)
+    parent = load_model(ws, resolve_model(catalog, resolved["from_model"])) if resolved.get("from_model") else None
+    model = task.initial_model(resolved, parent, sink)
+    pre = task.preprocessing(resolved)
     cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
-    trainer = Trainer(cfg, model, train, val, preprocessing_spec(size), ws.run_dir(run_id), on_event=sink, stop=stop)
+    trainer = task.trainer(cfg, model, train, val, pre, ws.run_dir(run_id), resolved, on_event=sink, stop=stop)
     state = trainer.fit(resume=resume)
     model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
     model.cpu().eval()
-    recalibrate_batchnorm(model, train, preprocessing_spec(size))  # exact statistics for the kept weights
-    _, test_entries = split_entries(ws, ds, "test")
-    meta = {"classes": classes, "input_size": [3, size, size], "preprocessing": preprocessing_spec(size)}
-    test = evaluate_split(model, meta, root, test_entries or val_entries)
-    metrics = {"accuracy": test["accuracy"], "f1_macro": test["f1_macro"], "precision_macro": test["precision_macro"],
-               "recall_macro": test["recall_macro"], "val_accuracy": state.best_metric, "best_epoch": state.best_epoch,
-               "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1),
-               "split": "test" if test_entries else "val"}
+    recalibrate_batchnorm(model, train, pre)  # exact statistics for the kept weights
+    split, test_entries = data.evaluation()
+    split, test_entries = (split, test_entries) if test_entries else ("val", val_entries)
+    size, classes = resolved["img_size"], resolved["classes"]
+    meta = {"task": task.name, "arch": resolved["model"], "classes": classes, "num_classes": len(classes),
+            "input_size": [3, size, size], "preprocessing": pre, "postprocessing": task.postprocessing(resolved)}
+    full = task.evaluate(model, meta, data.root, test_entries)
+    metrics = {**task.version_metrics(full), f"val_{task.metric}": state.best_metric, "best_epoch": state.best_epoch,
+               "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1), "split": split}
     warnings = trainer.diagnose()
     row = register_model_version(ws, catalog, name=resolved["name"], arch=resolved["model"], classes=classes,
                                  img_size=size, state_dict=model.state_dict(), dataset=resolved["dataset"],
-                                 run_id=run_id, metrics=metrics,
+                                 run_id=run_id, metrics=metrics, task=task.name, preprocessing=pre,
+                                 postprocessing=meta["postprocessing"],
                                  extra={"parent": resolved.get("from_model"), "pretrained": resolved.get("pretrained"),
                                         "history": state.history, "training_warnings": warnings})
-    try:  # the version is registered: a failed report must not fail the run (a resume would register it twice)
-        write_eval_report(ws, row, metrics["split"], test, root, classes)
+    _report(ws, task, row, split, full, data.root, meta, sink)
+    return registered(row, run_id, metrics, warnings, task.metric, sink)
+
+
+def _report(ws: Workspace, task: Task, row: dict, split: str, full: dict, root: Path, meta: dict,
+            sink: EventSink) -> None:
+    """The version's evaluation report; registered already, so a failure here is a warning, never the run's
+    (a resume would register the version twice)."""
+    try:
+        task.write_report(ws, row, split, full, root, meta)
     except Exception as exc:
         sink({"type": "warning", "message": f"evaluation report not written ({type(exc).__name__}: {exc}); "
                                             f"run `edgefactory eval {row['name']}:v{row['version']}` to make it"})
-    return registered(row, run_id, metrics, warnings, "accuracy", sink)
 
 
 def registered(row: dict, run_id: str, metrics: dict, warnings: list[dict], headline: str, sink: EventSink) -> dict:
@@ -235,7 +184,8 @@ def registered(row: dict, run_id: str, metrics: dict, warnings: list[dict], head
     which carries the end-of-run warnings (validation at chance, first epoch best) for every front end."""
     sink({"type": "registered", "model": row["name"], "version": row["version"], "metrics": metrics,
           "metric": headline, "score": metrics[headline], "warnings": warnings})
-    return {"model": row["name"], "version": row["version"], "run": run_id, "metrics": metrics, "warnings": warnings}
+    return {"model": row["name"], "version": row["version"], "task": row["task"], "run": run_id, "metrics": metrics,
+            "warnings": warnings}
 
 
 def pid_alive(pid: int | None) -> bool:

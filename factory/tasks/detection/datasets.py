@@ -15,14 +15,13 @@ import yaml
 from PIL import Image, ImageDraw
 
 from factory.catalog import Catalog
-from factory.datasets.detection_formats import (DETECTION_FORMATS, Box, check_boxes, coco_json,
-                                                detect_detection_format, voc_xml, yolo_line)
-from factory.datasets.importer import Progress, _check_all, _drop_bad, write_version
 from factory.datasets.issues import IssueLog
-from factory.datasets.source import open_source
+from factory.datasets.publish import Progress, check_all, drop_bad, write_version
 from factory.datasets.splits import carve
-from factory.datasets.synthetic import SHAPES, _draw_shape
+from factory.datasets.synthetic import SHAPES, draw_shape
 from factory.errors import ConfigError
+from factory.tasks.detection.formats import (DETECTION_FORMATS, Box, check_boxes, coco_json,
+                                            detect_detection_format, voc_xml, yolo_line)
 from factory.workspace import Workspace
 
 SMALL, MEDIUM = 32 ** 2, 96 ** 2
@@ -47,51 +46,49 @@ def box_stats(manifest: list[dict], classes: list[str]) -> dict:
             "width": dims("width"), "height": dims("height")}
 
 
-def import_detection(ws: Workspace, catalog: Catalog, path: str | Path, name: str, *, fmt: str = "auto", seed: int = 0,
+def import_detection(ws: Workspace, catalog: Catalog, root: Path, name: str, *, fmt: str = "auto", seed: int = 0,
                      progress: Progress | None = None) -> dict:
+    """Import the opened folder `root` (any layout of DETECTION_FORMATS) as a new version of dataset `name`."""
     log = IssueLog()
-    with open_source(path, scratch=ws.home / "datasets") as root:
-        chosen = detect_detection_format(root) if fmt == "auto" else fmt
-        records = DETECTION_FORMATS.get(chosen)().read(root, log)
-        by_path = {r.path: r for r in records}
-        checked = _drop_bad(_check_all(root, records, progress), log)
-        declared = {c for r in records for c in r.classes} or None
-        seen: dict[str, str] = {}
-        kept = []
-        for c in checked:
-            if c.check.sha256 in seen:
-                log.add("DUPLICATE_IMAGE", c.record.path, f"(kept {seen[c.check.sha256]})")
-                continue
-            seen[c.check.sha256] = c.record.path
-            by_path[c.record.path].boxes = check_boxes(by_path[c.record.path], c.check.width, c.check.height, declared, log)
-            kept.append(c)
-        classes = sorted({b.label for c in kept for b in by_path[c.record.path].boxes} | (declared or set()))
-        negatives = [c.record.path for c in kept if not by_path[c.record.path].boxes]
-        if negatives:
-            log.add("NEGATIVE_IMAGES", negatives)
-        if not any(by_path[c.record.path].boxes for c in kept):
-            log.add("EMPTY_DATASET", detail="(no image has a usable box)")
-        log.raise_if_errors()
-        strata = [Counter(b.label for b in by_path[c.record.path].boxes).most_common(1)[0][0]
-                  if by_path[c.record.path].boxes else "_negative" for c in kept]
-        splits = carve(strata, [c.record.split for c in kept], seed)
-        manifest = [{"file": f"images/{c.check.sha256[:16]}{Path(c.record.path).suffix.lower()}", "split": s,
-                     "boxes": [{"label": b.label, "bbox": [round(v, 3) for v in b.xywh()]} for b in by_path[c.record.path].boxes],
-                     "label": None, "source": c.record.path, "sha256": c.check.sha256, "width": c.check.width,
-                     "height": c.check.height, "mode": c.check.mode} for c, s in zip(kept, splits)]
-        return write_version(ws, catalog, root, name, "detection", chosen, classes, manifest, box_stats(manifest, classes),
-                             log, seed, progress)
+    chosen = detect_detection_format(root) if fmt == "auto" else fmt
+    records = DETECTION_FORMATS.get(chosen)().read(root, log)
+    by_path = {r.path: r for r in records}
+    checked = drop_bad(check_all(root, records, progress), log)
+    declared = {c for r in records for c in r.classes} or None
+    seen: dict[str, str] = {}
+    kept = []
+    for c in checked:
+        if c.check.sha256 in seen:
+            log.add("DUPLICATE_IMAGE", c.record.path, f"(kept {seen[c.check.sha256]})")
+            continue
+        seen[c.check.sha256] = c.record.path
+        by_path[c.record.path].boxes = check_boxes(by_path[c.record.path], c.check.width, c.check.height, declared, log)
+        kept.append(c)
+    classes = sorted({b.label for c in kept for b in by_path[c.record.path].boxes} | (declared or set()))
+    negatives = [c.record.path for c in kept if not by_path[c.record.path].boxes]
+    if negatives:
+        log.add("NEGATIVE_IMAGES", negatives)
+    if not any(by_path[c.record.path].boxes for c in kept):
+        log.add("EMPTY_DATASET", detail="(no image has a usable box)")
+    log.raise_if_errors()
+    strata = [Counter(b.label for b in by_path[c.record.path].boxes).most_common(1)[0][0]
+              if by_path[c.record.path].boxes else "_negative" for c in kept]
+    splits = carve(strata, [c.record.split for c in kept], seed)
+    manifest = [{"file": f"images/{c.check.sha256[:16]}{Path(c.record.path).suffix.lower()}", "split": s,
+                 "boxes": [{"label": b.label, "bbox": [round(v, 3) for v in b.xywh()]} for b in by_path[c.record.path].boxes],
+                 "label": None, "source": c.record.path, "sha256": c.check.sha256, "width": c.check.width,
+                 "height": c.check.height, "mode": c.check.mode} for c, s in zip(kept, splits)]
+    return write_version(ws, catalog, root, name, "detection", chosen, classes, manifest, box_stats(manifest, classes),
+                         log, seed, progress)
 
 
 def export_detection(ws: Workspace, row: dict, fmt: str, dest: Path) -> Path:
     """Write dataset `row` (a detection dataset) to `dest` in `fmt` (coco, yolo or voc), splits kept."""
-    if row["task"] != "detection":
-        raise ConfigError(f"{row['name']}:v{row['version']} is a {row['task']} dataset.", fix="Export a detection dataset.")
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"Unknown export format {fmt!r}.", fix=f"Use one of: {', '.join(EXPORT_FORMATS)}.")
     root = ws.home / row["path"]
     manifest = json.loads((root / "manifest.json").read_text())
-    items = [(m, Path(m["source"]).name if False else f"{m['split']}/{Path(m['file']).name}",
+    items = [(m, f"{m['split']}/{Path(m['file']).name}",
               [Box(b["label"], *b["bbox"]) for b in m["boxes"]]) for m in manifest]
     write_records(dest, fmt, [(rel, m["width"], m["height"], boxes, root / m["file"]) for m, rel, boxes in items],
                   row["classes"])
@@ -138,7 +135,7 @@ def synthetic_scene(rng: random.Random, classes: list[str], size: int, max_objec
         cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
         if any(abs(cx - (b.x + b.w / 2)) < (r + b.w / 2) * 0.8 and abs(cy - (b.y + b.h / 2)) < (r + b.h / 2) * 0.8 for b in boxes):
             continue
-        _draw_shape(draw, label, cx, cy, r, tuple(rng.randrange(140, 256) for _ in range(3)))
+        draw_shape(draw, label, cx, cy, r, tuple(rng.randrange(140, 256) for _ in range(3)))
         top = cy - r / 4 if label == "bar" else cy - r
         height = r / 2 if label == "bar" else 2 * r
         boxes.append(Box(label, round(cx - r, 2), round(top, 2), round(2 * r, 2), round(height, 2)))

@@ -13,11 +13,10 @@ from torch import nn
 
 from factory.errors import MissingDependencyError, UnsupportedSpecError
 from factory.registry import Registry
+from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
 from factory.tasks.efficientnet_lite import (HEAD_PREFIX, VARIANTS, build_efficientnet_lite, load_lite_weights,
                                              weights_path)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -148,35 +147,6 @@ def load_matching(model: nn.Module, state: dict, skip_prefix: str = "") -> dict:
               if k in own and own[k].shape == v.shape and not (skip_prefix and k.startswith(skip_prefix + "."))}
     model.load_state_dict(usable, strict=False)
     return {"loaded": len(usable), "skipped": sorted(set(own) - set(usable))}
-
-
-def fit_to_state_dict(model: nn.Module, state: dict) -> nn.Module:
-    """Resize Conv2d / BatchNorm2d / Linear layers in place to the channel counts in `state`.
-
-    A structurally pruned model differs from its architecture only in channel counts, so a
-    plain state dict is enough to rebuild it: no pickled modules, loadable with weights_only.
-    """
-    for name, module in model.named_modules():
-        weight = state.get(f"{name}.weight" if name else "weight")
-        if weight is None or tuple(weight.shape) == tuple(module.weight.shape):
-            continue
-        if isinstance(module, nn.Conv2d):
-            depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
-            module.out_channels = weight.shape[0]
-            module.groups = weight.shape[0] if depthwise else module.groups
-            module.in_channels = weight.shape[1] * module.groups
-        elif isinstance(module, nn.BatchNorm2d):
-            module.num_features = weight.shape[0]
-            for buf in ("running_mean", "running_var"):
-                setattr(module, buf, torch.zeros(weight.shape[0]))
-        elif isinstance(module, nn.Linear):
-            module.out_features, module.in_features = weight.shape
-        else:
-            continue
-        module.weight = nn.Parameter(torch.empty_like(weight))
-        if getattr(module, "bias", None) is not None:
-            module.bias = nn.Parameter(torch.empty(weight.shape[0]))
-    return model
 
 
 def preprocessing_spec(img_size: int) -> dict:

@@ -1,35 +1,21 @@
-"""Evaluate a model version on a dataset split: metrics, confusion matrix (JSON + PNG) and a
-gallery of the worst misclassified images, written under reports/<model>/v<N>/eval-<split>/."""
+"""Evaluating a classifier on a dataset split: metrics, confusion matrix (JSON + PNG) and a gallery of the worst
+misclassified images, written under reports/<model>/v<N>/eval-<split>/."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from factory.catalog import Catalog
 from factory.datasets.images import load_rgb
 from factory.errors import DatasetError
-from factory.models import resolve
-from factory.tasks.metrics import classification_metrics
+from factory.tasks.classification.metrics import classification_metrics
 from factory.training.data import ImageTensors
 from factory.training.engine import predict_logits
 from factory.workspace import Workspace, atomic_write_bytes, atomic_write_json
 
 WORST_SHOWN = 16
-
-
-def split_entries(ws: Workspace, dataset_row: dict, split: str) -> tuple[Path, list[dict]]:
-    root = ws.home / dataset_row["path"]
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"Dataset {dataset_row['name']}:v{dataset_row['version']} cannot be read ({exc}).",
-                           fix="Restore its folder from a backup, or import the data again as a new version.") from exc
-    entries = [m for m in manifest if m["split"] == split]
-    return root, entries
 
 
 def evaluate_split(model: torch.nn.Module, meta: dict, root: Path, entries: list[dict], batch_size: int = 128) -> dict:
@@ -112,38 +98,3 @@ def write_eval_report(ws: Workspace, model_row: dict, split: str, metrics: dict,
     atomic_write_bytes(paths["confusion_matrix_png"], plot_confusion(metrics["confusion_matrix"], classes, title))
     atomic_write_bytes(paths["worst_png"], worst_gallery(root, metrics["worst"]))
     return {k: str(v) for k, v in paths.items()}
-
-
-def dataset_row_for(catalog: Catalog, ref: str) -> dict:
-    names = sorted({r["name"] for r in catalog.datasets()})
-    return resolve(catalog.datasets, names, ref, "dataset")
-
-
-def evaluate_detection_split(model: torch.nn.Module, meta: dict, root: Path, entries: list[dict],
-                             save_predictions: str | Path | None = None) -> dict:
-    """COCO metrics of a detector on `entries`; optionally the predictions as a COCO results list
-    (file_name, category_name, bbox [x, y, w, h] in the original image's pixels, score)."""
-    from factory.training.detection import DetectionTensors, evaluate_detector
-
-    if not entries:
-        raise DatasetError("The split to evaluate is empty.", fix="Pick another split (train, val or test).")
-    pre, classes = meta["preprocessing"], meta["classes"]
-    data = DetectionTensors(root, entries, classes, pre["resize"][0])
-    mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
-    result = evaluate_detector(model, data, meta["postprocessing"], mean, std)
-    detections = result.pop("detections")
-    predictions = [{"file_name": entries[i].get("source", entries[i]["file"]), "category_name": classes[k],
-                    "bbox": _clip([v / data.scales[i] for v in box], entries[i]["width"], entries[i]["height"]),
-                    "score": round(score, 6)}
-                   for i, dets in detections.items() for k, box, score in dets]
-    if save_predictions:
-        atomic_write_json(Path(save_predictions), predictions)
-    return {"metrics": result, "images": [e.get("source", e["file"]) for e in entries], "predictions": len(predictions),
-            "predictions_file": str(save_predictions) if save_predictions else None}
-
-
-def _clip(box: list[float], width: int, height: int) -> list[float]:
-    """An xywh box clipped to the image, rounded to 1/1000 px."""
-    x1, y1 = min(max(box[0], 0), width), min(max(box[1], 0), height)
-    x2, y2 = min(max(box[0] + box[2], 0), width), min(max(box[1] + box[3], 0), height)
-    return [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)]

@@ -16,11 +16,33 @@ from typing import Protocol
 
 import yaml
 
-from factory.datasets.formats import is_image
-from factory.datasets.issues import IssueLog, fail
+from factory.datasets.images import is_image
+from factory.datasets.issues import IssueLog, fail, register_codes
 from factory.datasets.source import walk_files
 from factory.registry import Registry
 
+DETECTION_CODES = register_codes({
+    "UNKNOWN_DETECTION_FORMAT": ("error", "No supported detection layout was found.",
+                                 "Use Pascal VOC XML beside the images (or in Annotations/), a COCO JSON, a YOLO "
+                                 "data.yaml with images/ and labels/, a Ku+ txkt-result.json, a ModelArts .manifest, "
+                                 "or a CSV with FILE_NAME, LABEL_VALUE, LABEL_COORDINATE; or pass --format."),
+    "ANNOTATION_UNREADABLE": ("warning", "Annotation files that cannot be parsed were skipped (file and line given).",
+                              "Fix the syntax at the position given, or remove the file."),
+    "ANNOTATION_WITHOUT_IMAGE": ("warning", "Annotations name images that are not in the data; they were skipped.",
+                                 "Add the images, or remove their annotations."),
+    "IMAGE_WITHOUT_ANNOTATION": ("warning", "Images without an annotation file were left out (not treated as empty).",
+                                 "Add an annotation for each (an empty one marks an image with no objects)."),
+    "UNKNOWN_CLASS": ("warning", "Boxes with a class that the label list does not define were dropped.",
+                      "Add the class to the category list (COCO categories, YOLO names) or fix the class id."),
+    "BOX_DEGENERATE": ("warning", "Boxes under 2 px wide or high, or with min > max, were dropped.",
+                       "Fix the coordinates; a box needs a width and a height of at least 2 px."),
+    "BOX_CLIPPED": ("warning", "Boxes partly outside the image (less than half their area) were clipped to it.",
+                    "Nothing to do if the clipped boxes look right; otherwise fix their coordinates."),
+    "BOX_OUTSIDE_IMAGE": ("warning", "Boxes with half or more of their area outside the image were dropped.",
+                          "Fix the coordinates (are they relative where pixels are expected, or the other way round?)."),
+    "NEGATIVE_IMAGES": ("note", "Images annotated with no objects are kept as negatives (they teach the model "
+                        "what is not an object).", "Nothing to do."),
+})
 TXKT_FILE = "txkt-result.json"
 MIN_BOX_PX = 2.0
 SPLITS = {"train": "train", "val": "val", "valid": "val", "test": "test", "TRAIN": "train", "EVAL": "val", "TEST": "test"}

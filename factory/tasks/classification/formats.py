@@ -12,13 +12,29 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from factory.datasets.issues import IssueLog, fail
+from factory.datasets.images import is_image
+from factory.datasets.issues import IssueLog, fail, register_codes
 from factory.datasets.source import walk_files
 from factory.registry import Registry
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
+CLASSIFICATION_CODES = register_codes({
+    "UNKNOWN_FORMAT": ("error", "No supported dataset layout was found.",
+                       "Use one folder per class, a train/val/test split of such folders, a Ku+ "
+                       "txfl-result.json, or a CSV with columns path,label; or pass --format."),
+    "TOO_FEW_CLASSES": ("error", "A classification dataset needs at least 2 classes.",
+                        "Add a folder (or label) for each class you want the model to tell apart."),
+    "CONFLICTING_LABELS": ("warning", "The same image content appears under different labels; all copies were "
+                           "left out.", "Decide the right class for each file and keep one copy."),
+    "SMALL_CLASS": ("warning", "Classes with fewer than 20 images.",
+                    "Add images to these classes (20+ per class, balanced, is the usual minimum)."),
+    "INVALID_LABEL_NAME": ("warning", "Label names that are not valid identifiers (ASCII letters, digits, '_', "
+                           "not starting with a digit).",
+                           "Rename the folders or labels; some runtimes and platforms reject other names."),
+    "UNLABELLED_IMAGES": ("note", "Images at the top level of a folder-per-class layout are kept as unlabelled "
+                          "and not used for training.", "Move them into a class folder to use them."),
+})
 TXFL_FILE = "txfl-result.json"
 CSV_PATH_COLUMNS = ("path", "file", "filename", "image", "url")
 CSV_LABEL_COLUMNS = ("label", "class", "category")
@@ -41,10 +57,6 @@ class DatasetFormat(Protocol):
 
 
 DATASET_FORMATS: Registry[DatasetFormat] = Registry("dataset format")
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _rel(path: Path, root: Path) -> str:

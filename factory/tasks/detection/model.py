@@ -13,7 +13,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from factory.registry import Registry
@@ -196,16 +195,6 @@ def decode(raw: np.ndarray, spec: dict) -> list[dict]:
     keep = nms(boxes + offset, s, spec["nms_iou"])[:spec["max_detections"]]
     return [{"label": spec["classes"][label[k]], "index": int(label[k]), "score": float(s[k]),
              "box": [float(v) for v in boxes[k]]} for k in keep]
-
-
-def letterbox(image: Image.Image, size: int) -> tuple[Image.Image, float, tuple[int, int]]:
-    """Resize keeping the aspect ratio into a size x size canvas (grey padding right and bottom)."""
-    scale = size / max(image.size)
-    # half up, as JavaScript's Math.round on the phone page (Python's round() is half to even)
-    w, h = max(1, int(image.size[0] * scale + 0.5)), max(1, int(image.size[1] * scale + 0.5))
-    canvas = Image.new("RGB", (size, size), (114, 114, 114))
-    canvas.paste(image.resize((w, h), Image.Resampling.BILINEAR), (0, 0))
-    return canvas, scale, (0, 0)
 
 
 def clip_detections(detections: list[dict], width: float, height: float) -> list[dict]:

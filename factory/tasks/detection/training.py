@@ -4,17 +4,21 @@ translation), the FCOS loss, and validation by COCO mAP@0.5 through the shared N
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from factory.datasets.images import load_rgb
-from factory.tasks.detection import clip_detections, decode, detection_loss, letterbox, locations, postprocessing_spec
-from factory.tasks.detection_metrics import coco_metrics
-from factory.training.engine import StopRequested, Trainer, lr_factor
+from factory.datasets.images import letterbox, load_rgb
+from factory.errors import DatasetError, UnsupportedSpecError
+from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
+from factory.tasks.classification.models import MODELS, imagenet_weights_available
+from factory.tasks.detection.metrics import coco_metrics
+from factory.tasks.detection.model import (DETECTORS, clip_detections, decode, detection_loss, locations,
+                                           postprocessing_spec)
+from factory.training.engine import Trainer
+from factory.workspace import atomic_write_json
 
 PAD = 114
 SCALE_RANGE = (0.6, 1.4)
@@ -94,35 +98,24 @@ class DetectionTrainer(Trainer):
         c, s = locations([tuple(x) for x in self.spec["feature_sizes"]])
         self.centers, self.strides = torch.from_numpy(c), torch.from_numpy(s)
 
-    def train_epoch(self, generator: torch.Generator, start: float) -> float:
-        self.model.train()
+    def epoch_batches(self, generator: torch.Generator):
         order = torch.randperm(len(self.train), generator=generator)
-        total, count, last_event = 0.0, 0, time.perf_counter()
         for first in range(0, len(order), self.cfg.batch_size):
-            if self.stop.is_set():
-                raise StopRequested()
             idx = order[first:first + self.cfg.batch_size]
-            images, targets = augment_batch(self.train.images[idx], [self.train.boxes[i] for i in idx],
-                                            [self.train.labels[i] for i in idx], generator, self.cfg.hflip)
-            x = (images / 255.0 - self.mean) / self.std
-            factor = lr_factor(self.state.step, self.warmup_steps,
-                               self.progress_fraction(self.state.elapsed_s + time.perf_counter() - start))
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.cfg.lr * factor
-            loss = detection_loss(self.model(x), targets, self.centers, self.strides, len(self.classes))["loss"]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
-            self.optimizer.step()
-            self.state.step += 1
-            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
-            if time.perf_counter() - last_event > 1.0:
-                last_event = time.perf_counter()
-                self.on_event({"type": "step", "epoch": self.state.epoch + 1, "step": self.state.step,
-                               "steps_per_epoch": self.steps_per_epoch, "loss": float(loss.detach())})
-            if self.budget_s and self.state.elapsed_s + time.perf_counter() - start >= self.budget_s:
-                break
-        return total / max(count, 1)
+            yield self.train.images[idx], ([self.train.boxes[i] for i in idx], [self.train.labels[i] for i in idx]), len(idx)
+
+    def train_step(self, images: torch.Tensor, targets, generator: torch.Generator, start: float) -> float:
+        """Augment pixels and boxes together, then one step of the FCOS loss (gradients clipped at norm 10)."""
+        images, boxes = augment_batch(images, *targets, generator, self.cfg.hflip)
+        x = (images / 255.0 - self.mean) / self.std
+        self.scheduled_lr(start)
+        loss = detection_loss(self.model(x), boxes, self.centers, self.strides, len(self.classes))["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.optimizer.step()
+        self.state.step += 1
+        return float(loss.detach())
 
     def evaluate_metric(self) -> float:
         return evaluate_detector(self.model, self.val, self.spec, self.mean, self.std)["map50"]
@@ -152,25 +145,17 @@ def evaluate_detector(model: torch.nn.Module, data: DetectionTensors, spec: dict
 
 
 def detection_preprocessing(size: int) -> dict:
-    from factory.tasks.classification import IMAGENET_MEAN, IMAGENET_STD
-
     return {"resize": [size, size], "resize_mode": "letterbox", "pad_value": PAD, "interpolation": "bilinear",
             "color": "RGB", "layout": "NCHW", "scale": 1 / 255.0, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
 def detector_imagenet_available(arch: str) -> bool:
     """Whether detector `arch` offers an ImageNet backbone and its weights are on this machine."""
-    from factory.tasks.classification import MODELS, imagenet_weights_available
-    from factory.tasks.detection import DETECTORS
-
     return DETECTORS.get(arch).load_imagenet is not None and arch in MODELS.names() and imagenet_weights_available(arch)
 
 
 def load_detector_imagenet(model: torch.nn.Module, arch: str) -> dict:
     """ImageNet weights into the detector's backbone (the FPN and head start fresh); never downloads."""
-    from factory.errors import UnsupportedSpecError
-    from factory.tasks.detection import DETECTORS
-
     spec = DETECTORS.get(arch)
     if spec.load_imagenet is None:
         raise UnsupportedSpecError(f"Detector {arch!r} has no ImageNet backbone weights here.",
@@ -178,46 +163,29 @@ def load_detector_imagenet(model: torch.nn.Module, arch: str) -> dict:
     return spec.load_imagenet(model.backbone)
 
 
-def train_detector(ws, catalog, run_id: str, resolved: dict, resume: bool, sink, stop) -> dict:
-    """Train, evaluate on the test split (COCO metrics) and register a detector version."""
-    from factory.config import TrainConfig
-    from factory.evaluation import dataset_row_for, split_entries
-    from factory.models import register_model_version
-    from factory.tasks.detection import build_detector
-    from factory.training.engine import recalibrate_batchnorm
-    from factory.training.run import registered
-
-    ds = dataset_row_for(catalog, resolved["dataset"])
-    root, train_entries = split_entries(ws, ds, "train")
-    _, val_entries = split_entries(ws, ds, "val")
-    _, test_entries = split_entries(ws, ds, "test")
-    if not val_entries:
-        val_entries = train_entries
-        sink({"type": "warning", "message": "The dataset has no validation images; early stopping uses train."})
-    size, classes = resolved["img_size"], resolved["classes"]
-    sink({"type": "stage", "stage": "load data", "images": len(train_entries) + len(val_entries)})
-    train, val = DetectionTensors(root, train_entries, classes, size), DetectionTensors(root, val_entries, classes, size)
-    model = build_detector(resolved["model"], len(classes))
-    if resolved.get("pretrained") == "imagenet":
-        sink({"type": "init", "source": "imagenet", "loaded_tensors": load_detector_imagenet(model, resolved["model"])["loaded"]})
-    cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
-    pre = detection_preprocessing(size)
-    trainer = DetectionTrainer(cfg, model, train, val, pre, ws.run_dir(run_id), classes, on_event=sink, stop=stop)
-    state = trainer.fit(resume=resume)
-    model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
-    model.cpu().eval()
-    recalibrate_batchnorm(model, train, pre)  # MobileNetV3's BN momentum of 0.01 lags behind the weights
-    test = DetectionTensors(root, test_entries or val_entries, classes, size)
-    spec = postprocessing_spec(classes, size)
+def evaluate_detection_split(model: torch.nn.Module, meta: dict, root: Path, entries: list[dict],
+                             save_predictions: str | Path | None = None) -> dict:
+    """COCO metrics of a detector on `entries`; optionally the predictions as a COCO results list
+    (file_name, category_name, bbox [x, y, w, h] in the original image's pixels, score)."""
+    if not entries:
+        raise DatasetError("The split to evaluate is empty.", fix="Pick another split (train, val or test).")
+    pre, classes = meta["preprocessing"], meta["classes"]
+    data = DetectionTensors(root, entries, classes, pre["resize"][0])
     mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
-    result = evaluate_detector(model, test, spec, mean, std)
-    metrics = {"map": result["map"], "map50": result["map50"], "map75": result["map75"], "per_class": result["per_class"],
-               "by_size": result["by_size"], "val_map50": state.best_metric, "best_epoch": state.best_epoch,
-               "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1), "split": "test" if test_entries else "val"}
-    warnings = trainer.diagnose()
-    row = register_model_version(ws, catalog, name=resolved["name"], arch=resolved["model"], classes=classes, img_size=size,
-                                 state_dict=model.state_dict(), dataset=resolved["dataset"], run_id=run_id, metrics=metrics,
-                                 extra={"history": state.history, "pretrained": resolved.get("pretrained"),
-                                        "training_warnings": warnings},
-                                 task="detection", preprocessing=pre, postprocessing=spec)
-    return registered(row, run_id, metrics, warnings, "map50", sink)
+    result = evaluate_detector(model, data, meta["postprocessing"], mean, std)
+    detections = result.pop("detections")
+    predictions = [{"file_name": entries[i].get("source", entries[i]["file"]), "category_name": classes[k],
+                    "bbox": _clip([v / data.scales[i] for v in box], entries[i]["width"], entries[i]["height"]),
+                    "score": round(score, 6)}
+                   for i, dets in detections.items() for k, box, score in dets]
+    if save_predictions:
+        atomic_write_json(Path(save_predictions), predictions)
+    return {"metrics": result, "images": [e.get("source", e["file"]) for e in entries], "predictions": len(predictions),
+            "predictions_file": str(save_predictions) if save_predictions else None}
+
+
+def _clip(box: list[float], width: int, height: int) -> list[float]:
+    """An xywh box clipped to the image, rounded to 1/1000 px."""
+    x1, y1 = min(max(box[0], 0), width), min(max(box[1], 0), height)
+    x2, y2 = min(max(box[0] + box[2], 0), width), min(max(box[1] + box[3], 0), height)
+    return [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)]
