@@ -7,8 +7,8 @@ from typing import Callable
 
 from benchmarks import report as reports
 from benchmarks.device import local_device
-from benchmarks.harness import BenchSpec, Timing, run_isolated
-from benchmarks.measure import measurable
+from benchmarks.harness import BenchSpec, Timing
+from benchmarks.measure import measurable, run_isolated
 from factory.api import Home, session
 from factory.catalog import Catalog
 from factory.errors import BudgetError, ConfigError, FactoryError, UnsupportedSpecError

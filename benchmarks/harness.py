@@ -10,11 +10,9 @@ pools or memory and the peak memory is the runner's own.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -117,21 +115,6 @@ class BenchSpec:
     accuracy: bool = True
 
 
-def run_isolated(spec: BenchSpec) -> dict:
-    """Measure `spec` in a fresh spawned process; any failure there is raised here as a FactoryError."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            out = pool.submit(_child, asdict(spec)).result()
-    except BrokenProcessPool as exc:  # killed (out of memory?) or crashed inside a runtime
-        out = {"error": {"code": "BENCH_CRASHED", "message": f"The measuring process for {spec.target} {spec.precision} "
-                         f"died ({exc}).", "fix": "Check free memory; run `edgefactory bench` on this artifact alone."}}
-    if "error" in out:
-        raise error_from_dict(out["error"])
-    return out
-
-
 def error_from_dict(err: dict) -> Exception:
     """The FactoryError subclass whose code is `err['code']` (FactoryError itself when none is)."""
     from factory.errors import FactoryError
@@ -143,18 +126,3 @@ def error_from_dict(err: dict) -> Exception:
             found = kind
         kinds.extend(kind.__subclasses__())
     return found(err["message"], fix=err.get("fix", ""), code=err["code"], details=err.get("details"))
-
-
-def _child(spec: dict) -> dict:
-    from factory.errors import FactoryError
-
-    spec["timing"] = Timing(**spec["timing"])
-    try:
-        from benchmarks.measure import measure
-
-        return measure(BenchSpec(**spec))
-    except FactoryError as exc:
-        return {"error": exc.to_dict()}
-    except Exception as exc:  # a runtime's own exception: reported, never a traceback across processes
-        return {"error": {"code": "BENCH_FAILED", "message": f"{spec['target']} {spec['precision']} failed while measuring: "
-                          f"{type(exc).__name__}: {str(exc)[:300]}", "fix": "Re-export the artifact; report it if it persists."}}

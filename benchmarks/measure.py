@@ -5,18 +5,23 @@ size, and accuracy on the test split with the artifact's own runtime."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, latency_stats, peak_memory_kb, reset_peak_memory,
-                                throughput, time_calls)
+from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, Timing, error_from_dict, latency_stats, peak_memory_kb,
+                                reset_peak_memory, throughput, time_calls)
 from factory.api import session
-from factory.evaluation import dataset_row_for, split_entries
+from factory.datasets.splits import DatasetSplits
 from factory.models import load_model, resolve_model
-from factory.tasks.adapters import EvalSet, adapter_for, shaped
-from factory.tasks.inputs import run_batched
+from factory.refs import dataset_row_for
+from factory.tasks import task_of
+from factory.tasks.base import EvalSet, run_batched, shaped
 from factory.workspace import Workspace
 from targets.base import TARGETS, Runner
 from targets.driver import artifact_bytes
@@ -56,24 +61,19 @@ def load_runner(ws: Workspace, row: dict, folder: Path | None, meta: dict, targe
 
 
 def test_split(ws: Workspace, catalog, meta: dict) -> tuple[str, EvalSet]:
-    ds = dataset_row_for(catalog, meta["dataset"])
-    root, test = split_entries(ws, ds, "test")
-    split = "test"
-    if not test:
-        root, test = split_entries(ws, ds, "val")
-        split = "val"
-    return split, adapter_for(meta).eval_set(root, test, meta)
+    data = DatasetSplits.open(ws, dataset_row_for(catalog, meta["dataset"]))
+    split, entries = data.evaluation()
+    return split, task_of(meta).eval_set(data.root, entries, meta)
 
 
 def scores(runner, data: EvalSet, meta: dict, batch: int) -> dict:
     """The task's scores of `runner` on `data`: `accuracy` is the primary metric (accuracy, or mAP@0.5)."""
-    task = adapter_for(meta)
+    task = task_of(meta)
     outputs = shaped(run_batched(runner, data.inputs, batch), task, meta)
     metrics = task.score(outputs, data.truth, meta)
     return {"accuracy": metrics[task.metric], "metric": task.metric, "images": int(len(data.inputs)),
-            "predictions": task.predictions(outputs), "per_class": metrics["recall_by_class"],
-            "per_size": metrics.get("recall_by_size"),
-            **({"map": metrics["map"], "map50": metrics["map50"]} if task.task == "detection" else {})}
+            "predictions": task.predictions(outputs), "per_class": metrics.get("recall_by_class"),
+            "per_size": metrics.get("recall_by_size"), **task.report_scores(metrics)}
 
 
 def measure(spec: BenchSpec) -> dict:
@@ -100,3 +100,29 @@ def measure(spec: BenchSpec) -> dict:
         if data is not None:
             out.update(eval_split=split, **scores(runner, data, meta, 32 if dynamic else 1))
         return out
+
+
+def run_isolated(spec: BenchSpec) -> dict:
+    """Measure `spec` in a fresh spawned process; any failure there is raised here as a FactoryError."""
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            out = pool.submit(_child, asdict(spec)).result()
+    except BrokenProcessPool as exc:  # killed (out of memory?) or crashed inside a runtime
+        out = {"error": {"code": "BENCH_CRASHED", "message": f"The measuring process for {spec.target} {spec.precision} "
+                         f"died ({exc}).", "fix": "Check free memory; run `edgefactory bench` on this artifact alone."}}
+    if "error" in out:
+        raise error_from_dict(out["error"])
+    return out
+
+
+def _child(spec: dict) -> dict:
+    from factory.errors import FactoryError
+
+    spec["timing"] = Timing(**spec["timing"])
+    try:
+        return measure(BenchSpec(**spec))
+    except FactoryError as exc:
+        return {"error": exc.to_dict()}
+    except Exception as exc:  # a runtime's own exception: reported, never a traceback across processes
+        return {"error": {"code": "BENCH_FAILED", "message": f"{spec['target']} {spec['precision']} failed while measuring: "
+                          f"{type(exc).__name__}: {str(exc)[:300]}", "fix": "Re-export the artifact; report it if it persists."}}

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from benchmarks import plots
 from benchmarks.estimate import OVERHEAD_BOUND_SHARE, estimate_rows, local_peak_ops, peak_share
+from factory.tasks import task_of
 from factory.workspace import atomic_write_bytes, atomic_write_json
 
 SCHEMA = "edgefactory.benchmark-report/1"
 SMALL_OBJECT_RECALL_LIMIT = 2.0  # points of recall@0.5 on small objects an INT8 / FP16 detector may lose
-METRIC_LABELS = {"classification": "accuracy", "detection": "mAP@0.5"}
 
 
 def report_row(raw: dict, reference: dict | None, cost: dict, local: dict) -> dict:
@@ -110,7 +110,7 @@ def build(model: dict, stored: list[dict], local: dict, profiles: dict, cost: di
     devices[local["id"]] = {k: local[k] for k in ("id", "name", "kind", "host", "os", "python", "cpu", "gpus", "packages", "peaks")}
     return {"schema": SCHEMA, "model": model["name"], "version": model["version"], "task": model["task"],
             "created_at": time.time(), "budget_points": budget, "cost": cost,
-            "metric": METRIC_LABELS.get(model["task"], "accuracy"),
+            "metric": task_of(model).metric_label,
             "reference": {"target": "pytorch", "precision": "fp32", "device": reference["device_id"] if reference else None,
                           "accuracy": reference["result"].get("accuracy") if reference else None},
             "devices": devices, "local_device": local["id"], "results": rows, "warnings": warnings,

@@ -35,7 +35,7 @@ import torch
 
 from benchmarks.device import local_device
 from benchmarks.harness import Timing, latency_stats, time_calls
-from factory.tasks.classification import build_model
+from factory.tasks import TASKS
 from targets import TARGETS
 from targets.base import Calibration, ExportRequest
 from targets.driver import artifact_bytes
@@ -43,8 +43,10 @@ from targets.onnx_common import export_onnx
 from targets.pytorch import eager_runner
 
 RESULTS = Path(__file__).parent / "results" / "suite.json"
-MODELS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
-DETECTORS = ("mobilenet_v3_small",)
+# the suite's rows: (task, architectures); the classifiers at --size with ImageNet's 1000 classes, the detectors at
+# --detection-size with 3 classes
+CLASSIFIERS, MODELS = "classification", ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
+DETECTORS_TASK, DETECTORS = "detection", ("mobilenet_v3_small",)
 ROUNDS = 3
 HARNESS_OVERHEAD_LIMIT = 0.05
 
@@ -96,17 +98,11 @@ def harness_overhead(run: Callable, x: np.ndarray, timing: Timing) -> dict:
             "within_limit": abs(h / b - 1) <= HARNESS_OVERHEAD_LIMIT}
 
 
-def classification_row(arch: str, size: int, timing: Timing, log: Callable[[str], None]) -> dict:
+def task_row(task: str, arch: str, size: int, classes: int, timing: Timing, log: Callable[[str], None]) -> dict:
+    """One suite row: a freshly initialised network of `task`'s architecture `arch` (`classes` outputs)."""
     torch.manual_seed(0)
-    model = build_model(arch, 1000).eval()
-    return suite_row("classification", model, arch, size, timing, log)
-
-
-def detection_row(arch: str, size: int, timing: Timing, log: Callable[[str], None]) -> dict:
-    from factory.tasks.detection import build_detector
-
-    torch.manual_seed(0)
-    return suite_row("detection", build_detector(arch, 3).eval(), arch, size, timing, log)
+    model = TASKS.get(task).build({"arch": arch, "num_classes": classes}).eval()
+    return suite_row(task, model, arch, size, timing, log)
 
 
 def suite_row(task: str, model: torch.nn.Module, arch: str, size: int, timing: Timing, log: Callable[[str], None]) -> dict:
@@ -128,7 +124,7 @@ def suite_row(task: str, model: torch.nn.Module, arch: str, size: int, timing: T
            "speedup": {"vs_pytorch_fp32": p50["pytorch_fp32"] / ours, "vs_onnxruntime_fp32": p50["onnxruntime_fp32"] / ours,
                        "vs_openvino_fp32": p50["openvino_fp32"] / ours},
            "size_ratio_vs_fp32": sizes["openvino_fp32"] / sizes["ours_openvino_int8"], "harness": overhead}
-    log(f"{arch + (' FCOS' if task == 'detection' else ''):23s} {size}px  eager {p50['pytorch_fp32']:7.2f}  ORT {p50['onnxruntime_fp32']:7.2f}  "
+    log(f"{arch + ' ' + task[:6]:25s} {size}px  eager {p50['pytorch_fp32']:7.2f}  ORT {p50['onnxruntime_fp32']:7.2f}  "
         f"OV fp32 {p50['openvino_fp32']:7.2f}  ours int8 {ours:6.2f} ms  ->  {row['speedup']['vs_pytorch_fp32']:.2f}x eager, "
         f"{row['speedup']['vs_onnxruntime_fp32']:.2f}x ORT, {row['speedup']['vs_openvino_fp32']:.2f}x OV fp32; "
         f"harness overhead {overhead['overhead']:+.1%}")
@@ -142,8 +138,9 @@ def run(models: list[str] | None = None, size: int = 224, timing: Timing | None 
     timing = timing or Timing(min_time_s=3.0)
     device = local_device()
     log(f"suite on {device['name']} (FP32 {device['peaks']['fp32_gflops']} GFLOPS, INT8 {device['peaks']['int8_gops']} GOPS)")
-    rows = [classification_row(arch, size, timing, log) for arch in (MODELS if models is None else models)]
-    rows += [detection_row(arch, detection_size, timing, log) for arch in (DETECTORS if detectors is None else detectors)]
+    rows = [task_row(CLASSIFIERS, arch, size, 1000, timing, log) for arch in (MODELS if models is None else models)]
+    rows += [task_row(DETECTORS_TASK, arch, detection_size, 3, timing, log)
+             for arch in (DETECTORS if detectors is None else detectors)]
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device, "batch": 1,
               "threads": torch.get_num_threads(), "rows": rows,
               "harness_within_limit": all(r["harness"]["within_limit"] for r in rows)}

@@ -12,11 +12,11 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from chat_ui.parse import Parsed, parse
+from chat_ui.parse import NOT_INSTALLED, Parsed, parse
 from factory.errors import FactoryError
+from factory.tasks import DEFAULT_TASK, TASKS, task_of
 from targets.devices import DeviceProfile
 
-STEPS = ("data", "target", "recipe", "training", "export", "exporting", "deploy", "done")
 SERVER_TARGET = "openvino"
 EXPORTABLE_HERE = ("openvino", "onnxruntime", "tflite", "executorch", "ncnn", "web", "coreml", "tensorrt")
 
@@ -117,9 +117,10 @@ class Guide:
 
     # -- the flow --------------------------------------------------------------------------------
     def _advance(self, state: State, p: Parsed) -> Reply:
-        if p.task in ("ocr", "retrieval"):
-            return Reply(f"{p.task.upper() if p.task == 'ocr' else p.task.capitalize()} is not supported yet: today I train "
-                         "image classifiers (one label per image) and object detectors (boxes). Shall we build one of those?")
+        if p.task and p.task not in TASKS:
+            named = NOT_INSTALLED.get(p.task, (p.task,))[0]
+            return Reply(f"{named} is not supported yet: today I train " + " and ".join(TASKS.names())
+                         + " models. Shall we build one of those?")
         if p.task and state.step == "data":
             state.task = p.task
         if state.step == "data":
@@ -138,22 +139,17 @@ class Guide:
                      "or *go back* to change the targets.")
 
     def _data(self, state: State, p: Parsed) -> Reply:
-        if "demo" in p.intents and state.task == "detection":
-            return self._ask(state, "import_demo_data", {"name": "scenes", "kind": "scenes"}, "then_data",
-                             "I will import the detection demo data: 300 seeded synthetic 320 px scenes with circles, "
-                             "squares and triangles in Pascal VOC XML, as dataset **scenes**.")
-        if "demo" in p.intents:
-            return self._ask(state, "import_demo_data", {"name": "digits"}, "then_data",
-                             "I will import the demo data: scikit-learn's 1797 handwritten digits (10 classes, 8x8 "
-                             "grey images) as dataset **digits**.")
+        chosen = TASKS.get(state.task) if state.task else None
+        demo = (chosen.demo if chosen else None) or TASKS.get(DEFAULT_TASK).demo
+        if "demo" in p.intents and demo:
+            return self._ask(state, "import_demo_data", {"name": demo["name"], "kind": demo["kind"]}, "then_data",
+                             demo["summary"])
         if p.dataset:
             return self._use_dataset(state, self._call("inspect_dataset", ref=p.dataset))
         names = ", ".join(f"**{d}**" for d in [d["dataset"] for d in self._call("list_datasets")]) or "none yet"
-        if state.task == "detection":
-            return Reply("An object detector, then. Upload a .zip with your images and their boxes: Pascal VOC XML, COCO "
-                         "JSON, YOLO (with data.yaml), a Ku+ txkt-result.json, a ModelArts manifest or a CSV of "
-                         f"coordinates; say **demo** for synthetic scenes; or name an imported detection dataset "
-                         f"(imported: {names}).")
+        prompt = chosen.upload_prompt(names) if chosen else None
+        if prompt:
+            return Reply(prompt)
         return Reply("First, the data. Upload a .zip of images (one folder per class for a classifier; VOC, COCO or YOLO "
                      "boxes for a detector), say **demo** for handwritten digits, or name an imported dataset "
                      f"(imported: {names}).")
@@ -166,14 +162,14 @@ class Guide:
                          f"I got {len(files)} file(s): {', '.join(Path(f).name for f in files[:5])}.")
         state.step = "data"
         task = state.task or "auto"
-        kind = {"auto": "", "detection": " (boxes for object detection)", "classification": " (a label per image)"}[task]
+        kind = TASKS.get(task).upload_hint if task != "auto" else ""
         return self._ask(state, "import_dataset", {"path": str(path), "name": name, "task": task}, "then_data",
                          f"I will check **{path.name}** and import it as dataset **{name}**{kind}.")
 
     def _use_dataset(self, state: State, summary: dict) -> Reply:
         state.dataset = f"{summary['dataset']}:v{summary['version']}"
         state.dataset_summary = summary
-        state.task = summary.get("task", "classification")
+        state.task = task_of(summary).name
         self._goto(state, "target")
         return Reply(describe_dataset(summary) + "\n\nWhere will the model run? For example *a Raspberry Pi 4 under "
                      f"30 ms*, *Android phones*, *an Intel NUC*, *a Jetson*; and how much {metric_name(state.task)} may "
@@ -197,7 +193,7 @@ class Guide:
     def _propose(self, state: State, p: Parsed) -> Reply:
         stats = (state.dataset_summary or {}).get("stats", {})
         recipe = propose_recipe(stats, [self.profiles[d] for d in state.devices], state.latency_ms, state.size_mb,
-                                task=state.task or "classification")
+                                task=state.task or DEFAULT_TASK)
         if p.model:
             recipe.update(model=p.model, reason=recipe["reason"] + f" You asked for {p.model}.")
         if p.minutes:
@@ -301,11 +297,12 @@ class Guide:
         state.model = f"{result['model']}:v{result['version']}"
         evaluation = self._call("evaluate", model=state.model)
         metrics = evaluation["metrics"]
-        state.evaluation = {"accuracy": metrics.get("accuracy", metrics.get("map50")), "files": evaluation.get("files", {}),
+        task = task_of(evaluation)
+        state.evaluation = {"accuracy": metrics.get(task.metric), "files": evaluation.get("files", {}),
                             "macro_f1": metrics.get("f1_macro"), "map": metrics.get("map")}
         self._goto(state, "export")
         targets = self.export_targets(state)
-        text = detection_text(state.model, evaluation) if state.task == "detection" else evaluation_text(state.model, evaluation)
+        text = task.evaluation_sentence(state.model, evaluation)
         ask = self._ask(state, "__exports__", {"targets": targets}, "", f"Next I will compress and export it for "
                         f"{', '.join(targets)} (INT8 where it keeps within {state.max_drop:g} point(s), else FP32), "
                         "then measure everything in a benchmark report.")
@@ -414,20 +411,15 @@ def _dataset_name(path: Path) -> str:
 
 
 def describe_dataset(s: dict) -> str:
+    task = task_of(s)
     stats = s.get("stats", {})
-    counts = stats.get("images_per_class") or {}
     lines = [f"Dataset **{s['dataset']}:v{s['version']}** ({s.get('format', '')}): {s['num_images']} images in "
-             f"{len(s['classes'])} classes; split {', '.join(f'{k} {v}' for k, v in s['splits'].items())}."]
-    if s.get("task") == "detection":
-        boxes, sizes = stats.get("boxes_per_class") or {}, stats.get("boxes_by_size") or {}
-        lines.append(f"{stats.get('num_boxes', 0)} boxes ({(stats.get('boxes_per_image') or {}).get('median', 0):g} per image "
-                     f"typically; {stats.get('negative_images', 0)} images without any, kept as negatives). By size: "
-                     + ", ".join(f"{k} {v}" for k, v in sizes.items()) + " (small is under 32x32 px).")
-        counts = boxes
+             f"{len(s['classes'])} classes; split {', '.join(f'{k} {v}' for k, v in s['splits'].items())}.",
+             *task.dataset_lines(stats)]
+    counts = task.class_counts(stats)
     if counts:
         lo, hi = min(counts.values()), max(counts.values())
-        unit = "boxes" if s.get("task") == "detection" else "images"
-        balance = "balanced" if hi <= 1.5 * lo else f"unbalanced: {hi} vs {lo} {unit} between the largest and smallest class"
+        balance = "balanced" if hi <= 1.5 * lo else f"unbalanced: {hi} vs {lo} {task.unit} between the largest and smallest class"
         lines.append(f"Classes ({balance}): " + ", ".join(f"{c} {n}" for c, n in list(counts.items())[:12])
                      + (" ..." if len(counts) > 12 else ""))
     for issue in s.get("issues", [])[:8]:
@@ -441,24 +433,14 @@ def describe_dataset(s: dict) -> str:
 
 
 def metric_name(task: str | None) -> str:
-    return "mAP@0.5" if task == "detection" else "accuracy"
+    return TASKS.get(task or DEFAULT_TASK).metric_label
 
 
 def propose_recipe(stats: dict, devices: list[DeviceProfile], latency_ms: float | None, size_mb: float | None,
-                   task: str = "classification") -> dict:
+                   task: str = DEFAULT_TASK) -> dict:
     """Model and time budget from the data and the slowest device, with the reason (the input size and the other
     training options come from the factory's resolver: see `defaults_sentence`)."""
-    if task == "detection":
-        return propose_detector(stats, devices, latency_ms)
-    slowest = min(devices, key=lambda d: d.fp32_gflops) if devices else None
-    small = slowest is None or slowest.fp32_gflops < 100 or (latency_ms is not None and latency_ms < 20) or \
-        (size_mb is not None and size_mb < 8)
-    model = "mobilenet_v3_small" if small else "mobilenet_v3_large"
-    n = stats.get("num_images") or 0
-    minutes = 2.0 if n < 300 else 4.0 if n < 3000 else 10.0
-    why = ((f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS, so " if slowest else "")
-           + f"{model} fits{' the latency budget' if latency_ms else ''}; {n} images train in about {minutes:g} minutes here.")
-    return {"model": model, "time_budget_min": minutes, "epochs": None, "reason": why}
+    return TASKS.get(task).propose(stats, devices, latency_ms, size_mb)
 
 
 def training_args(state: State) -> dict:
@@ -477,24 +459,6 @@ def defaults_sentence(resolved: dict) -> str:
             f"({why.get('pretrained', 'given')}) with {flips} ({why.get('hflip', 'given')}).")
 
 
-def propose_detector(stats: dict, devices: list[DeviceProfile], latency_ms: float | None) -> dict:
-    """The FCOS detector's backbone and letterbox size from the images, their boxes and the slowest device."""
-    side = int(max((stats.get("width") or {}).get("median", 320), (stats.get("height") or {}).get("median", 320)))
-    sizes = stats.get("boxes_by_size") or {}
-    small_share = sizes.get("small", 0) / max(1, sum(sizes.values()))
-    slowest = min(devices, key=lambda d: d.fp32_gflops) if devices else None
-    fast = slowest is not None and slowest.fp32_gflops >= 100 and (latency_ms is None or latency_ms >= 30)
-    model = "mobilenet_v3_large" if fast else "mobilenet_v3_small"
-    n = stats.get("num_images") or 0
-    minutes = 5.0 if n < 300 else 10.0 if n < 3000 else 20.0
-    why = (f"an anchor-free FCOS detector on {model}: the images are about {side} px and "
-           + (f"{small_share:.0%} of the boxes are small (under 32x32 px), so " if small_share else "")
-           + "the letterbox size keeps them visible; "
-           + (f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS; " if slowest else "")
-           + f"{n} images with {stats.get('num_boxes', 0)} boxes train in about {minutes:g} minutes here.")
-    return {"model": model, "time_budget_min": minutes, "epochs": None, "reason": why}
-
-
 def impossible_budget(state: State, recipe: dict) -> str | None:
     if state.latency_ms is not None and state.latency_ms < 0.05:
         return (f"{state.latency_ms:g} ms per image is below what any runtime can do (calling a model costs about "
@@ -510,37 +474,15 @@ def progress_text(run: dict) -> str:
         return f"Training is {run['status']}: starting up (loading the images)."
     parts = [f"epoch {prog['epoch']}" + (f" of at most {prog['epochs']}" if prog.get("epochs") else "")]
     if history:
-        name = "validation mAP@0.5" if "val_map50" in history[-1] else "validation accuracy"
-        parts.append(f"{name} {history[-1]['val_accuracy']:.1%} after epoch {history[-1]['epoch']}")
+        last = history[-1]
+        name = TASKS.get(run.get("config", {}).get("task") or DEFAULT_TASK).metric_label
+        parts.append(f"validation {name} {last.get('val_metric', last.get('val_accuracy', 0)):.1%} after epoch {last['epoch']}")
     loss = prog.get("train_loss", prog.get("loss"))
     if loss is not None:
         parts.append(f"loss {loss:.3f}")
     if prog.get("eta_s") is not None:
         parts.append(f"about {max(0, prog['eta_s']) / 60:.1f} min left")
     return "Training is running: " + ", ".join(parts) + ". Say *stop* to end it early."
-
-
-def evaluation_text(model: str, evaluation: dict) -> str:
-    m = evaluation["metrics"]
-    worst = sorted(m.get("per_class", {}).items(), key=lambda kv: kv[1]["recall"])[:3]
-    text = (f"Training finished: **{model}** reaches **{m['accuracy']:.2%}** accuracy on the test split "
-            f"(macro F1 {m.get('f1_macro', 0):.3f}).")
-    if worst and worst[0][1]["recall"] < 1:
-        text += " Hardest classes: " + ", ".join(f"{c} ({v['recall']:.0%} found)" for c, v in worst) + "."
-    return text + " The confusion matrix and the worst-classified images are below."
-
-
-def detection_text(model: str, evaluation: dict) -> str:
-    m = evaluation["metrics"]
-    sizes = ", ".join(f"{k} {v['recall50']:.0%}" for k, v in m.get("by_size", {}).items() if v.get("objects"))
-    worst = sorted(m.get("per_class", {}).items(), key=lambda kv: kv[1]["ap50"])[:3]
-    text = (f"Training finished: **{model}** reaches **mAP@0.5 {m['map50']:.2%}** on the test split (COCO mAP@0.5:0.95 "
-            f"{m['map']:.2%}, {evaluation.get('predictions', 0)} boxes kept over {len(evaluation.get('images', []))} images).")
-    if sizes:
-        text += f" Objects found (recall at IoU 0.5) by size: {sizes}."
-    if worst and worst[0][1]["ap50"] < 1:
-        text += " Hardest classes: " + ", ".join(f"{c} (AP@0.5 {v['ap50']:.0%})" for c, v in worst) + "."
-    return text
 
 
 def exports_table(exports: list[dict], results: list[dict], metric: str = "accuracy") -> str:

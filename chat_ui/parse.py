@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from factory.tasks.classification import MODELS
-from factory.tasks.detection import DETECTORS
+from factory.tasks import TASKS, all_tasks
 from targets.devices import DeviceProfile
 
 NUM = r"(\d+(?:\.\d+)?)"
@@ -27,8 +26,15 @@ INTENTS: dict[str, list[str]] = {
     "question": [r"^\s*(how do i|how to|how can i|what is|what are|what's|what does|why|which|can i|explain|tell me about)\b",
                  r"什么是", r"怎么", r"如何", r"为什么", r"是什么", r"\?\s*$", r"？\s*$"],
 }
-TASKS = {"classification": [r"classif", r"categor", r"分类"], "detection": [r"detect", r"bounding box", r"\bboxes\b", r"find (the )?objects", r"检测"],
-         "ocr": [r"\bocr\b", r"text recognition", r"文字识别", r"识别文字"], "retrieval": [r"retriev", r"similar image", r"检索"]}
+# tasks people ask for that are not installed here: (how to name them, the words that ask for them)
+NOT_INSTALLED = {"ocr": ("OCR", [r"\bocr\b", r"text recognition", r"文字识别", r"识别文字"]),
+                 "retrieval": ("Retrieval", [r"retriev", r"similar image", r"检索"])}
+
+
+def task_words() -> dict[str, list[str]]:
+    """Task name -> the patterns that ask for it: each installed task's own words, then the ones not installed."""
+    words = {name: list(TASKS.get(name).chat_patterns) for name in TASKS.names()}
+    return words | {name: patterns for name, (_, patterns) in NOT_INSTALLED.items() if name not in words}
 
 
 @dataclass
@@ -71,7 +77,7 @@ def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (
     for intent, patterns in INTENTS.items():
         if any(re.search(pat, low) for pat in patterns):
             p.intents.add(intent)
-    for task, patterns in TASKS.items():
+    for task, patterns in task_words().items():
         if any(re.search(pat, low) for pat in patterns):
             p.task = task
             break
@@ -88,7 +94,7 @@ def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (
     p.hflip = _flips(low)
     if p.hflip is not None:
         p.intents -= {"confirm", "deny"}  # "no flips" / "不要镜像" change the recipe; they do not answer its question
-    p.model = next((name for name in sorted(set(MODELS.names()) | set(DETECTORS.names()), key=len, reverse=True)
+    p.model = next((name for name in sorted({a for t in all_tasks() for a in t.architectures()}, key=len, reverse=True)
                     if re.search(rf"\b{re.escape(name)}\b|{re.escape(name.replace('_', ' '))}|{re.escape(name.replace('_', '-'))}", low)),
                    None)
     p.dataset = next((d for d in sorted(datasets, key=len, reverse=True) if re.search(rf"(?<![\w-]){re.escape(d.lower())}(?![\w-])", low)),

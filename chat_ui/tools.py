@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from factory import api as core_api
-from factory.datasets.synthetic import write_digits
+from factory.tasks import all_tasks
 from factory.jobs import JobManager
 
 
@@ -90,13 +90,9 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
     from targets import api as targets_api
 
     def import_demo(name: str = "digits", kind: str = "digits") -> dict:
-        from factory.datasets.detection import write_detection
-
+        task = next(t for t in all_tasks() if t.demo and t.demo["kind"] == kind)
         with tempfile.TemporaryDirectory(prefix="edgefactory-demo-") as tmp:  # the import copies what it keeps
-            if kind == "scenes":
-                folder = write_detection(Path(tmp) / "scenes", images=300, size=320, seed=0, layout="voc")
-                return core_api.import_dataset(folder, name, task="detection", home=home)
-            return core_api.import_dataset(write_digits(Path(tmp) / "digits"), name, home=home)
+            return core_api.import_dataset(task.write_demo(Path(tmp) / kind), name, task=task.name, home=home)
 
     def start_training(**kwargs: Any) -> dict:
         config = {k: v for k, v in kwargs.items() if v is not None}

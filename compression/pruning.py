@@ -14,7 +14,6 @@ from torch import nn
 
 from factory.config import TrainConfig
 from factory.errors import ConfigError, MissingDependencyError
-from factory.tasks.classification import MODELS
 from factory.training.data import ImageTensors
 from factory.training.engine import Event, Trainer, recalibrate_batchnorm
 
@@ -36,15 +35,11 @@ def model_cost(model: nn.Module, input_size: list[int]) -> dict:
     return {"macs": int(macs), "params": int(params)}
 
 
-def _classifier_layer(model: nn.Module, arch: str) -> nn.Module:
-    head = MODELS.get(arch).head
-    return model.get_submodule(head)
-
-
-def prune(model: nn.Module, arch: str, input_size: list[int], *, mac_reduction: float | None = None,
+def prune(model: nn.Module, outputs: list[str], input_size: list[int], *, mac_reduction: float | None = None,
           stop: Callable[[nn.Module], bool] | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
     """Prune `model` in place in small steps until MACs fall by `mac_reduction` (0.3 = 30 % fewer)
-    or `stop(model)` says enough (a latency probe). The classifier's outputs are never pruned."""
+    or `stop(model)` says enough (a latency probe). The layers named in `outputs` (the task's output layers,
+    `Task.output_layers`) keep their output channels."""
     if mac_reduction is None and stop is None:
         raise ConfigError("Nothing to prune toward.", fix="Give --prune FRACTION or --target-latency MS.")
     if mac_reduction is not None and not 0 < mac_reduction < 0.95:
@@ -55,7 +50,7 @@ def prune(model: nn.Module, arch: str, input_size: list[int], *, mac_reduction: 
     before = model_cost(model, input_size)
     pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
                                   pruning_ratio=0.9, iterative_steps=MAX_STEPS,
-                                  ignored_layers=[_classifier_layer(model, arch)], round_to=ROUND_TO)
+                                  ignored_layers=[model.get_submodule(name) for name in outputs], round_to=ROUND_TO)
     steps, after = 0, before
     goal = None if mac_reduction is None else before["macs"] * (1 - mac_reduction)
     while steps < MAX_STEPS:

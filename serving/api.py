@@ -10,6 +10,7 @@ from typing import Callable
 from factory.api import Home, session
 from factory.errors import BudgetError, ConfigError
 from factory.models import read_metadata, resolve_model
+from factory.tasks import task_of
 from serving import access, deployments, qr
 from serving.access import DEFAULT_LINK_HOURS
 
@@ -91,7 +92,8 @@ def preview_link(ref: str, *, base_url: str | None = None, port: int = DEFAULT_P
         raise ConfigError(f"--base-url {base_url!r} must start with http:// or https://.", fix="e.g. https://192.168.1.20:8000")
     base = (base_url or f"{'https' if https else 'http'}://{qr.lan_ip()}:{port}").rstrip("/")
     url = f"{base}/p/{link['token']}"
-    metric, label = ("map50", "mAP@0.5") if row.get("task") == "detection" else ("accuracy", "accuracy")
+    task = task_of(row)
+    metric, label = task.metric, task.metric_label
     accuracy = (row.get("metrics") or {}).get(metric)
     created = datetime.datetime.fromtimestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M")
     lines = [f"{row['name']}:v{row['version']}", f"{meta.get('arch', '')} · web {precision}",
@@ -105,6 +107,13 @@ def preview_link(ref: str, *, base_url: str | None = None, port: int = DEFAULT_P
     return {"url": url, "png": str(png), "svg": str(svg), "terminal": qr.terminal(url), "link_id": link["id"],
             "expires_at": link["expires_at"], "model": row["name"], "version": row["version"], "precision": precision,
             "metrics": row.get("metrics"), "created_at": row["created_at"], "caption": lines}
+
+
+def list_links(*, home: Home = None) -> list[dict]:
+    """Every preview link (never its token): id, model, version, target, precision, created_at, expires_at,
+    revoked_at."""
+    with session(home) as (_, catalog):
+        return access.list_links(catalog)
 
 
 def revoke_link(link_id: str, *, home: Home = None) -> dict:

@@ -6,8 +6,6 @@ health checks never wait), and every error has one JSON shape with a stable code
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import threading
@@ -16,7 +14,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import anyio
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -26,14 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from factory import api as core_api
 from factory.catalog import Catalog
 from factory.errors import FactoryError, NotFoundError
-from factory.models import parse_ref
+from factory.refs import parse_ref
+from factory.tasks import task_of
 from factory.workspace import Workspace
 from serving import access, deployments, preview
 from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, read_limited
+from serving.inference import b64decode, int_option, min_score_option, request_images, result_shape, run_predict
 from serving.jobs import ApiJobs
-from targets.predictor import Predictor, decode_image, preprocess
 
-MAX_BATCH = 64
 disable_created_metrics()
 VERSION = "1"
 
@@ -79,7 +76,8 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
     app.state.metrics, app.state.jobs = Metrics(), ApiJobs(ws.home)
     _errors(app)
     _observe(app)
-    _routes(app)
+    for add_routes in (_service_routes, _model_routes, _predict_routes, _report_routes, _job_routes):
+        add_routes(app)
     preview.mount(app)
 
     # the API's own 404 for its prefixes, before the chat app takes every other path at /
@@ -162,130 +160,8 @@ def authorize(request: Request, model: str | None = None) -> None:
                                        "`Authorization: Bearer <key>`.", code="LOOPBACK_ONLY")
 
 
-# -- inputs ----------------------------------------------------------------------------------------
-def b64decode(text: Any, where: str) -> bytes:
-    if not isinstance(text, str) or not text:
-        raise InputFormatError(f"{where} must be a non-empty base64 string.", fix="Base64-encode the image file's bytes.")
-    if text.startswith("data:") and "," in text:  # a data URL from a browser
-        text = text.split(",", 1)[1]
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputFormatError(f"{where} is not valid base64.", fix="Base64-encode the image file's bytes.") from None
-
-
-async def request_images(request: Request, many: bool) -> tuple[list[bytes], dict]:
-    """Image bytes from multipart (`image` / `images` / `file`) or JSON (`image` / `images` base64), plus options."""
-    ctype = request.headers.get("content-type", "")
-    body = await read_limited(request)
-    if ctype.startswith("multipart/form-data"):
-        from starlette.datastructures import UploadFile
-        from starlette.formparsers import MultiPartParser
-
-        async def stream():
-            yield body
-
-        from starlette.formparsers import MultiPartException
-
-        try:
-            form = await MultiPartParser(request.headers, stream()).parse()
-        except MultiPartException as exc:
-            raise InputFormatError(f"The multipart body cannot be read ({exc.message}).",
-                                   fix="Send multipart/form-data with a boundary and an `image` file.") from None
-        files = [v for k, v in form.multi_items() if isinstance(v, UploadFile) and k in ("image", "images", "file", "files")]
-        options = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        images = [await f.read() for f in files]
-    elif ctype.startswith("application/json") or body[:1] in (b"{", b"["):
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputFormatError("The body is not valid JSON.", fix='Send {"image": "<base64>"}.') from None
-        if not isinstance(payload, dict):
-            raise InputFormatError("The JSON body must be an object.", fix='Send {"image": "<base64>"}.')
-        raw = payload.get("images") if many else payload.get("image")
-        raw = raw if isinstance(raw, list) else [raw] if raw is not None else []
-        images = [b64decode(r, f"images[{i}]" if many else "image") for i, r in enumerate(raw)]
-        options = {k: v for k, v in payload.items() if k not in ("image", "images")}
-    else:
-        raise InputFormatError(f"Unsupported content type {ctype or 'none'!r}.",
-                               fix="Send multipart/form-data with an `image` file, or JSON {\"image\": \"<base64>\"}.")
-    if not images:
-        raise InputFormatError("No image in the request.", fix="Send an `image` file (multipart) or an `image` base64 field (JSON).")
-    if len(images) > MAX_BATCH:
-        raise InputFormatError(f"{len(images)} images in one request; at most {MAX_BATCH}.", fix="Split the batch.")
-    return images, options
-
-
-def _score(value: Any) -> float | None:
-    """The `min_score` option: a number in [0, 1], or None for the model's default."""
-    if value in (None, ""):
-        return None
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        score = float("nan")
-    if not 0.0 <= score <= 1.0:
-        raise InputFormatError(f"min_score must be a number from 0 to 1, got {value!r}.", fix="e.g. min_score=0.4")
-    return score
-
-
-def _int(value: Any, name: str, default: int | None) -> int | None:
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InputFormatError(f"{name} must be an integer, got {value!r}.", fix=f"Pass {name} as a number.") from None
-
-
-async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top_k: int | None = None,
-                      min_score: float | None = None) -> tuple[list, list, dict]:
-    """Decode and preprocess one image at a time (a big upload never sits decoded beside the others), then
-    infer, all in one worker thread (the event loop stays free). Returns (image sizes, results, timing)."""
-    def work():
-        t0 = time.perf_counter()
-        sizes, inputs = [], []
-        for d in data:
-            image = decode_image(d)
-            sizes.append(image.size)
-            inputs.append(preprocess([image], predictor.meta["preprocessing"]))
-            del image
-        t1 = time.perf_counter()
-        try:
-            results = predictor.predict_inputs(np.concatenate(inputs), top_k, sizes, min_score)
-        except FactoryError:
-            raise
-        except Exception as exc:  # a runtime failing on valid input
-            raise FactoryError(f"The model failed on this input: {type(exc).__name__}: {str(exc)[:200]}",
-                               fix="Report this with the image.", code="MODEL_FORWARD_ERROR") from exc
-        return sizes, results, {"decode_ms": (t1 - t0) * 1000, "inference_ms": (time.perf_counter() - t1) * 1000}
-
-    sizes, results, timing = await anyio.to_thread.run_sync(work)
-    app.state.metrics.inference.labels(predictor.model if predictor.model in app.state.pool.loaded_names() else "").observe(
-        timing["inference_ms"] / 1000)
-    return sizes, results, timing
-
-
-def _shape(predictor: Predictor, size: tuple[int, int], predictions: list[dict]) -> dict:
-    """One image's result: `predictions` are labels best first; a detector's also carry `box`
-    [x1, y1, x2, y2] in the pixels of the image sent (upright after its EXIF orientation)."""
-    keys = ("label", "score", "index", "box") if predictor.task == "detection" else ("label", "score", "index")
-    return {"task": predictor.task, "predictions": [{k: p[k] for k in keys} for p in predictions],
-            "image": {"width": size[0], "height": size[1]}}
-
-
-def _pai_body_item(p: dict, width: int, height: int) -> dict:
-    """A PAI-EAS cv_common entry; a box becomes `pos`, its four corners (top-left, top-right,
-    bottom-right, bottom-left) relative to the image size, as PAI's detection services return."""
-    item = {"label": p["label"], "conf": round(p["score"], 6)}
-    if "box" in p:
-        x1, y1, x2, y2 = p["box"][0] / width, p["box"][1] / height, p["box"][2] / width, p["box"][3] / height
-        item["pos"] = [[round(x, 6), round(y, 6)] for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))]
-    return item
-
-
-# -- routes ----------------------------------------------------------------------------------------
-def _routes(app: FastAPI) -> None:
+# -- routes: one function per group, each adding its routes to the app ----------------------------------
+def _service_routes(app: FastAPI) -> None:
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return Response(status_code=204)
@@ -300,6 +176,8 @@ def _routes(app: FastAPI) -> None:
         """Prometheus metrics: requests, latency histogram, errors by code, per model."""
         return PlainTextResponse(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+
+def _model_routes(app: FastAPI) -> None:
     @app.get("/v1/models", tags=["models"])
     async def models(request: Request) -> dict:
         """Every registered model with its versions and whether (and how) it is deployed."""
@@ -333,16 +211,18 @@ def _routes(app: FastAPI) -> None:
                              "artifacts": [{k: a[k] for k in ("target", "precision", "size_mb", "accuracy")} for a in arts]})
         return {"name": name, "deployment": dep, "versions": versions}
 
+
+def _predict_routes(app: FastAPI) -> None:
     async def predict_request(name: str, request: Request, many: bool) -> tuple:
         authorize(request, name)
         data, opts = await request_images(request, many=many)
         q = {**opts, **request.query_params}
         if not isinstance(q.get("target") or "", str):
             raise InputFormatError("target must be a runtime name (a string).", fix='e.g. "target": "openvino"')
-        predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, _int(q.get("version"), "version", None),
+        predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(name, int_option(q.get("version"), "version", None),
                                                                               q.get("target") or None))
         images, results, timing = await run_predict(app, predictor, data if many else data[:1],
-                                                    _int(q.get("top_k"), "top_k", None), _score(q.get("min_score")))
+                                                    int_option(q.get("top_k"), "top_k", None), min_score_option(q.get("min_score")))
         head = {"model": predictor.model, "version": predictor.version, "target": predictor.target,
                 "precision": predictor.precision}
         return predictor, head, images, results, timing
@@ -353,14 +233,14 @@ def _routes(app: FastAPI) -> None:
         target, top_k (labels, or at most this many boxes) and min_score (detectors; default 0.25)."""
         t0 = time.perf_counter()
         predictor, head, images, results, timing = await predict_request(name, request, many=False)
-        return {**head, **_shape(predictor, images[0], results[0]),
+        return {**head, **result_shape(predictor, images[0], results[0]),
                 "timing_ms": {**timing, "total": (time.perf_counter() - t0) * 1000}}
 
     @app.post("/v1/models/{name}/predict:batch", tags=["predict"], openapi_extra=_predict_body(True))
     async def predict_batch(name: str, request: Request) -> dict:
         """Classify several images: multipart `images` files or JSON {"images": [base64, ...]} (at most 64)."""
         predictor, head, images, results, timing = await predict_request(name, request, many=True)
-        return {**head, "results": [_shape(predictor, i, r) for i, r in zip(images, results)], "timing_ms": timing}
+        return {**head, "results": [result_shape(predictor, i, r) for i, r in zip(images, results)], "timing_ms": timing}
 
     @app.post("/api/predict/{service}", tags=["pai-eas"], openapi_extra=_pai_body())
     async def pai_predict(service: str, request: Request):
@@ -379,8 +259,10 @@ def _routes(app: FastAPI) -> None:
         images, results, _ = await run_predict(app, predictor, [b64decode(raw, "dataArray[0].body")])
         width, height = images[0]
         return {"success": True, "result": {"output": [{"type": "cv_common", "body": [
-            _pai_body_item(p, width, height) for p in results[0]]}], "meta": {"height": height, "width": width}}}
+            task_of(predictor.meta).pai_item(p, width, height) for p in results[0]]}], "meta": {"height": height, "width": width}}}
 
+
+def _report_routes(app: FastAPI) -> None:
     @app.get("/v1/models/{name}/versions/{version}/report", tags=["models"], response_class=FileResponse)
     async def report_page(name: str, version: int, request: Request) -> FileResponse:
         """The benchmark report (HTML) of a model version; its JSON files sit beside it."""
@@ -400,6 +282,8 @@ def _routes(app: FastAPI) -> None:
                                 fix=f"Write the report: edgefactory report {name}:v{version}")
         return FileResponse(path)
 
+
+def _job_routes(app: FastAPI) -> None:
     @app.post("/v1/jobs", tags=["jobs"], status_code=202)
     async def start_job(request: Request, body: dict[str, Any]) -> dict:
         """Start a job: {"kind": "train", "params": {dataset, model, epochs, ...}} | {"kind": "export",

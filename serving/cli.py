@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 import sys
 from typing import Callable
 
@@ -75,8 +76,17 @@ def cmd_keys_revoke(a: argparse.Namespace) -> dict:
 def cmd_qr(a: argparse.Namespace) -> dict:
     if a.revoke:
         return api.revoke_link(a.revoke, home=a.home)
+    if a.list:
+        rows = api.list_links(home=a.home)
+        if not a.json:
+            now = time.time()
+            for r in rows:
+                state = "revoked" if r["revoked_at"] else "expired" if r["expires_at"] < now else "active"
+                print(f"{r['id']}  {r['model']}:v{r['version']}  {r['target']} {r['precision']}  {state:8s} "
+                      f"expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['expires_at']))}")
+        return {"links": rows}
     if not a.ref:
-        raise SystemExit("edgefactory qr: give MODEL (or --revoke LINK_ID)")
+        raise SystemExit("edgefactory qr: give MODEL (or --list, or --revoke LINK_ID)")
     out = api.preview_link(a.ref, base_url=a.base_url, port=a.port, https=not a.http, hours=a.hours, home=a.home,
                            log=None if a.quiet else _err)
     if not a.json:
@@ -112,3 +122,4 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--http", action="store_true", help="plain HTTP link (the phone's camera will not open)")
     sp.add_argument("--hours", type=float, default=api.DEFAULT_LINK_HOURS, help="link lifetime (default 72)")
     sp.add_argument("--revoke", metavar="LINK_ID", help="revoke a preview link instead")
+    sp.add_argument("--list", action="store_true", help="list the preview links (ids, models, state) instead")

@@ -19,9 +19,10 @@ from fastapi.staticfiles import StaticFiles
 
 from factory.errors import ConfigError, MissingDependencyError, NotFoundError
 from factory.models import read_metadata, resolve_model
+from factory.tasks import task_of
 from serving import access
 from serving.http import read_limited
-from targets.predictor import DEFAULT_MIN_SCORE
+from serving.inference import request_images, result_shape, run_predict
 
 WEB = Path(__file__).with_name("web")
 ORT_DIR = Path(__file__).with_name("static") / "ort"  # vendored from the npm package by scripts/setup
@@ -54,14 +55,14 @@ def device_from_agent(agent: str) -> dict:
 
 
 def page(link: dict, meta: dict, model_meta: dict) -> str:
-    detector = meta.get("task") == "detection"
-    metric, label = ("map50", "mAP@0.5") if detector else ("accuracy", "accuracy")
+    task = task_of(meta)
+    metric, label = task.metric, task.metric_label
     accuracy = meta.get("accuracy") if meta.get("accuracy") is not None else (model_meta.get("metrics") or {}).get(metric)
     created = datetime.datetime.fromtimestamp(model_meta.get("created_at") or meta["created_at"]).strftime("%Y-%m-%d %H:%M")
     facts = [("model", f"{link['model']}:v{link['version']}"), ("artifact", f"{link['target']} {link['precision']}, {meta['size_mb']:.2f} MB"),
-             ("task", meta.get("task", "classification")),
+             ("task", task.name),
              (label, "–" if accuracy is None else f"{accuracy:.2%} ({meta.get('eval_split', 'test')})"),
-             ("classes", str(len(meta["classes"]))), ("created", created)]
+             *([("classes", str(len(meta["classes"])))] if meta.get("classes") else []), ("created", created)]
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
     return (WEB / "preview.html").read_text().replace("{{title}}", escape(f"{link['model']}:v{link['version']}")).replace("{{facts}}", rows)
 
@@ -88,7 +89,7 @@ def mount(app: FastAPI) -> None:
         keep = ("model", "version", "task", "target", "precision", "classes", "preprocessing", "postprocessing", "input_shape",
                 "input_name", "output_name", "output_shape", "size_mb", "accuracy", "metric", "created_at")
         # the page keeps boxes scoring at least what the server's predict keeps, so the two compare
-        return {k: meta.get(k) for k in keep} | {"expires_at": link["expires_at"], "min_score": DEFAULT_MIN_SCORE}
+        return {k: meta.get(k) for k in keep} | {"expires_at": link["expires_at"], "min_score": task_of(meta).min_score}
 
     @app.get("/p/{token}/model.onnx", tags=["preview"])
     async def preview_model(token: str) -> FileResponse:
@@ -99,15 +100,13 @@ def mount(app: FastAPI) -> None:
     @app.post("/p/{token}/predict", tags=["preview"])
     async def preview_predict(token: str, request: Request) -> dict:
         """The same picture on the server (best runtime here for this model version), to compare."""
-        from serving.app import _shape, request_images, run_predict
-
         link, _, _ = await anyio.to_thread.run_sync(_link, app, token)
         data, _ = await request_images(request, many=False)
         # the best runtime here for this version, loaded once by the server's pool
         predictor = await anyio.to_thread.run_sync(app.state.pool.load, link["model"], link["version"])
         images, results, timing = await run_predict(app, predictor, data)
         return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
-                "precision": predictor.precision, **_shape(predictor, images[0], results[0]), "timing_ms": timing}
+                "precision": predictor.precision, **result_shape(predictor, images[0], results[0]), "timing_ms": timing}
 
     @app.post("/p/{token}/measurement", tags=["preview"])
     async def preview_measurement(token: str, request: Request) -> JSONResponse:

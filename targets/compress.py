@@ -17,9 +17,10 @@ from compression.pruning import finetune, model_cost, prune
 from factory.catalog import Catalog
 from factory.config import TrainConfig
 from factory.errors import BudgetError, FactoryError, TrainingError, UnsupportedSpecError
-from factory.evaluation import dataset_row_for, evaluate_split, split_entries
+from factory.datasets.splits import DatasetSplits
 from factory.models import delete_model_version, load_model, register_model_version, resolve_model
-from factory.training.data import ImageTensors
+from factory.refs import dataset_row_for
+from factory.tasks import task_of
 from factory.training.run import new_run_id
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import TARGETS, Target
@@ -61,9 +62,11 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     target = TARGETS.get(plan.target)()
     row = resolve_model(catalog, ref)
     model, meta = load_model(ws, row)
-    if meta.get("task", "classification") != "classification":
-        raise UnsupportedSpecError(f"Structured pruning works on classification models; {row['name']}:v{row['version']} "
-                                   f"is a {meta['task']} model.",
+    task = task_of(meta)
+    if "prune" in task.unsupported_strategies:
+        raise UnsupportedSpecError(f"Structured pruning is not available for {task.name} models "
+                                   f"({task.unsupported_strategies['prune']}); {row['name']}:v{row['version']} "
+                                   f"is a {task.name} model.",
                                    fix=f"Export it with INT8 quantization instead: edgefactory export {row['name']}:v{row['version']} "
                                        f"--target {plan.target} --precision int8")
     export_plan = ExportPlan(target=plan.target, precision=plan.precision, keep_if_slower=plan.keep_if_slower)
@@ -72,18 +75,16 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     if plan.target_latency_ms is not None and not measurable:
         raise UnsupportedSpecError(f"A latency target cannot be measured for {plan.target} on this machine.",
                                    fix="Use --prune FRACTION for this target, or a target that runs here (onnxruntime, openvino).")
-    ds = dataset_row_for(catalog, meta["dataset"])
-    root, test = split_entries(ws, ds, "test")
-    _, val = split_entries(ws, ds, "val")
-    _, train = split_entries(ws, ds, "train")
-    before_acc = evaluate_split(model, meta, root, test or val)["accuracy"]
+    data = DatasetSplits.open(ws, dataset_row_for(catalog, meta["dataset"]))
+    root, (_, test), val, train = data.root, data.evaluation(), data.entries("val"), data.entries("train")
+    before_acc = task.evaluate(model, meta, root, test)[task.metric]
     teacher = copy.deepcopy(model).eval()  # the unpruned parent teaches the pruned model while it fine-tunes
     before = {**model_cost(model, meta["input_size"]), "accuracy": before_acc,
               "latency_ms": target_latency_ms(target, model, meta) if measurable else None}
     stop = None
     if plan.target_latency_ms is not None:
         stop = lambda m: target_latency_ms(target, m, meta) <= plan.target_latency_ms  # noqa: E731
-    report = prune(model, meta["arch"], meta["input_size"], mac_reduction=plan.prune, stop=stop, log=log)
+    report = prune(model, task.output_layers(meta), meta["input_size"], mac_reduction=plan.prune, stop=stop, log=log)
     cfg = _finetune_config(catalog, row, meta, plan.finetune_epochs)
     size, classes = meta["input_size"][-1], meta["classes"]
     run_id = new_run_id()
@@ -92,8 +93,9 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     log(f"fine-tune    {plan.finetune_epochs} epochs (run {run_id})")
     catalog.update_run(run_id, status="running")
     try:
-        tuning = finetune(model, cfg, ImageTensors(root, train, classes, size),
-                          ImageTensors(root, val or train, classes, size), meta["preprocessing"], ws.run_dir(run_id),
+        resolved = {**meta, "img_size": size}
+        tuning = finetune(model, cfg, task.training_data(root, train, resolved),
+                          task.training_data(root, val or train, resolved), meta["preprocessing"], ws.run_dir(run_id),
                           teacher=teacher)
     except BaseException as exc:
         catalog.update_run(run_id, status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
@@ -102,7 +104,7 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
             raise
         raise TrainingError(f"Fine-tuning the pruned model failed: {type(exc).__name__}: {exc}",
                             fix=f"See {ws.run_dir(run_id)}; nothing was registered.") from exc
-    after_acc = evaluate_split(model, meta, root, test or val)["accuracy"]
+    after_acc = task.evaluate(model, meta, root, test)[task.metric]
     after = {**report["after"], "accuracy": after_acc,
              "latency_ms": target_latency_ms(target, model, meta) if measurable else None}
     drop = round((before_acc - after_acc) * 100, 3)
@@ -118,7 +120,8 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
                           details=summary)
     new = register_model_version(ws, catalog, name=row["name"], arch=meta["arch"], classes=classes, img_size=size,
                                  state_dict=model.state_dict(), dataset=meta["dataset"], run_id=run_id,
-                                 metrics={**row["metrics"], "accuracy": after_acc, "macs": after["macs"], "params": after["params"]},
+                                 metrics={**row["metrics"], task.metric: after_acc, "macs": after["macs"], "params": after["params"]},
+                                 task=task.name, preprocessing=meta["preprocessing"], postprocessing=meta["postprocessing"],
                                  extra={"pruned": True, "parent": f"{row['name']}:v{row['version']}", "pruning": summary})
     catalog.update_run(run_id, status="completed", result={"model": new["name"], "version": new["version"], **summary})
     log(f"registered   {new['name']}:v{new['version']}")

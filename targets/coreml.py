@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from factory.errors import ExportError, UnsupportedSpecError
-from factory.tasks.adapters import adapter_for
+from factory.tasks import task_of
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
 
 PACKAGE = "model.mlpackage"
@@ -143,7 +143,7 @@ def spec_problems(summary: dict, meta: dict, precision: str) -> list[str]:
     want_in = {"name": INPUT_NAME, "shape": [1, *meta["input_size"]], "dtype": "FLOAT32"}
     if summary["inputs"] != [want_in]:
         problems.append(f"inputs {summary['inputs']} instead of [{want_in}]")
-    outputs, want_out = summary["outputs"], [1, *adapter_for(meta).output_shape(meta)]
+    outputs, want_out = summary["outputs"], [1, *task_of(meta).output_shape(meta)]
     if [(o["name"], o["dtype"]) for o in outputs] != [(OUTPUT_NAME, "FLOAT32")] or outputs[0]["shape"] not in ([], want_out):
         problems.append(f"outputs {outputs} instead of one float32 {OUTPUT_NAME!r} of shape {want_out}")
     compute = "FLOAT32" if precision == "fp32" else "FLOAT16"

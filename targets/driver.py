@@ -5,7 +5,7 @@ check the request against the target's capabilities (one error listing every vio
 budget holds) -> parity against PyTorch on fixed inputs -> re-evaluate the exported file on the
 test split with its own runtime -> INT8 must be faster than FP32 here -> metadata.json -> publish.
 
-The task (`factory.tasks.adapters`) decides what parity and the score mean: top-1 agreement and
+The task (`factory.tasks.base.Task`) decides what parity and the score mean: top-1 agreement and
 accuracy for a classifier, agreement of the decoded boxes and mAP@0.5 for a detector.
 
 Everything is written in a staging folder and renamed into place at the end, so a failed export
@@ -33,11 +33,11 @@ from factory.config import TrainConfig
 from factory.catalog import Catalog
 from factory.errors import BudgetError, ExportError, FactoryError, ParityError, UnsupportedSpecError
 from factory.isolated import run_isolated
-from factory.evaluation import dataset_row_for, split_entries
+from factory.datasets.splits import DatasetSplits
 from factory.models import load_model, resolve_model
-from factory.tasks.adapters import EvalSet, adapter_for, shaped
-from factory.tasks.inputs import run_batched
-from factory.training.data import ImageTensors
+from factory.refs import dataset_row_for
+from factory.tasks import task_of
+from factory.tasks.base import EvalSet, run_batched, shaped
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import PRECISIONS, TARGETS, Calibration, ExportRequest, Target
 from targets.pytorch import eager_runner
@@ -143,7 +143,7 @@ class ExportJob:
         self.target: Target = TARGETS.get(plan.target)()
         self.row = resolve_model(catalog, ref)
         self.model, self.meta = load_model(ws, self.row)
-        self.task = adapter_for(self.meta)
+        self.task = task_of(self.meta)
         check_request(self.target, plan, self.meta)
         self.final = ws.home / "artifacts" / self.row["name"] / f"v{self.row['version']}" / plan.target / plan.precision
         self.staging = self.final.with_name(f".tmp-{plan.precision}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -153,12 +153,10 @@ class ExportJob:
         self.log(f"{name:<12s} {time.perf_counter() - start:7.2f} s  {detail}".rstrip())
 
     def load_data(self) -> None:
-        ds = dataset_row_for(self.catalog, self.meta["dataset"])
-        root, test = split_entries(self.ws, ds, "test")
-        _, val = split_entries(self.ws, ds, "val")
-        _, train = split_entries(self.ws, ds, "train")
-        self.eval_split = "test" if test else "val"
-        self.test: EvalSet = self.task.eval_set(root, test or val, self.meta)
+        data = DatasetSplits.open(self.ws, dataset_row_for(self.catalog, self.meta["dataset"]))
+        root, val, train = data.root, data.entries("val"), data.entries("train")
+        self.eval_split, test = data.evaluation()
+        self.test: EvalSet = self.task.eval_set(root, test, self.meta)
         self.val: EvalSet = self.task.eval_set(root, val or test, self.meta)
         self.root, self.train_entries, self.val_entries = root, train, val
         # fixed parity inputs: test images first, topped up from val and train so that a small
@@ -185,9 +183,10 @@ class ExportJob:
 
     def qat_model(self, request: ExportRequest) -> torch.nn.Module:
         """The model fine-tuned with fake quantizers (compression.qat), for strategy `qat`."""
-        size, classes = self.meta["input_size"][-1], self.meta["classes"]
-        train = ImageTensors(self.root, self.train_entries, classes, size)
-        val = ImageTensors(self.root, self.val_entries or self.train_entries, classes, size)
+        size = self.meta["input_size"][-1]
+        resolved = {**self.meta, "img_size": size}
+        train = self.task.training_data(self.root, self.train_entries, resolved)
+        val = self.task.training_data(self.root, self.val_entries or self.train_entries, resolved)
         cfg = TrainConfig(dataset=self.meta["dataset"], model=self.meta["arch"], img_size=size)
         model, record = quantization_aware_finetune(copy.deepcopy(self.model), request.calibration.inputs, train, val,
                                                     self.meta["preprocessing"], cfg, self.staging / "qat-run")
@@ -266,7 +265,7 @@ class ExportJob:
                                        fix=f"Use some of: {', '.join(offered)}.")
         unusable = {s: why for s, why in self.task.unsupported_strategies.items() if s in wanted}
         if unusable and set(wanted) <= set(unusable):
-            raise UnsupportedSpecError(f"A {self.task.task} model cannot use INT8 strategy "
+            raise UnsupportedSpecError(f"A {self.task.name} model cannot use INT8 strategy "
                                        + "; ".join(f"{s!r} ({why})" for s, why in unusable.items()) + ".",
                                        fix=f"Use some of: {', '.join(s for s in offered if s not in unusable)}.")
         return [s for s in offered if s in wanted and s not in unusable]
@@ -338,7 +337,7 @@ class ExportJob:
         metadata = {
             "model": self.row["name"], "version": self.row["version"], "target": self.plan.target,
             "precision": self.plan.precision, "device": self.plan.device, "files": chosen.files,
-            "size_mb": round(size_mb, 4), "task": self.meta["task"], "arch": self.meta["arch"],
+            "size_mb": round(size_mb, 4), "task": self.task.name, "arch": self.meta["arch"],
             "classes": self.meta["classes"], "num_classes": self.meta["num_classes"],
             "input_shape": [-1 if self.plan.dynamic_batch else 1, *self.meta["input_size"]],
             "input_name": "input", "output_name": "logits", "output_shape": [*self.task.output_shape(self.meta)],
@@ -346,7 +345,7 @@ class ExportJob:
             "parity": chosen.parity, "accuracy": chosen.accuracy, "reference_accuracy": ref_acc,
             "accuracy_drop_points": None if chosen.accuracy is None else round((ref_acc - chosen.accuracy) * 100, 3),
             "metric": self.task.metric, "eval_split": self.eval_split, "per_class": (chosen.metrics or {}).get("per_class"),
-            "reference_per_class": self.reference["per_class"], "by_size": (chosen.metrics or {}).get("by_size"),
+            "reference_per_class": self.reference.get("per_class"), "by_size": (chosen.metrics or {}).get("by_size"),
             "reference_by_size": self.reference.get("by_size"), "max_drop": self.plan.max_drop,
             "compression": {"precision": self.plan.precision, "strategy": chosen.strategy, "tried": tried,
                             "qat": request.options.get("qat") if chosen.strategy == "qat" else None,

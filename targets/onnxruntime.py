@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from compression.ptq import PTQ_STRATEGIES
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
 from targets.onnx_common import INPUT_NAME, export_onnx_precision, onnx_session, onnx_versions
 
@@ -26,7 +27,7 @@ class OnnxRuntimeTarget:
     capabilities = Capabilities(precisions=("fp32", "int8"), devices=("cpu",), dynamic_batch=True,
                                 export_modules=("onnx", "onnxruntime", "nncf"), runtime_modules=("onnxruntime",),
                                 notes="ONNX opset 17; INT8 as QDQ (static, per-channel weights) by NNCF.")
-    int8_strategies = ("ptq", "ptq_mixed", "accuracy_control")
+    int8_strategies = PTQ_STRATEGIES
 
     def export(self, model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> ExportResult:
         files, notes = export_onnx_precision(model, meta, out, request)

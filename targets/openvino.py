@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compression.ptq import Score, quantize, top1_accuracy
+from compression.ptq import PTQ_STRATEGIES, Score, quantize, top1_accuracy
 from factory.errors import UnsupportedSpecError
 from factory.signal_stack import kept_signal_stack
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
@@ -48,7 +48,7 @@ class OpenVinoTarget:
     capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), devices=("cpu", "gpu", "npu"), dynamic_batch=True,
                                 export_modules=("openvino", "nncf"), runtime_modules=("openvino",),
                                 notes="OpenVINO IR; INT8 by NNCF; FP16 is meant for Intel GPUs.")
-    int8_strategies = ("ptq", "ptq_mixed", "accuracy_control", "qat")
+    int8_strategies = (*PTQ_STRATEGIES, "qat")
 
     def export(self, model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> ExportResult:
         import openvino as ov

@@ -1,6 +1,6 @@
 """Predict with an exported artifact (or the eager model): decode -> preprocess (the metadata's
-spec: a stretch resize, or a letterbox for detectors) -> the target's runner -> post-process (softmax
-top-k, or FCOS decode + NMS with the boxes mapped back to the original image). One implementation for
+spec: a stretch resize, or a letterbox) -> the target's runner -> the task's NumPy post-processing (softmax
+top-k, FCOS decode + NMS with the boxes mapped back to the original image, ...). One implementation for
 the server, `edgefactory predict` and the benchmarks; the phone page mirrors it in JavaScript."""
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from factory.catalog import Catalog
-from factory.datasets.images import MAX_PIXELS, to_rgb
+from factory.datasets.images import MAX_PIXELS, letterbox, to_rgb
 from factory.errors import FactoryError, NotFoundError, UnsupportedSpecError
 from factory.models import load_model, read_metadata, resolve_model
-from factory.tasks.adapters import adapter_for
-from factory.tasks.classification import softmax_topk
-from factory.tasks.detection import decode, letterbox, unletterbox
+from factory.tasks import task_of
 from factory.workspace import Workspace
 from targets.base import TARGETS, Runner
 from targets.pytorch import eager_runner
@@ -63,10 +61,6 @@ def decode_image(data: bytes) -> Image.Image:
                               fix="Send a JPEG, PNG, BMP or WebP file.") from None
 
 
-# detections a served detector returns: the decoder keeps scores down to 0.05 for mAP; people want fewer
-DEFAULT_MIN_SCORE = 0.25
-
-
 def preprocess(images: list[Image.Image], pre: dict) -> np.ndarray:
     """RGB images -> normalised NCHW float32, exactly as training and export did (PIL bilinear stretch,
     or a letterbox into the square input for detectors)."""
@@ -98,7 +92,7 @@ class Predictor:
 
     @property
     def task(self) -> str:
-        return self.meta.get("task", "classification")
+        return task_of(self.meta).name
 
     def predict(self, images: list[Image.Image], top_k: int | None = None, min_score: float | None = None) -> list[list[dict]]:
         return self.predict_inputs(preprocess(images, self.meta["preprocessing"]), top_k, [img.size for img in images],
@@ -106,29 +100,16 @@ class Predictor:
 
     def predict_inputs(self, x: np.ndarray, top_k: int | None = None, sizes: list[tuple[int, int]] | None = None,
                        min_score: float | None = None) -> list[list[dict]]:
-        """Per image: the top-k labels {label, index, score} (classification, k = 5 by default), or the
-        detections {label, index, score, box [x1, y1, x2, y2]} with score >= min_score (0.25 by default),
-        best first, at most top_k (default: all), in the pixels of the original image of size `sizes[i]`
-        (width, height; default: the model's input)."""
+        """Per image, the task's predictions best first (classification: the top-k labels {label, index, score},
+        k = 5 by default; detection: {label, index, score, box [x1, y1, x2, y2]} with score >= min_score, 0.25 by
+        default, at most top_k), in the pixels of the original image of size `sizes[i]` (width, height; default:
+        the model's input)."""
         with self._lock:
             if self.dynamic_batch:
                 raw = np.asarray(self.runner(x))
             else:
                 raw = np.concatenate([np.asarray(self.runner(x[i:i + 1])) for i in range(len(x))])
-        if self.task == "detection":
-            return self.detections(raw, sizes or [tuple(x.shape[:1:-1])] * len(x), top_k,
-                                   DEFAULT_MIN_SCORE if min_score is None else min_score)
-        return softmax_topk(raw, self.meta["classes"], max(1, min(top_k or 5, len(self.meta["classes"]))))
-
-    def detections(self, raw: np.ndarray, sizes: list[tuple[int, int]], top_k: int | None, min_score: float) -> list[list[dict]]:
-        out = []
-        side = self.meta["preprocessing"]["resize"][0]
-        for one, (width, height) in zip(raw.reshape(len(raw), *adapter_for(self.meta).output_shape(self.meta)), sizes):
-            found = [d for d in decode(one, self.meta["postprocessing"]) if d["score"] >= min_score]
-            found = found if top_k is None else found[:max(1, top_k)]  # top_k below 1 counts as 1
-            out.append([{**d, "score": round(d["score"], 6), "box": [round(v, 2) for v in d["box"]]}
-                        for d in unletterbox(found, side / max(width, height), width, height)])
-        return out
+        return task_of(self.meta).postprocess(raw, self.meta, sizes or [tuple(x.shape[:1:-1])] * len(x), top_k, min_score)
 
 
 def load_predictor(ws: Workspace, catalog: Catalog, ref: str, target: str | None = None,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compression.ptq import PTQ_STRATEGIES
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
 from targets.onnx_common import INPUT_NAME, OUTPUT_NAME, export_onnx_precision, onnx_versions
 from targets.onnxruntime import ort_runner
@@ -80,7 +81,7 @@ class TensorRtTarget:
     capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), devices=("cuda",), dynamic_batch=False,
                                 export_modules=("onnx", "onnxruntime", "nncf"), runtime_modules=("tensorrt",),
                                 notes="Engine built from ONNX on an NVIDIA GPU; INT8 from QDQ ONNX (no calibrator).")
-    int8_strategies = ("ptq", "ptq_mixed", "accuracy_control")
+    int8_strategies = PTQ_STRATEGIES
 
     def export(self, model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> ExportResult:
         files, notes = export_onnx_precision(model, meta, out, request)

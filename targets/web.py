@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
+from compression.ptq import PTQ_STRATEGIES
 from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Runner
 from targets.onnx_common import export_onnx_precision, onnx_versions
 from targets.onnxruntime import ort_runner
@@ -22,7 +23,7 @@ class WebTarget:
     capabilities = Capabilities(precisions=("fp32", "int8"), devices=("browser-wasm",), dynamic_batch=False,
                                 export_modules=("onnx", "onnxruntime", "nncf"), runtime_modules=("onnxruntime",),
                                 max_size=640, notes="onnxruntime-web (WASM); static batch 1.")
-    int8_strategies = ("ptq", "ptq_mixed", "accuracy_control")
+    int8_strategies = PTQ_STRATEGIES
 
     def export(self, model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> ExportResult:
         files, notes = export_onnx_precision(model, meta, out, request)

@@ -1,7 +1,7 @@
-// Pre- and post-processing of the phone page, the JavaScript twin of targets/predictor.py:
-// PIL's bilinear resize (antialiased, 22-bit fixed point, horizontal pass then vertical),
-// scale + mean/std normalisation to NCHW float32, and softmax + top-k.
-// A browser test holds both to the same outputs on the same images.
+// Preprocessing of the phone page, the JavaScript twin of targets/predictor.py's `preprocess`: PIL's bilinear
+// resize (antialiased, 22-bit fixed point, horizontal pass then vertical), a stretch or a letterbox as the
+// metadata's spec says, scale + mean/std normalisation to NCHW float32. Each task's decoding and drawing is its
+// own module, tasks/<task>.js. A browser test holds both sides to the same outputs on the same images.
 
 const PRECISION_BITS = 22;
 
@@ -80,16 +80,7 @@ export function preprocess(rgba, width, height, spec) {
   return out;
 }
 
-export function softmaxTopK(logits, classes, k) {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  const exps = Array.from(logits, (v) => Math.exp(v - max));
-  const sum = exps.reduce((a, b) => a + b, 0);
-  return exps.map((e, i) => ({ label: classes[i], index: i, score: e / sum }))
-    .sort((a, b) => b.score - a.score).slice(0, Math.min(k, classes.length));
-}
-
-// -- detection: letterbox preprocessing and FCOS decoding, twins of factory/tasks/detection.py ----------
+// -- letterbox preprocessing (resize_mode "letterbox"), the twin of factory.datasets.images.letterbox -------
 export function preprocessLetterbox(rgba, width, height, spec) {
   const size = spec.resize[0];
   const scale = size / Math.max(width, height);
@@ -104,56 +95,9 @@ export function preprocessLetterbox(rgba, width, height, spec) {
   return { input: out, scale };
 }
 
-function locations(spec) {
-  const centers = [], strides = [];
-  spec.strides.forEach((stride, level) => {
-    const [h, w] = spec.feature_sizes[level];
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-      centers.push([x * stride + Math.floor(stride / 2), y * stride + Math.floor(stride / 2)]);
-      strides.push(stride);
-    }
-  });
-  return [centers, strides];
-}
-
-export function nms(boxes, scores, iou) {
-  const order = scores.map((s, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
-  const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
-  const keep = [];
-  let rest = order;
-  while (rest.length) {
-    const i = rest[0];
-    keep.push(i);
-    rest = rest.slice(1).filter((j) => {
-      const iw = Math.max(0, Math.min(boxes[i][2], boxes[j][2]) - Math.max(boxes[i][0], boxes[j][0]));
-      const ih = Math.max(0, Math.min(boxes[i][3], boxes[j][3]) - Math.max(boxes[i][1], boxes[j][1]));
-      const inter = iw * ih;
-      return inter / Math.max(area(boxes[i]) + area(boxes[j]) - inter, 1e-9) <= iou;
-    });
-  }
-  return keep;
-}
-
-// raw: Float32Array [N * (C + 5)] of one image -> [{label, index, score, box: [x1, y1, x2, y2]}] in input pixels
-export function decodeFcos(raw, spec) {
-  const [centers, strides] = locations(spec);
-  const c = spec.classes.length, row = c + 5, sig = (v) => 1 / (1 + Math.exp(-v));
-  let cand = [];
-  for (let n = 0; n < centers.length; n++) {
-    const ctr = sig(raw[n * row + c + 4]);
-    for (let k = 0; k < c; k++) {
-      const s = Math.sqrt(sig(raw[n * row + k]) * ctr);
-      if (s > spec.score_threshold) cand.push([n, k, s]);
-    }
-  }
-  cand.sort((a, b) => b[2] - a[2] || a[0] - b[0] || a[1] - b[1]);
-  cand = cand.slice(0, spec.pre_nms_top_k);
-  const boxes = cand.map(([n]) => {
-    const d = [0, 1, 2, 3].map((j) => Math.exp(Math.min(raw[n * row + c + j], 12)) * strides[n]);
-    return [centers[n][0] - d[0], centers[n][1] - d[1], centers[n][0] + d[2], centers[n][1] + d[3]];
-  });
-  const top = boxes.length ? boxes.reduce((m, b) => Math.max(m, ...b), -Infinity) + 1 : 0;  // class-wise NMS in one pass
-  const shifted = boxes.map((b, i) => b.map((v) => v + cand[i][1] * top));
-  return nms(shifted, cand.map((x) => x[2]), spec.nms_iou).slice(0, spec.max_detections)
-    .map((i) => ({ label: spec.classes[cand[i][1]], index: cand[i][1], score: cand[i][2], box: boxes[i] }));
+// The model's input for a picture as the metadata's preprocessing spec says: {input, scale} (scale maps input
+// pixels back to the picture's; 1 for a stretch)
+export function prepare(rgba, width, height, spec) {
+  if (spec.resize_mode === "letterbox") return preprocessLetterbox(rgba, width, height, spec);
+  return { input: preprocess(rgba, width, height, spec), scale: 1 };
 }

@@ -1,15 +1,19 @@
 // The phone preview page: loads the model's web artifact (ONNX) with onnxruntime-web served by
-// this server (WASM first; WebGPU only with ?ep=webgpu), classifies camera frames or picked photos
-// on the phone (or, for a detector, draws its boxes with labels and scores), shows latency / FPS,
-// compares with the server, and reports its latency back.
-import { decodeFcos, preprocess, preprocessLetterbox, softmaxTopK } from "./preprocess.js";
+// this server (WASM first; WebGPU only with ?ep=webgpu), runs camera frames or picked photos through it on
+// the phone, shows what the model's task makes of them (tasks/<task>.js: decoding and drawing, loaded from
+// the artifact metadata's task), latency / FPS, compares with the server, and reports its latency back.
+import { prepare, preprocess, preprocessLetterbox } from "./preprocess.js";
 
 const base = location.pathname.replace(/\/$/, "");
 const params = new URLSearchParams(location.search);
 const backend = params.get("ep") === "webgpu" ? "webgpu" : "wasm";
 const $ = (id) => document.getElementById(id);
 const times = [];
-let session, meta, lastBlob = null, streaming = false, reported = 0;
+let session, meta, twin, lastBlob = null, streaming = false, reported = 0;
+
+// the phone-page twin of a task (tasks/<name>.js): decode(raw, meta, {scale, width, height}), show(result, el,
+// canvas) -> items, serverSummary(body)
+const task = (name) => import(`./tasks/${encodeURIComponent(name)}.js`);
 
 function status(text, cls = "") { const s = $("status"); s.textContent = text; s.className = cls; }
 
@@ -23,6 +27,7 @@ function loadScript(src) {
 
 async function init() {
   meta = await (await fetch(`${base}/meta`)).json();
+  twin = await task(meta.task);
   await loadScript(`/static/ort/${backend === "webgpu" ? "ort.webgpu.min.js" : "ort.wasm.min.js"}`);
   ort.env.wasm.wasmPaths = "/static/ort/";
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
@@ -42,58 +47,18 @@ function pixelsOf(source, width, height) {
   return ctx.getImageData(0, 0, width, height).data;
 }
 
-const detector = () => meta.task === "detection";
-
-// Boxes from the letterboxed input back to the picture, clipped to it (factory.tasks.detection.unletterbox).
-export function unletterbox(detections, scale, width, height) {
-  const clip = (v, hi) => Math.min(Math.max(v, 0), hi);
-  return detections.map((d) => ({ ...d, box: [clip(d.box[0] / scale, width), clip(d.box[1] / scale, height),
-                                               clip(d.box[2] / scale, width), clip(d.box[3] / scale, height)] }))
-    .filter((d) => d.box[2] - d.box[0] > 0 && d.box[3] - d.box[1] > 0);
-}
-
 export async function classifyPixels(rgba, width, height) {
-  const { input, scale } = detector() ? preprocessLetterbox(rgba, width, height, meta.preprocessing)
-    : { input: preprocess(rgba, width, height, meta.preprocessing), scale: 1 };
+  const { input, scale } = prepare(rgba, width, height, meta.preprocessing);
   const t0 = performance.now();
   const out = await session.run({ [meta.input_name]: new ort.Tensor("float32", input, meta.input_shape.map((d) => (d < 0 ? 1 : d))) });
   const ms = performance.now() - t0;
-  const raw = out[meta.output_name].data;
-  if (!detector()) return { ms, input, logits: Array.from(raw), top: softmaxTopK(raw, meta.classes, 5) };
-  const found = decodeFcos(raw, meta.postprocessing).filter((d) => d.score >= meta.min_score);
-  return { ms, input, raw: Array.from(raw), detections: unletterbox(found, scale, width, height) };
-}
-
-const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#008080", "#9a6324"];
-
-function drawBoxes(ctx, detections, width) {
-  const line = Math.max(2, Math.round(width / 320));
-  ctx.lineWidth = line; ctx.font = `${Math.max(12, 6 * line)}px sans-serif`; ctx.textBaseline = "top";
-  for (const d of detections) {
-    const [x1, y1, x2, y2] = d.box, color = PALETTE[d.index % PALETTE.length];
-    const text = `${d.label} ${(d.score * 100).toFixed(0)}%`, th = Math.max(12, 6 * line) + 4;
-    ctx.strokeStyle = color; ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    ctx.fillStyle = color; ctx.fillRect(x1, Math.max(0, y1 - th), ctx.measureText(text).width + 6, th);
-    ctx.fillStyle = "#fff"; ctx.fillText(text, x1 + 3, Math.max(0, y1 - th) + 2);
-  }
+  return { ms, input, ...twin.decode(out[meta.output_name].data, meta, { scale, width, height }) };
 }
 
 function show(result) {
   times.push(result.ms);
-  const el = $("result"), canvas = $("view"), ctx = canvas.getContext("2d");
-  const items = detector() ? result.detections : result.top;
-  if (detector()) {
-    el.dataset.count = String(items.length);
-    el.dataset.label = items.length ? items[0].label : "";
-    el.textContent = items.length ? `${items.length} object${items.length > 1 ? "s" : ""}: ` +
-      Object.entries(items.reduce((n, d) => ({ ...n, [d.label]: (n[d.label] || 0) + 1 }), {})).map(([k, v]) => `${v} ${k}`).join(", ")
-      : "nothing found";
-    drawBoxes(ctx, items, canvas.width);
-  } else {
-    el.dataset.label = items[0].label;
-    el.dataset.score = items[0].score.toFixed(6);
-    el.textContent = `${items[0].label} ${(items[0].score * 100).toFixed(1)}%`;
-  }
+  const el = $("result"), canvas = $("view");
+  const items = twin.show(result, el, canvas);
   $("top").replaceChildren(...items.map((p) => {
     const li = document.createElement("li");
     li.textContent = `${p.label}: ${(p.score * 100).toFixed(1)}%` + (p.box ? ` at ${p.box.map((v) => Math.round(v)).join(", ")}` : "");
@@ -102,10 +67,6 @@ function show(result) {
   const sorted = [...times].sort((a, b) => a - b);
   const p50 = sorted[Math.floor((sorted.length - 1) / 2)];
   $("latency").textContent = `${result.ms.toFixed(1)} ms (median ${p50.toFixed(1)} ms over ${times.length})`;
-  if (!detector()) {
-    ctx.fillStyle = "rgba(0,0,0,0.6)"; ctx.fillRect(0, 0, canvas.width, 28);
-    ctx.fillStyle = "#fff"; ctx.font = "18px sans-serif"; ctx.textBaseline = "alphabetic"; ctx.fillText(el.textContent, 6, 20);
-  }
   // sent once after 20 runs, then every 500 (a camera loop must not flood the report)
   if ((reported === 0 && times.length >= 20) || (reported > 0 && times.length - reported >= 500)) report();
 }
@@ -134,8 +95,7 @@ async function compare() {
   const first = body.predictions[0];
   el.dataset.label = first ? first.label : "";
   el.dataset.count = String(body.predictions.length);
-  const what = body.task === "detection" ? `${body.predictions.length} object(s)${first ? `, best ${first.label} ${(first.score * 100).toFixed(1)}%` : ""}`
-    : `${first.label} ${(first.score * 100).toFixed(1)}%`;
+  const what = (await task(body.task)).serverSummary(body);
   el.textContent = `server (${body.target} ${body.precision}): ${what}, ` +
     `${body.timing_ms.inference_ms.toFixed(1)} ms inference, ${rtt.toFixed(0)} ms round trip`;
 }
@@ -180,5 +140,5 @@ $("compare").addEventListener("change", () => compare().catch((err) => status(er
 $("send").addEventListener("click", () => report());
 
 window.edgefactory = { ready: init().catch((err) => { status(`Could not load the model: ${err.message}`, "warn"); throw err; }),
-                       classifyBlob, classifyPixels, report, preprocess, preprocessLetterbox, decodeFcos, softmaxTopK, unletterbox,
+                       classifyBlob, classifyPixels, report, preprocess, preprocessLetterbox, task,
                        get meta() { return meta; } };

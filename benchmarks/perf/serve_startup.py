@@ -21,7 +21,7 @@ import httpx
 
 from benchmarks.device import identity
 
-RESULTS = Path(__file__).parent / "results" / "serve_startup.json"
+RESULTS = Path(__file__).parents[1] / "results" / "serve_startup.json"
 TARGET_S = 10.0
 
 
@@ -32,7 +32,7 @@ def time_to_page(home: Path) -> float:
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "serve", "--home", str(home), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     try:
         while time.perf_counter() - start < 120:
             try:

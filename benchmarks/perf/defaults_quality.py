@@ -6,7 +6,7 @@ with defaults only (`--dataset`, `--model`, `--time-budget`) and once with the b
 budget, same machine, and prints both scores side by side with the options the defaults resolved to. The
 generated sets are also scored on data from a held-out seed. Writes benchmarks/results/defaults_quality.json.
 
-    .venv/bin/python -m benchmarks.defaults_quality [--only digits,shapes] [--scale 0.5]
+    .venv/bin/python -m benchmarks.perf.defaults_quality [--only digits,shapes] [--scale 0.5]
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 from benchmarks.device import identity
 from factory import api
-from factory.datasets.detection import write_detection
+from factory.tasks.detection.datasets import write_detection
 from factory.datasets.synthetic import write_digits, write_photos, write_shapes
 
-RESULTS = Path(__file__).parent / "results" / "defaults_quality.json"
+RESULTS = Path(__file__).parents[1] / "results" / "defaults_quality.json"
 SHOWN = ("img_size", "batch_size", "lr", "hflip", "crop_scale", "pretrained", "patience")
 
 # name: (task, headline metric, minutes, writer(dest, seed) or None for fixed data, architectures)
@@ -129,7 +129,7 @@ def main() -> None:
                     rows.append(run_one(name, arch, kind, home, held_out, args.scale))
     print(table(rows))
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": identity(), "scale": args.scale, "rows": rows,
-              "command": "python -m benchmarks.defaults_quality" + (f" --only {args.only}" if args.only else "")}
+              "command": "python -m benchmarks.perf.defaults_quality" + (f" --only {args.only}" if args.only else "")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

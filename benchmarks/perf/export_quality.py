@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.train_throughput import cpu_name
+from benchmarks.perf.train_throughput import cpu_name
 from factory import api as core_api
 from factory.errors import FactoryError
 from targets import TARGETS
@@ -28,7 +28,7 @@ from targets import api
 from targets.pytorch import eager_runner
 from targets.timing import median_latency_ms
 
-RESULTS = Path(__file__).parent / "results" / "export_quality.json"
+RESULTS = Path(__file__).parents[1] / "results" / "export_quality.json"
 
 
 def ensure_model(home: Path, ref: str | None) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.device import identity
 from benchmarks.harness import Timing, latency_stats, time_calls
 
-RESULTS = Path(__file__).parent / "results" / "serving.json"
+RESULTS = Path(__file__).parents[1] / "results" / "serving.json"
 LEVELS = (1, 8, 32)
 
 

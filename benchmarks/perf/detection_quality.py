@@ -19,9 +19,9 @@ from pathlib import Path
 
 from benchmarks.device import identity
 from factory import api
-from factory.datasets.detection import write_detection
+from factory.tasks.detection.datasets import write_detection
 
-RESULTS = Path(__file__).parent / "results" / "detection_quality.json"
+RESULTS = Path(__file__).parents[1] / "results" / "detection_quality.json"
 
 
 def main() -> None:
@@ -75,14 +75,15 @@ def held_out_map50(home: Path, ref: str, target: str, precision: str) -> float:
     """mAP@0.5 on the held-out scenes with the artifact's own runtime (the driver scored the test split)."""
     from benchmarks.measure import scores
     from factory.api import session
-    from factory.evaluation import dataset_row_for, split_entries
-    from factory.tasks.adapters import adapter_for
+    from factory.datasets.splits import DatasetSplits
+    from factory.refs import dataset_row_for
+    from factory.tasks import task_of
     from targets.predictor import load_predictor
 
     with session(home) as (ws, catalog):
         predictor = load_predictor(ws, catalog, ref, target, precision)
-        root, entries = split_entries(ws, dataset_row_for(catalog, "heldout"), "train")
-    data = adapter_for(predictor.meta).eval_set(root, entries, predictor.meta)
+        held_out = DatasetSplits.open(ws, dataset_row_for(catalog, "heldout"))
+    data = task_of(predictor.meta).eval_set(held_out.root, held_out.entries("train"), predictor.meta)
     return scores(predictor.runner, data, predictor.meta, 1)["map50"]
 
 

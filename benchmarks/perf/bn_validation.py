@@ -11,7 +11,7 @@ at 32 px, mobilenet_v3_small from scratch, same seed and epochs):
 Prints validation accuracy per epoch, the test accuracy of the kept (best) weights after the final exact
 re-estimation, and the seconds the re-estimation costs per validation. Writes results/bn_validation.json.
 
-    .venv/bin/python -m benchmarks.bn_validation [--epochs 6]
+    .venv/bin/python -m benchmarks.perf.bn_validation [--epochs 6]
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from benchmarks.device import identity
 from factory import api
 from factory.config import TrainConfig
 from factory.datasets.synthetic import write_digits
-from factory.evaluation import dataset_row_for, split_entries
+from factory.datasets.splits import DatasetSplits
+from factory.refs import dataset_row_for
 from factory.tasks.classification import build_model, preprocessing_spec
 from factory.training.data import ImageTensors
 from factory.training.engine import Trainer, predict_logits, recalibrate_batchnorm
 
-RESULTS = Path(__file__).parent / "results" / "bn_validation.json"
+RESULTS = Path(__file__).parents[1] / "results" / "bn_validation.json"
 
 
 class TimedTrainer(Trainer):
@@ -83,15 +84,14 @@ def main() -> None:
         home = Path(tmp) / "ws"
         api.import_dataset(write_digits(Path(tmp) / "digits"), "digits", home=home)
         with api.session(home) as (ws, catalog):
-            ds = dataset_row_for(catalog, "digits")
-            splits = {s: split_entries(ws, ds, s) for s in ("train", "val", "test")}
-        data = {s: ImageTensors(root, entries, ds["classes"], 32) for s, (root, entries) in splits.items()}
+            digits = DatasetSplits.open(ws, dataset_row_for(catalog, "digits"))
+        data = {s: ImageTensors(digits.root, digits.entries(s), digits.row["classes"], 32) for s in ("train", "val", "test")}
         rows = []
         for mode in ("stale", "momentum", "recalibrate"):
             (Path(tmp) / mode).mkdir()
             rows.append(run(mode, args.epochs, data, Path(tmp) / mode))
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": identity(), "epochs": args.epochs, "rows": rows,
-              "command": f"python -m benchmarks.bn_validation --epochs {args.epochs}"}
+              "command": f"python -m benchmarks.perf.bn_validation --epochs {args.epochs}"}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

@@ -27,7 +27,7 @@ from factory.tasks.classification import build_model, preprocessing_spec
 from factory.training.data import ImageTensors, normalize
 from factory.training.engine import Trainer
 
-RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
+RESULTS = Path(__file__).parents[1] / "results" / "train_throughput.json"
 
 
 def engine_rate(arch: str, data: ImageTensors, size: int, batch: int, steps: int, run_dir: Path) -> float:
