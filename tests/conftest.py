@@ -86,7 +86,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> 
 def det_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with detection dataset scenes:v1 (60 seeded 160 px scenes) and detector scenes-tiny-det:v1
     (tiny_det trained at 128 px, 12 epochs), shared by the detection tests; tests that change it copy it."""
-    from factory.datasets.detection import write_detection
+    from factory.tasks.detection.datasets import write_detection
 
     root = tmp_path_factory.mktemp("dettrain")
     home = root / "ws"

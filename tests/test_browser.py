@@ -140,7 +140,7 @@ def test_js_letterbox_and_fcos_decoding_match_numpy(page):
     """The phone page's detection half: letterbox preprocessing and FCOS decode + class-wise NMS in
     JavaScript give the NumPy results on the same inputs."""
     from factory.tasks.detection import decode, letterbox, postprocessing_spec
-    from factory.training.detection import detection_preprocessing
+    from factory.tasks.detection.training import detection_preprocessing
 
     spec, pre = postprocessing_spec(["cat", "dog", "bird"], 96), detection_preprocessing(96)
     rng = np.random.default_rng(7)
@@ -149,7 +149,7 @@ def test_js_letterbox_and_fcos_decoding_match_numpy(page):
     hot = rng.choice(n, 40, replace=False)
     raw[hot, :3] += rng.normal(6, 2, (40, 3)).astype(np.float32)  # confident locations, overlapping boxes
     raw[:, 3:7] = rng.normal(0.8, 0.5, (n, 4)).astype(np.float32)
-    js = page.evaluate("([raw, spec]) => window.edgefactory.decodeFcos(new Float32Array(raw), spec)",
+    js = page.evaluate("async ([raw, spec]) => (await window.edgefactory.task('detection')).decodeFcos(new Float32Array(raw), spec)",
                        [raw.ravel().tolist(), spec])
     ref = decode(raw, spec)
     assert len(js) == len(ref) > 5

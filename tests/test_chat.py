@@ -180,7 +180,7 @@ def test_a_tool_calling_model_drives_the_same_tools_with_confirmations(assistant
 def test_the_flow_for_a_detection_dataset(assistant_home: Path, tmp_path: Path):
     """A .zip in the YOLO layout is recognised as detection data; the recipe, the training summary, the
     exports table and the report speak mAP@0.5, and the deployed detector's phone link is made."""
-    from factory.datasets.detection import write_detection
+    from factory.tasks.detection.datasets import write_detection
 
     folder = write_detection(tmp_path / "yolo", images=48, size=128, seed=3, layout="yolo")
     archive = tmp_path / "street.zip"

@@ -11,7 +11,8 @@ from compression.calibration import select_calibration
 from compression.pruning import model_cost, prune
 from factory import api as core_api
 from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
-from factory.tasks.classification import build_model, fit_to_state_dict
+from factory.tasks.base import fit_to_state_dict
+from factory.tasks.classification import MODELS, build_model
 from targets import api
 
 
@@ -41,7 +42,7 @@ def test_calibration_reports_missing_classes_and_refuses_nothing():
 @pytest.mark.parametrize("arch", ["tiny_cls", "mobilenet_v3_small", "resnet18"])
 def test_pruning_reaches_the_mac_goal_and_rebuilds_from_a_plain_state_dict(arch: str):
     model = build_model(arch, 4).eval()
-    report = prune(model, arch, [3, 64, 64], mac_reduction=0.35)
+    report = prune(model, [MODELS.get(arch).head], [3, 64, 64], mac_reduction=0.35)
     assert report["after"]["macs"] <= 0.65 * report["before"]["macs"] and report["mac_ratio"] >= 1.5
     assert model_cost(model, [3, 64, 64]) == report["after"]
     assert model.get_submodule({"tiny_cls": "fc", "mobilenet_v3_small": "classifier.3", "resnet18": "fc"}[arch]).out_features == 4
@@ -53,9 +54,9 @@ def test_pruning_reaches_the_mac_goal_and_rebuilds_from_a_plain_state_dict(arch:
 
 def test_pruning_needs_a_goal():
     with pytest.raises(ConfigError):
-        prune(build_model("tiny_cls", 3), "tiny_cls", [3, 32, 32])
+        prune(build_model("tiny_cls", 3), ["fc"], [3, 32, 32])
     with pytest.raises(ConfigError, match="out of range"):
-        prune(build_model("tiny_cls", 3), "tiny_cls", [3, 32, 32], mac_reduction=1.5)
+        prune(build_model("tiny_cls", 3), ["fc"], [3, 32, 32], mac_reduction=1.5)
 
 
 def test_compress_registers_a_pruned_version_and_exports_it(trained_home: Path):

@@ -85,12 +85,13 @@ def test_validation_is_measured_on_batchnorm_correct_weights(digits_home: Path):
     assert first["metric"] == "accuracy" and first["val_metric"] == first["val_accuracy"]
     assert first["val_accuracy"] > 0.4, first  # chance is 0.10
     # the same epoch without the re-estimation: what the issue saw (0.1006 after every epoch)
-    from factory.evaluation import dataset_row_for, split_entries
+    from factory.datasets.splits import DatasetSplits
+    from factory.refs import dataset_row_for
 
     with api.session(digits_home) as (ws, catalog):
         ds = dataset_row_for(catalog, "digits")
-        root, train_entries = split_entries(ws, ds, "train")
-        _, val_entries = split_entries(ws, ds, "val")
+        digits = DatasetSplits.open(ws, ds)
+        root, train_entries, val_entries = digits.root, digits.entries("train"), digits.entries("val")
     classes, spec = ds["classes"], preprocessing_spec(32)
     train, val = ImageTensors(root, train_entries, classes, 32), ImageTensors(root, val_entries, classes, 32)
     cfg = TrainConfig.from_dict({k: run["config"][k] for k in TrainConfig.__dataclass_fields__})

@@ -12,10 +12,10 @@ import pytest
 
 from factory import api
 from factory.api import session
-from factory.datasets.detection import write_detection
+from factory.tasks.detection.datasets import write_detection
 from factory.errors import DatasetError
-from factory.datasets.issues import DETECTION_CODES
-from factory.evaluation import dataset_row_for
+from factory.tasks.detection.formats import DETECTION_CODES
+from factory.refs import dataset_row_for
 
 LAYOUTS = ["coco", "yolo", "voc", "kuplus_txkt", "modelarts_manifest", "csv_coordinates"]
 

@@ -16,9 +16,11 @@ from benchmarks import report as reports
 from compression.calibration import select_calibration
 from factory.api import session
 from factory.errors import ExportError, UnsupportedSpecError
-from factory.evaluation import dataset_row_for, split_entries
+from factory.datasets.splits import DatasetSplits
+from factory.refs import dataset_row_for
 from factory.models import load_model, resolve_model
-from factory.tasks.adapters import Detection, adapter_for
+from factory.tasks import task_of
+from factory.tasks.detection.task import Detection
 from targets import api as targets_api
 from tests.conftest import copy_home
 
@@ -41,7 +43,8 @@ def export_home(det_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def loaded(home: Path) -> tuple[torch.nn.Module, dict, Path, dict]:
     with session(home) as (ws, catalog):
         model, meta = load_model(ws, resolve_model(catalog, REF))
-        root, test = split_entries(ws, dataset_row_for(catalog, meta["dataset"]), "test")
+        data = DatasetSplits.open(ws, dataset_row_for(catalog, meta["dataset"]))
+        root, test = data.root, data.entries("test")
     return model, meta, root, test
 
 
@@ -85,7 +88,7 @@ def test_the_detector_exports_with_box_parity_everywhere_else(export_home: Path,
 
 def test_box_parity_catches_moved_boxes_and_tolerates_noise(det_home: Path):
     model, meta, root, test = loaded(det_home)
-    task = adapter_for(meta)
+    task = task_of(meta)
     data = task.eval_set(root, test, meta)
     with torch.no_grad():
         reference = model(torch.from_numpy(data.inputs)).numpy()

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from factory.tasks.detection_metrics import box_iou, coco_metrics
+from factory.tasks.detection.metrics import box_iou, coco_metrics
 
 CLASSES = ["cat", "dog", "bird"]
 

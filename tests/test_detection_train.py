@@ -38,7 +38,7 @@ def test_eval_saves_coco_predictions_that_pycocotools_scores_the_same(det_home: 
     assert predictions and {"file_name", "category_name", "bbox", "score"} == set(predictions[0])
     # ground truth of the same images, in original pixels, from the dataset's manifest
     from factory.api import session
-    from factory.evaluation import dataset_row_for
+    from factory.refs import dataset_row_for
 
     with session(det_home) as (ws, catalog):
         row = dataset_row_for(catalog, "scenes")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from factory.datasets.detection import synthetic_scene
+from factory.tasks.detection.datasets import synthetic_scene
 from factory.tasks.detection import (DETECTORS, assign_targets, build_detector, decode, detection_loss, feature_sizes,
                                      letterbox, locations, nms, postprocessing_spec, unletterbox)
-from factory.tasks.detection_metrics import box_iou
+from factory.tasks.detection.metrics import box_iou
 
 
 @pytest.mark.parametrize("arch", sorted(DETECTORS.names()))

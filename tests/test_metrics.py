@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as skm
 
 from factory.tasks.classification import softmax_topk
-from factory.tasks.metrics import classification_metrics
+from factory.tasks.classification.metrics import classification_metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -20,7 +20,7 @@ from factory.errors import ConfigError, MissingDependencyError, NotFoundError
 from factory.tasks.classification import MODELS, build_model, pretrained_path
 from factory.training.engine import StopRequested, lr_factor
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_home
 
 
 def test_train_eval_registry_round_trip(trained_home: Path):
@@ -169,16 +169,17 @@ def test_crash_resumes_from_last_checkpoint(tmp_path: Path, shapes_dir: Path):
     assert [h["epoch"] for h in json.loads((Path(meta["path"]) / "metadata.json").read_text())["history"]] == list(range(1, 13))
 
 
-def test_background_job_reports_progress_and_result(trained_home: Path):
+def test_background_job_reports_progress_and_result(trained_home: Path, tmp_path: Path):
     from factory.jobs import JobManager
 
+    home = copy_home(trained_home, tmp_path / "ws")  # the shared workspace stays as other modules expect it
     jobs = JobManager()
     run_id = api.start_training({"dataset": "shapes", "model": "tiny_cls", "epochs": 2, "name": "bg"}, jobs,
-                                home=trained_home)
+                                home=home)
     job = jobs.wait(run_id, timeout=120)
     assert job.error is None and job.result["model"] == "bg"
     assert [e["epoch"] for e in job.events if e["type"] == "epoch"] == [1, 2]
-    run = api.run_status(run_id, home=trained_home)
+    run = api.run_status(run_id, home=home)
     assert run["status"] == "completed" and run["progress"]["type"] == "registered"
 
 
