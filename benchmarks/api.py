@@ -6,6 +6,7 @@ import time
 from typing import Callable
 
 from benchmarks import report as reports
+from benchmarks import store
 from benchmarks.device import local_device
 from benchmarks.harness import BenchSpec, Timing
 from benchmarks.measure import measurable, run_isolated
@@ -32,7 +33,7 @@ def _device(ws: Workspace, runtime_device: str = "cpu") -> dict:
 
 
 def _record(catalog: Catalog, result: dict, device: dict, measured: bool = True) -> None:
-    catalog.add_benchmark({"model": result["model"], "version": result["version"], "target": result["target"],
+    store.add_benchmark(catalog, {"model": result["model"], "version": result["version"], "target": result["target"],
                            "precision": result["precision"], "device_id": device["id"], "device": device,
                            "measured": measured, "result": result, "created_at": time.time()})
 
@@ -112,7 +113,7 @@ def report(ref: str, *, home: Home = None, export: list[str] | None = None, meas
         cost = model_cost(model, meta["input_size"])
         here = _device(ws)
         failed = measure_all(ws, catalog, row, here, timing or Timing(), log, progress) if measure else []
-        rep = reports.build(row, catalog.benchmarks(row["name"], row["version"]), here, load_profiles(ws.home), cost, budget)
+        rep = reports.build(row, store.benchmarks(catalog, row["name"], row["version"]), here, load_profiles(ws.home), cost, budget)
         rep["export_notes"], rep["failed"] = export_notes, failed
         files = reports.write(rep, ws.home / "reports" / row["name"] / f"v{row['version']}" / "benchmark")
     log(f"report {files['html']}")

@@ -3,6 +3,7 @@ conversations persisted in the catalog (one per browser session; a restart resum
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,8 +13,17 @@ from chat_ui.llm import LLMFailure, ToolAgent, llm_from_env
 from chat_ui.parse import parse
 from chat_ui.tools import BackgroundWork, build_tools
 from factory.api import session
+from factory.catalog import Schema, register_schema
 from factory.jobs import JobManager
 from targets.devices import load_profiles
+
+SCHEMA = register_schema(Schema("chat_ui", migrations=(
+    # 1 (catalog schema 6 before the packages owned their tables: IF NOT EXISTS keeps those catalogs' rows)
+    """
+    CREATE TABLE IF NOT EXISTS conversations (
+        id TEXT PRIMARY KEY, state TEXT NOT NULL, messages TEXT NOT NULL,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    """,), json_columns=frozenset({"messages"})))
 
 
 class Assistant:
@@ -58,7 +68,7 @@ class Assistant:
             catalog.conn.execute(
                 "INSERT INTO conversations (id, state, messages, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET state = excluded.state, messages = excluded.messages, updated_at = excluded.updated_at",
-                (conv_id, state.to_json(), __import__("json").dumps(messages, default=str), now, now))
+                (conv_id, state.to_json(), json.dumps(messages, default=str), now, now))
 
     # -- one turn ----------------------------------------------------------------------------------
     def chat(self, conv_id: str, message: str, files: list[str] | None = None) -> Reply:

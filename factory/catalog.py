@@ -10,6 +10,7 @@ import contextlib
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,35 +49,42 @@ MIGRATIONS: list[str] = [
         parity TEXT NOT NULL, compression TEXT NOT NULL, created_at REAL NOT NULL,
         PRIMARY KEY (model, version, target, precision));
     """,
-    # 4: benchmark results (an artifact measured on a device, or estimated for a device not at hand)
+    # 4-6 created the tables of benchmarks/, serving/ and chat_ui/; those packages own them now (`register_schema`),
+    # with CREATE TABLE IF NOT EXISTS as their first migration, so catalogs made before keep their rows
+    "", "", "",
+    # 7: each owner's schema version, and its tables keyed by (model, version) (they go with a deleted version)
     """
-    CREATE TABLE benchmarks (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version INTEGER NOT NULL,
-        target TEXT NOT NULL, precision TEXT NOT NULL, device_id TEXT NOT NULL, device TEXT NOT NULL,
-        measured INTEGER NOT NULL, result TEXT NOT NULL, created_at REAL NOT NULL);
-    CREATE INDEX benchmarks_by_model ON benchmarks (model, version);
-    """,
-    # 5: serving: deployments (what the server loads), API keys (hashed), phone-preview links
-    """
-    CREATE TABLE deployments (
-        name TEXT PRIMARY KEY, version INTEGER NOT NULL, target TEXT NOT NULL, precision TEXT NOT NULL,
-        created_at REAL NOT NULL);
-    CREATE TABLE api_keys (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, scopes TEXT NOT NULL,
-        created_at REAL NOT NULL, revoked_at REAL, last_used_at REAL);
-    CREATE TABLE preview_links (
-        id TEXT PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
-        precision TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
-    """,
-    # 6: chat conversations (one per browser session), so a restarted server resumes them
-    """
-    CREATE TABLE conversations (
-        id TEXT PRIMARY KEY, state TEXT NOT NULL, messages TEXT NOT NULL,
-        created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    CREATE TABLE schema_owners (
+        owner TEXT PRIMARY KEY, version INTEGER NOT NULL, model_tables TEXT NOT NULL DEFAULT '[]');
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-JSON_COLUMNS = {"messages", "scopes", "device", "parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history", "result"}
+JSON_COLUMNS = {"parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history",
+                "result", "model_tables"}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The tables a package above factory/ keeps in the catalog: its own migrations (each from version i to i + 1;
+    never edit a released one, append), the tables whose rows belong to a model version (columns `model` and
+    `version`; deleted with it), and the columns that hold JSON."""
+
+    owner: str
+    migrations: tuple[str, ...]
+    model_tables: tuple[str, ...] = ()
+    json_columns: frozenset[str] = frozenset()
+
+
+SCHEMAS: dict[str, Schema] = {}
+
+
+def register_schema(schema: Schema) -> Schema:
+    """Declare a package's tables (at its import); every catalog opened from then on migrates them."""
+    if SCHEMAS.get(schema.owner, schema) != schema:
+        raise ValueError(f"the catalog schema of {schema.owner!r} is already registered differently")
+    SCHEMAS[schema.owner] = schema
+    JSON_COLUMNS.update(schema.json_columns)
+    return schema
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -123,10 +131,29 @@ class Catalog:
                     fix="Upgrade edgefactory, or point EDGEFACTORY_HOME at another workspace.",
                 )
             for version in range(current, target):
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                self._execute_script(MIGRATIONS[version])
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
+            if target == SCHEMA_VERSION:
+                for schema in SCHEMAS.values():
+                    self._migrate_owner(schema)
+
+    def _execute_script(self, script: str) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                self.conn.execute(statement)
+
+    def _migrate_owner(self, schema: Schema) -> None:
+        row = self.conn.execute("SELECT version FROM schema_owners WHERE owner = ?", (schema.owner,)).fetchone()
+        current = int(row[0]) if row else 0
+        if current > len(schema.migrations):
+            raise CatalogError(f"{self.path} holds {schema.owner}'s tables at version {current}, newer than this "
+                               f"edgefactory ({len(schema.migrations)}).",
+                               fix="Upgrade edgefactory, or point EDGEFACTORY_HOME at another workspace.")
+        for version in range(current, len(schema.migrations)):
+            self._execute_script(schema.migrations[version])
+        self.conn.execute("INSERT INTO schema_owners (owner, version, model_tables) VALUES (?, ?, ?) ON CONFLICT(owner) "
+                          "DO UPDATE SET version = excluded.version, model_tables = excluded.model_tables",
+                          (schema.owner, len(schema.migrations), json.dumps(list(schema.model_tables))))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -169,10 +196,13 @@ class Catalog:
         return self.select("SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,))
 
     def delete_model_version(self, name: str, version: int) -> None:
-        """Remove a version and its artifacts' and benchmarks' rows in one transaction."""
+        """Remove a version and every row that belongs to it (its artifacts, and the rows of the tables the owners
+        declared, read from the catalog itself, so a process that never imported an owner deletes them too), in one
+        transaction."""
+        owned = [t for r in self.select("SELECT model_tables FROM schema_owners") for t in r["model_tables"]]
         with self.transaction():
-            self.conn.execute("DELETE FROM artifacts WHERE model = ? AND version = ?", (name, version))
-            self.conn.execute("DELETE FROM benchmarks WHERE model = ? AND version = ?", (name, version))
+            for table in ["artifacts", *owned]:
+                self.conn.execute(f"DELETE FROM {table} WHERE model = ? AND version = ?", (name, version))
             self.conn.execute("DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version))
 
     # -- artifacts ------------------------------------------------------------------------------
@@ -188,17 +218,6 @@ class Catalog:
         self.conn.execute("DELETE FROM artifacts WHERE model = ? AND version = ? AND target = ? AND precision = ?",
                           (row["model"], row["version"], row["target"], row["precision"]))
         self.insert("artifacts", row)
-
-    # -- benchmark results ---------------------------------------------------------------------
-    def add_benchmark(self, row: dict[str, Any]) -> None:
-        with self.transaction():
-            self.insert("benchmarks", {**row, "measured": int(bool(row["measured"]))})
-
-    def benchmarks(self, model: str, version: int) -> list[dict[str, Any]]:
-        """The latest result per (target, precision, device), oldest first."""
-        rows = self.select("SELECT * FROM benchmarks WHERE model = ? AND version = ? ORDER BY id", (model, version))
-        latest = {(r["target"], r["precision"], r["device_id"]): {**r, "measured": bool(r["measured"])} for r in rows}
-        return list(latest.values())
 
     # -- runs -----------------------------------------------------------------------------------
     def create_run(self, run_id: str, kind: str, config: dict, pid: int) -> None:

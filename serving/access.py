@@ -11,12 +11,22 @@ import os
 import secrets
 import time
 
-from factory.catalog import Catalog
+from factory.catalog import Catalog, Schema, register_schema
 from factory.errors import ConfigError, FactoryError, NotFoundError
 from factory.workspace import Workspace
 
 KEY_PREFIX = "ef_"
 DEFAULT_LINK_HOURS = 72.0
+SCHEMA = register_schema(Schema("serving.access", migrations=(
+    # 1 (catalog schema 5 before the packages owned their tables: IF NOT EXISTS keeps those catalogs' rows)
+    """
+    CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, scopes TEXT NOT NULL,
+        created_at REAL NOT NULL, revoked_at REAL, last_used_at REAL);
+    CREATE TABLE IF NOT EXISTS preview_links (
+        id TEXT PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
+        precision TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
+    """,), json_columns=frozenset({"scopes"})))
 
 
 class AuthError(FactoryError):

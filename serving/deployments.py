@@ -6,12 +6,20 @@ from __future__ import annotations
 import threading
 import time
 
-from factory.catalog import Catalog
+from factory.catalog import Catalog, Schema, register_schema
 from factory.errors import FactoryError, NotFoundError
 from factory.models import resolve_model
 from factory.registry import suggest
 from factory.workspace import Workspace
 from targets.predictor import Predictor, load_predictor
+
+SCHEMA = register_schema(Schema("serving.deployments", migrations=(
+    # 1 (catalog schema 5 before the packages owned their tables: IF NOT EXISTS keeps those catalogs' rows)
+    """
+    CREATE TABLE IF NOT EXISTS deployments (
+        name TEXT PRIMARY KEY, version INTEGER NOT NULL, target TEXT NOT NULL, precision TEXT NOT NULL,
+        created_at REAL NOT NULL);
+    """,)))
 
 
 def deploy(ws: Workspace, catalog: Catalog, ref: str, target: str | None = None, precision: str | None = None) -> dict:

@@ -94,3 +94,77 @@ def test_two_processes_share_one_workspace(tmp_path: Path, shapes_dir: Path):
         assert len(manifest) == 90 and all((folder / m["file"]).is_file() for m in manifest)
     leftovers = [p.name for p in (home / "datasets" / "shared").iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []
+
+
+# the tables migrations 4-6 made before the packages above factory/ owned them (a catalog from then)
+LEGACY_4_TO_6 = """
+    CREATE TABLE benchmarks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version INTEGER NOT NULL,
+        target TEXT NOT NULL, precision TEXT NOT NULL, device_id TEXT NOT NULL, device TEXT NOT NULL,
+        measured INTEGER NOT NULL, result TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX benchmarks_by_model ON benchmarks (model, version);
+    CREATE TABLE deployments (
+        name TEXT PRIMARY KEY, version INTEGER NOT NULL, target TEXT NOT NULL, precision TEXT NOT NULL,
+        created_at REAL NOT NULL);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, scopes TEXT NOT NULL,
+        created_at REAL NOT NULL, revoked_at REAL, last_used_at REAL);
+    CREATE TABLE preview_links (
+        id TEXT PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
+        precision TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY, state TEXT NOT NULL, messages TEXT NOT NULL,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL);
+"""
+
+
+def test_a_catalog_from_before_the_packages_owned_their_tables_keeps_their_rows(tmp_path: Path):
+    from benchmarks import store
+    from serving import access
+
+    path = tmp_path / "catalog.sqlite"
+    old = Catalog(path, migrate_to=3)
+    with old.transaction():
+        for statement in LEGACY_4_TO_6.split(";"):
+            if statement.strip():
+                old.conn.execute(statement)
+        old.conn.execute("PRAGMA user_version = 6")
+    old.close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO api_keys VALUES ('k1', 'phone', 'h', '[\"*\"]', 1.0, NULL, NULL)")
+    conn.execute("INSERT INTO benchmarks (model, version, target, precision, device_id, device, measured, result, "
+                 "created_at) VALUES ('m', 1, 'onnxruntime', 'fp32', 'cpu', '{\"id\": \"cpu\"}', 1, '{}', 1.0)")
+    conn.commit()
+    conn.close()
+    cat = Catalog(path)
+    assert cat.schema_version() == SCHEMA_VERSION
+    assert [k["id"] for k in access.list_keys(cat)] == ["k1"] and access.list_keys(cat)[0]["scopes"] == ["*"]
+    assert store.benchmarks(cat, "m", 1)[0]["device"] == {"id": "cpu"}
+    owners = {r["owner"]: r for r in cat.select("SELECT * FROM schema_owners")}
+    assert owners["benchmarks"]["model_tables"] == ["benchmarks"] and owners["serving.access"]["version"] == 1
+
+
+def test_an_owner_migrates_its_tables_and_its_rows_go_with_a_deleted_version(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    import factory.catalog as catalog_mod
+
+    path = tmp_path / "catalog.sqlite"
+    first = catalog_mod.Schema("test.notes", ("CREATE TABLE IF NOT EXISTS notes (model TEXT, version INTEGER, note TEXT)",),
+                               model_tables=("notes",))
+    monkeypatch.setitem(catalog_mod.SCHEMAS, first.owner, first)
+    cat = Catalog(path)
+    with cat.transaction():
+        cat.insert("model_versions", {"name": "m", "version": 1, "task": "classification", "arch": "tiny_cls",
+                                      "dataset": "d:v1", "path": "models/m/v1", "metrics": {}, "created_at": 1.0})
+        cat.insert("notes", {"model": "m", "version": 1, "note": "kept until the version goes"})
+    cat.close()
+    second = catalog_mod.Schema(first.owner, (*first.migrations, "ALTER TABLE notes ADD COLUMN author TEXT"),
+                                model_tables=("notes",))
+    monkeypatch.setitem(catalog_mod.SCHEMAS, first.owner, second)
+    cat = Catalog(path)  # the owner's second migration, once
+    assert cat.select("SELECT note, author FROM notes") == [{"note": "kept until the version goes", "author": None}]
+    cat.close()
+    monkeypatch.delitem(catalog_mod.SCHEMAS, first.owner)  # a process that never imported the owner
+    cat = Catalog(path)
+    cat.delete_model_version("m", 1)
+    assert cat.select("SELECT * FROM notes") == [] and cat.model_versions() == []
