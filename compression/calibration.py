@@ -1,12 +1,13 @@
 """Calibration-set selection: drawn from the train split with per-class coverage, reported in the
-artifact metadata, with a warning when it is too small or misses classes. A classification entry
-has one label; a detection entry counts for every class among its boxes and is drawn under its
-rarest one, so that rare classes are represented (an image without boxes is drawn as a negative)."""
+artifact metadata, with a warning when it is too small or misses classes. The task says which classes
+an entry shows (`Task.calibration_labels`: its label, or every class among its boxes); an entry is drawn
+under its rarest one, so that rare classes are represented (an entry showing none is drawn apart)."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from typing import Callable
 
 from factory.errors import DatasetError
 
@@ -14,15 +15,15 @@ DEFAULT_SIZE = 300
 MIN_RECOMMENDED = 100
 
 
-def labels_of(entry: dict) -> set[str]:
-    """The classes an entry shows: its label, or its boxes' labels."""
-    if entry.get("label") is not None:
-        return {entry["label"]}
-    return {b["label"] for b in entry.get("boxes", [])}
+def entry_label(entry: dict) -> set[str]:
+    """The class an entry of one label per image shows (none when it is unlabelled)."""
+    return {entry["label"]} if entry.get("label") is not None else set()
 
 
-def select_calibration(entries: list[dict], classes: list[str], size: int = DEFAULT_SIZE, seed: int = 0) -> tuple[list[dict], dict]:
-    """Pick up to `size` train entries round-robin over classes (each class shuffled with `seed`).
+def select_calibration(entries: list[dict], classes: list[str], size: int = DEFAULT_SIZE, seed: int = 0, *,
+                       labels_of: Callable[[dict], set[str]] = entry_label) -> tuple[list[dict], dict]:
+    """Pick up to `size` train entries round-robin over classes (each class shuffled with `seed`); `labels_of`
+    says which classes an entry shows.
 
     Returns (entries, report). Raises DatasetError when there is nothing to calibrate with.
     """

@@ -175,7 +175,8 @@ class ExportJob:
         return self.task.score(shaped(outputs, self.task, self.meta), truth, self.meta)[self.task.metric]
 
     def calibration(self) -> Calibration:
-        chosen, report = select_calibration(self.train_entries, self.meta["classes"], self.plan.calibration_size)
+        chosen, report = select_calibration(self.train_entries, self.meta["classes"], self.plan.calibration_size,
+                                            labels_of=self.task.calibration_labels)
         inputs = self.task.eval_set(self.root, chosen, self.meta).inputs
         for warning in report["warnings"]:
             self.log(f"warning: {warning}")

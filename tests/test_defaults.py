@@ -18,7 +18,8 @@ from factory.datasets.synthetic import write_digits
 from factory.progress import TrainingBar
 from factory.tasks.classification import build_model, preprocessing_spec
 from factory.training.data import ImageTensors
-from factory.training.defaults import batch_for, detection_size
+from factory.tasks.detection.defaults import detection_size
+from factory.training.defaults import batch_for
 from factory.training.engine import Trainer
 
 from tests.conftest import REPO, copy_home

@@ -123,7 +123,8 @@ def test_calibration_draws_every_class_of_a_detection_set():
     common = [{"file": f"c{i}.png", "label": None, "boxes": [box("circle"), box("square")]} for i in range(40)]
     rare = [{"file": f"t{i}.png", "label": None, "boxes": [box("circle"), box("triangle")]} for i in range(3)]
     empty = [{"file": f"e{i}.png", "label": None, "boxes": []} for i in range(5)]
-    chosen, report = select_calibration(common + rare + empty, ["circle", "square", "triangle"], size=9)
+    chosen, report = select_calibration(common + rare + empty, ["circle", "square", "triangle"], size=9,
+                                        labels_of=Detection().calibration_labels)
     assert len(chosen) == 9 and report["missing_classes"] == []
     assert report["per_class"]["triangle"] == 3  # drawn under its rarest class, so the 3 rare images all come first
     assert sum(not e["boxes"] for e in chosen) == 3  # empty images are calibrated as negatives too

@@ -199,6 +199,10 @@ class Task:
     def eval_set(self, root: Path, entries: list[dict], meta: dict) -> EvalSet:
         raise NotImplementedError
 
+    def calibration_labels(self, entry: dict) -> set[str]:
+        """The classes a dataset entry shows, so that INT8 calibration draws every class (its label by default)."""
+        return {entry["label"]} if entry.get("label") is not None else set()
+
     def output_shape(self, meta: dict) -> tuple[int, ...]:
         """The raw output's shape per image (runtimes that flatten it get it back in shape)."""
         raise NotImplementedError

@@ -26,7 +26,7 @@ BUDGET_PATIENCE = 10_000  # with a time budget the schedule anneals over the who
 EPOCH_PATIENCE = 15
 
 
-def _round32(side: float) -> int:
+def round32(side: float) -> int:
     return max(32, int(math.ceil(side / 32 - 0.25)) * 32)
 
 
@@ -56,7 +56,7 @@ def mirror_asymmetry(samples: dict[str, list[Image.Image]]) -> tuple[float, floa
     return float(np.mean(flipped) / max(spread, 1e-6)), float(np.mean(flipped) / max(np.mean(noise), 1e-6))
 
 
-def _sample(groups: dict[str, list], per_class: int) -> dict[str, list]:
+def sample_groups(groups: dict[str, list], per_class: int) -> dict[str, list]:
     rng = np.random.default_rng(0)
     return {c: [items[i] for i in sorted(rng.permutation(len(items))[:per_class])] for c, items in groups.items()}
 
@@ -65,24 +65,7 @@ def class_samples(root: Path, entries: list[dict]) -> dict[str, list[Image.Image
     groups: dict[str, list[dict]] = {}
     for e in entries:
         groups.setdefault(e["label"], []).append(e)
-    return {c: [load_rgb(root / e["file"]) for e in chosen] for c, chosen in _sample(groups, MIRROR_SAMPLE_PER_CLASS).items()}
-
-
-def object_samples(root: Path, entries: list[dict]) -> dict[str, list[Image.Image]]:
-    """Crops of the boxed objects per class (a detector's flip question is about its objects)."""
-    groups: dict[str, list[tuple[dict, dict]]] = {}
-    for e in entries:
-        for box in e["boxes"]:
-            if box["bbox"][2] >= 4 and box["bbox"][3] >= 4:
-                groups.setdefault(box["label"], []).append((e, box))
-    out: dict[str, list[Image.Image]] = {}
-    for c, chosen in _sample(groups, MIRROR_SAMPLE_PER_CLASS).items():
-        crops = []
-        for e, box in chosen:
-            x, y, w, h = box["bbox"]
-            crops.append(load_rgb(root / e["file"]).crop((round(x), round(y), round(x + w), round(y + h))))
-        out[c] = crops
-    return out
+    return {c: [load_rgb(root / e["file"]) for e in chosen] for c, chosen in sample_groups(groups, MIRROR_SAMPLE_PER_CLASS).items()}
 
 
 class Resolution:
@@ -119,10 +102,10 @@ def resolve_common(res: Resolution, *, n_train: int, image_side: float, default_
             return "none", f"{n_train} training images are enough to train from scratch"
         return "imagenet", f"ImageNet weights are on this machine and {n_train} training images is little data"
 
-    start = res.pick("pretrained", pretrained)
+    res.pick("pretrained", pretrained)
 
     def size() -> tuple[object, str]:
-        side = _round32(image_side)
+        side = round32(image_side)
         if side < min_size:
             return min_size, (f"median image side {image_side:g} px, upscaled to {min_size} px, the smallest this "
                               "architecture trains well at")
@@ -171,24 +154,3 @@ def resolve_flip(res: Resolution, samples: Callable[[], dict[str, list[Image.Ima
 def resolve_crop(res: Resolution, image_side: float) -> None:
     res.pick("crop_scale", lambda: (0.7, f"small images ({image_side:g} px): a crop keeps at least 70 % of the object")
              if image_side <= 64 else (0.6, "random resized crops down to 60 % of the area"))
-
-
-SMALL_OBJECT_PIXELS = 12  # the smallest objects should span at least this many input pixels (1.5 stride-8 cells)
-MAX_DETECTION_SIZE = 640
-
-
-def detection_size(entries: list[dict], image_side: float, default_size: int) -> tuple[int, str]:
-    """A detector's input side (a multiple of 32): the images' own side up to the architecture's default, raised
-    where the smallest objects (10th percentile of box sides) would shrink under SMALL_OBJECT_PIXELS."""
-    sides = [min(b["bbox"][2], b["bbox"][3]) for e in entries for b in e["boxes"]]
-    base = min(_round32(image_side), default_size)
-    if not sides:
-        return base, f"median image side {image_side:g} px (no boxes to size objects from)"
-    small = float(np.percentile(sides, 10))
-    at_base = small * base / image_side
-    if at_base >= SMALL_OBJECT_PIXELS:
-        return base, (f"median image side {image_side:g} px; the smallest objects (10th percentile {small:.0f} px) "
-                      f"keep {at_base:.0f} px at {base} px")
-    needed = min(MAX_DETECTION_SIZE, _round32(image_side * SMALL_OBJECT_PIXELS / small), _round32(2 * image_side))
-    return max(base, needed), (f"small objects (10th percentile {small:.0f} px of {image_side:g} px images) would keep "
-                               f"only {at_base:.0f} px at {base} px: raised to {max(base, needed)} px")

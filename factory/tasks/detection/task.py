@@ -11,6 +11,7 @@ from torch import nn
 
 from factory.errors import ConfigError, UnsupportedSpecError
 from factory.tasks.base import EvalSet, Task, normalized
+from factory.tasks.detection.defaults import detection_size, object_samples
 from factory.tasks.detection.datasets import EXPORT_FORMATS, export_detection, import_detection, write_detection
 from factory.tasks.detection.formats import DETECTION_FORMATS, detect_detection_format
 from factory.tasks.detection.metrics import box_iou, coco_metrics
@@ -141,10 +142,10 @@ class Detection(Task):
         stats = ds["stats"]
         side = max((stats.get("width") or {}).get("median", spec.default_img_size),
                    (stats.get("height") or {}).get("median", spec.default_img_size))
-        res.pick("img_size", lambda: defaults.detection_size(entries, side, spec.default_img_size))
+        res.pick("img_size", lambda: detection_size(entries, side, spec.default_img_size))
         defaults.resolve_common(res, n_train=len(entries), image_side=side, default_size=spec.default_img_size,
                                 weights_available=detector_imagenet_available(arch))
-        defaults.resolve_flip(res, lambda: defaults.object_samples(root, entries))
+        defaults.resolve_flip(res, lambda: object_samples(root, entries))
         res.pick("crop_scale", lambda: (0.6, "unused by detectors (they zoom 0.6-1.4x instead)"))
         img_size = res.values["img_size"]
         if img_size % 32:
@@ -207,6 +208,9 @@ class Detection(Task):
         data = DetectionTensors(root, entries, meta["classes"], pre["resize"][0])
         return EvalSet(normalized(data.images, pre),
                        [(b.numpy(), lab.numpy(), extent) for b, lab, extent in zip(data.boxes, data.labels, data.extents)])
+
+    def calibration_labels(self, entry: dict) -> set[str]:
+        return {b["label"] for b in entry.get("boxes", [])}
 
     def output_shape(self, meta: dict) -> tuple[int, ...]:
         locations = sum(h * w for h, w in meta["postprocessing"]["feature_sizes"])
