@@ -12,6 +12,7 @@ and a child killed by a signal becomes one ExportError that names the signal.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import traceback
 from typing import Any, Callable
@@ -21,8 +22,17 @@ from factory.errors import ExportError, FactoryError
 Log = Callable[[str], None]
 
 
-def _child(conn, fn: Callable[..., Any], kwargs: dict) -> None:
+def own_environment() -> dict[str, str]:
+    """The caller's EDGEFACTORY_* settings: a child forked from a fork server started earlier has the server's
+    environment, so these travel with each call (a task plugin named since, a workspace)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("EDGEFACTORY_")}
+
+
+def _child(conn, fn: Callable[..., Any], kwargs: dict, environment: dict[str, str]) -> None:
     try:
+        for key in [k for k in os.environ if k.startswith("EDGEFACTORY_") and k not in environment]:
+            del os.environ[key]
+        os.environ.update(environment)
         result = fn(**kwargs, log=lambda line: conn.send(("log", line)))
         conn.send(("ok", result))
     except FactoryError as exc:
@@ -56,7 +66,7 @@ def run_isolated(fn: Callable[..., Any], kwargs: dict, *, what: str, log: Log | 
     # read when the fork server starts (the first call in this process); later calls fork from it as it is
     ctx.set_forkserver_preload(["torch", fn.__module__, *preload])
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, kwargs), name=f"edgefactory-{what}", daemon=True)
+    proc = ctx.Process(target=_child, args=(child, fn, kwargs, own_environment()), name=f"edgefactory-{what}", daemon=True)
     proc.start()
     child.close()  # the child holds the only write end now: EOF means it is gone
     try:

@@ -188,10 +188,12 @@ class _Record:
 
 
 def install() -> None:
-    """Register the task and its issue code ($EDGEFACTORY_TASKS names this for spawned processes)."""
-    if NAME not in TASKS:
-        register_codes({k: v for k, v in CODES.items() if k not in CATALOGUE})
-        TASKS.add(NAME, Coverage())
+    """Register the task and its issue code ($EDGEFACTORY_TASKS names this for the export and benchmark
+    processes; the registry's own lookup below may already call it through that variable)."""
+    if NAME in TASKS:
+        return
+    register_codes({k: v for k, v in CODES.items() if k not in CATALOGUE})
+    TASKS.add(NAME, Coverage())
 
 
 def write_coverage(dest: Path, n: int, seed: int) -> Path:

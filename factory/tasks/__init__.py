@@ -31,20 +31,23 @@ class TaskRegistry(Registry["Task"]):
     def __init__(self, kind: str):
         super().__init__(kind)
         self._loaded = False
+        self._plugins: set[str] = set()
 
     def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for name in INSTALLED:
-            importlib.import_module(f"{__name__}.{name}")
-        for plugin in entry_points(group="edgefactory.tasks"):
-            plugin.load()
+        if not self._loaded:
+            self._loaded = True
+            for name in INSTALLED:
+                importlib.import_module(f"{__name__}.{name}")
+            for plugin in entry_points(group="edgefactory.tasks"):
+                plugin.load()
+        # read at every lookup: a process forked from one started earlier (a fork server) may see it named later
         for spec in filter(None, (s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(","))):
-            module, _, function = spec.partition(":")
-            loaded = importlib.import_module(module)
-            if function:
-                getattr(loaded, function)()
+            if spec not in self._plugins:
+                self._plugins.add(spec)
+                module, _, function = spec.partition(":")
+                loaded = importlib.import_module(module)
+                if function:
+                    getattr(loaded, function)()
 
     def get(self, name: str) -> Task:
         self._load()
