@@ -11,7 +11,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from chat_ui.assistant import Assistant
-from chat_ui.guide import describe_dataset, exports_table, progress_text
+from chat_ui.guide import describe_dataset, exports_table, metric_name, progress_text
 
 WELCOME = ("Hello! I take you from images to a model on your device. Upload a .zip of images, say **demo** for "
            "handwritten digits, or ask *what can you do?*")
@@ -38,15 +38,16 @@ def _tabs(assistant: Assistant, conv_id: str) -> tuple:
     if run:
         train_md = progress_text(run) if run["status"] == "running" else f"Run `{run['id']}`: **{run['status']}**."
         history = run.get("history") or []
+        label = metric_name(run["config"].get("task"))
         curve = {"epoch": [h["epoch"] for h in history] * 2,
-                 "value": [h["val_accuracy"] for h in history] + [h["train_loss"] for h in history],
-                 "series": ["val accuracy"] * len(history) + ["train loss"] * len(history)}
+                 "value": [h.get("val_metric", h.get("val_accuracy")) for h in history] + [h["train_loss"] for h in history],
+                 "series": [f"val {label}"] * len(history) + ["train loss"] * len(history)}
     else:
         train_md, curve = "No training yet.", {"epoch": [], "value": [], "series": []}
     model_md, cm = "No model yet.", None
     if state["model"]:
         ev = state["evaluation"] or {}
-        model_md = f"**{state['model']}**: test accuracy {ev.get('accuracy', 0):.2%}."
+        model_md = f"**{state['model']}**: test {metric_name(state['task'])} {ev.get('accuracy') or 0:.2%}."
         cm = ev.get("files", {}).get("confusion_matrix_png")
         if state["exports"]:
             model_md += "\n\n" + exports_table(state["exports"], [])

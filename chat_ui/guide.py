@@ -119,8 +119,9 @@ class Guide:
     def _advance(self, state: State, p: Parsed) -> Reply:
         if p.task and p.task not in TASKS:
             named = NOT_INSTALLED.get(p.task, (p.task,))[0]
-            return Reply(f"{named} is not supported yet: today I train " + " and ".join(TASKS.names())
-                         + " models. Shall we build one of those?")
+            trained = [TASKS.get(n).described or f"{n} models" for n in TASKS.names()]
+            return Reply(f"{named} is not supported yet: today I train " + ", ".join(trained[:-1])
+                         + (" and " if len(trained) > 1 else "") + trained[-1] + ". Shall we build one of those?")
         if p.task and state.step == "data":
             state.task = p.task
         if state.step == "data":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
@@ -34,7 +34,7 @@ class ImportArgs(BaseModel):
 
 class DemoArgs(BaseModel):
     name: str = Field(default="digits", description="dataset name to create")
-    kind: Literal["digits", "scenes"] = Field(
+    kind: str = Field(
         default="digits", description="digits: scikit-learn's handwritten digits (classification); "
                                       "scenes: seeded synthetic scenes with boxes (object detection)")
 

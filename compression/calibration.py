@@ -15,13 +15,8 @@ DEFAULT_SIZE = 300
 MIN_RECOMMENDED = 100
 
 
-def entry_label(entry: dict) -> set[str]:
-    """The class an entry of one label per image shows (none when it is unlabelled)."""
-    return {entry["label"]} if entry.get("label") is not None else set()
-
-
 def select_calibration(entries: list[dict], classes: list[str], size: int = DEFAULT_SIZE, seed: int = 0, *,
-                       labels_of: Callable[[dict], set[str]] = entry_label) -> tuple[list[dict], dict]:
+                       labels_of: Callable[[dict], set[str]]) -> tuple[list[dict], dict]:
     """Pick up to `size` train entries round-robin over classes (each class shuffled with `seed`); `labels_of`
     says which classes an entry shows.
 

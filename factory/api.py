@@ -138,8 +138,8 @@ def resume_training(run_id: str, *, home: Home = None, on_event: Callable[[Event
         if run is None:
             raise NotFoundError(f"No run {run_id!r}.{suggest(run_id, [r['id'] for r in catalog.runs()])}",
                                 fix="List runs with `edgefactory runs list`.")
-        if run["status"] == "completed":
-            return run["result"]
+        if run["status"] == "completed":  # results from before they named their task: the run's config does
+            return {"task": run["config"].get("task") or DEFAULT_TASK, **run["result"]}
         if run["status"] == "running":
             raise ConfigError(f"Run {run_id} is still running (process {run['pid']}).", fix="Wait for it or stop it first.")
         return runs.execute_run(ws, catalog, run_id, resume=True, on_event=on_event, stop=stop)

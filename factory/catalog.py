@@ -56,6 +56,8 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE schema_owners (
         owner TEXT PRIMARY KEY, version INTEGER NOT NULL, model_tables TEXT NOT NULL DEFAULT '[]');
+    INSERT INTO schema_owners (owner, version, model_tables)
+        SELECT 'benchmarks', 0, '["benchmarks"]' WHERE EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'benchmarks');
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -59,15 +59,15 @@ class TrainingBar:
             self.bar.close()
             if kind == "finished":
                 print(f"stopped by {event['reason']}; best epoch {event['best_epoch']} "
-                      f"(val {_metric_words(event.get('metric'))} {event.get('best_val_metric', 0.0):.4f})", file=sys.stderr)
+                      f"(val {_metric_words(event)} {event.get('best_val_metric', 0.0):.4f})", file=sys.stderr)
         elif kind == "registered":
-            print(f"registered {event['model']}:v{event['version']} test {_metric_words(event.get('metric'))} "
+            print(f"registered {event['model']}:v{event['version']} test {_metric_words(event)} "
                   f"{event.get('score', 0.0):.4f}", file=sys.stderr)
         elif kind == "warning":
             fix = f" Fix: {event['fix']}" if event.get("fix") else ""
             print(f"warning: {event['message']}{fix}", file=sys.stderr)
 
 
-def _metric_words(metric: str | None) -> str:
-    """`map50` -> `mAP@0.5`, `accuracy` -> `accuracy`: the metric's name as people write it."""
-    return {"map50": "mAP@0.5", "map": "mAP@0.5:0.95"}.get(metric or "", metric or "score")
+def _metric_words(event: dict) -> str:
+    """The metric's name as people write it: the task's own words, which the run adds to its events."""
+    return event.get("metric_label") or event.get("metric") or "score"

@@ -64,9 +64,8 @@ def compress(ws: Workspace, catalog: Catalog, ref: str, plan: CompressPlan, log:
     model, meta = load_model(ws, row)
     task = task_of(meta)
     if "prune" in task.unsupported_strategies:
-        raise UnsupportedSpecError(f"Structured pruning is not available for {task.name} models "
-                                   f"({task.unsupported_strategies['prune']}); {row['name']}:v{row['version']} "
-                                   f"is a {task.name} model.",
+        raise UnsupportedSpecError(f"Structured pruning is not available for {row['name']}:v{row['version']}, a "
+                                   f"{task.name} model: {task.unsupported_strategies['prune']}.",
                                    fix=f"Export it with INT8 quantization instead: edgefactory export {row['name']}:v{row['version']} "
                                        f"--target {plan.target} --precision int8")
     export_plan = ExportPlan(target=plan.target, precision=plan.precision, keep_if_slower=plan.keep_if_slower)

@@ -118,7 +118,9 @@ LEGACY_4_TO_6 = """
 """
 
 
-def test_a_catalog_from_before_the_packages_owned_their_tables_keeps_their_rows(tmp_path: Path):
+def test_a_catalog_from_before_the_packages_owned_their_tables_keeps_their_rows(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    import factory.catalog as catalog_mod
     from benchmarks import store
     from serving import access
 
@@ -132,14 +134,20 @@ def test_a_catalog_from_before_the_packages_owned_their_tables_keeps_their_rows(
     old.close()
     conn = sqlite3.connect(path)
     conn.execute("INSERT INTO api_keys VALUES ('k1', 'phone', 'h', '[\"*\"]', 1.0, NULL, NULL)")
-    conn.execute("INSERT INTO benchmarks (model, version, target, precision, device_id, device, measured, result, "
-                 "created_at) VALUES ('m', 1, 'onnxruntime', 'fp32', 'cpu', '{\"id\": \"cpu\"}', 1, '{}', 1.0)")
+    for model in ("m", "n"):
+        conn.execute("INSERT INTO benchmarks (model, version, target, precision, device_id, device, measured, result, "
+                     f"created_at) VALUES ('{model}', 1, 'onnxruntime', 'fp32', 'cpu', '{{\"id\": \"cpu\"}}', 1, '{{}}', 1.0)")
     conn.commit()
     conn.close()
+    with monkeypatch.context() as m:  # first opened by a process that imported no owner (a notebook, say)
+        m.setattr(catalog_mod, "SCHEMAS", {})
+        bare = Catalog(path)
+        bare.delete_model_version("m", 1)  # its benchmark rows go with it all the same
+        bare.close()
     cat = Catalog(path)
     assert cat.schema_version() == SCHEMA_VERSION
     assert [k["id"] for k in access.list_keys(cat)] == ["k1"] and access.list_keys(cat)[0]["scopes"] == ["*"]
-    assert store.benchmarks(cat, "m", 1)[0]["device"] == {"id": "cpu"}
+    assert store.benchmarks(cat, "m", 1) == [] and store.benchmarks(cat, "n", 1)[0]["device"] == {"id": "cpu"}
     owners = {r["owner"]: r for r in cat.select("SELECT * FROM schema_owners")}
     assert owners["benchmarks"]["model_tables"] == ["benchmarks"] and owners["serving.access"]["version"] == 1
 

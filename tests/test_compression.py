@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from compression.calibration import select_calibration
+from factory.tasks import TASKS
 from compression.pruning import model_cost, prune
 from factory import api as core_api
 from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
@@ -16,27 +17,30 @@ from factory.tasks.classification import MODELS, build_model
 from targets import api
 
 
+LABELS = TASKS.get("classification").calibration_labels  # one label per image
+
+
 def _entries(counts: dict[str, int]) -> list[dict]:
     return [{"file": f"{c}/{i}.png", "label": c} for c, n in counts.items() for i in range(n)]
 
 
 def test_calibration_covers_every_class_round_robin():
-    chosen, report = select_calibration(_entries({"a": 200, "b": 5, "c": 150}), ["a", "b", "c"], size=60)
+    chosen, report = select_calibration(_entries({"a": 200, "b": 5, "c": 150}), ["a", "b", "c"], size=60, labels_of=LABELS)
     assert report["size"] == 60 and report["per_class"] == {"a": 28, "b": 5, "c": 27}
     assert report["missing_classes"] == [] and len({e["file"] for e in chosen}) == 60
-    again, _ = select_calibration(_entries({"a": 200, "b": 5, "c": 150}), ["a", "b", "c"], size=60)
+    again, _ = select_calibration(_entries({"a": 200, "b": 5, "c": 150}), ["a", "b", "c"], size=60, labels_of=LABELS)
     assert again == chosen  # seeded
     assert any("fewer than 100" in w for w in report["warnings"])
 
 
 def test_calibration_reports_missing_classes_and_refuses_nothing():
-    _, report = select_calibration(_entries({"a": 150}), ["a", "b"], size=120)
+    _, report = select_calibration(_entries({"a": 150}), ["a", "b"], size=120, labels_of=LABELS)
     assert report["missing_classes"] == ["b"] and any("class(es) b" in w for w in report["warnings"])
     with pytest.raises(DatasetError) as info:
-        select_calibration(_entries({"a": 3}), ["a"], size=0)
+        select_calibration(_entries({"a": 3}), ["a"], size=0, labels_of=LABELS)
     assert info.value.code == "CALIBRATION_EMPTY"
     with pytest.raises(DatasetError, match="train split is empty"):
-        select_calibration([], ["a"], size=10)
+        select_calibration([], ["a"], size=10, labels_of=LABELS)
 
 
 @pytest.mark.parametrize("arch", ["tiny_cls", "mobilenet_v3_small", "resnet18"])

@@ -35,19 +35,29 @@ class TaskRegistry(Registry["Task"]):
 
     def _load(self) -> None:
         if not self._loaded:
-            self._loaded = True
-            for name in INSTALLED:
-                importlib.import_module(f"{__name__}.{name}")
-            for plugin in entry_points(group="edgefactory.tasks"):
-                plugin.load()
+            self._loaded = True  # first: a task package's own lookups while it registers must not recurse
+            try:
+                for name in INSTALLED:
+                    importlib.import_module(f"{__name__}.{name}")
+                for plugin in entry_points(group="edgefactory.tasks"):
+                    loaded = plugin.load()  # a module that registers on import, or a function that registers
+                    if callable(loaded):
+                        loaded()
+            except BaseException:
+                self._loaded = False  # the next lookup raises the same error, not "unknown task"
+                raise
         # read at every lookup: a process forked from one started earlier (a fork server) may see it named later
         for spec in filter(None, (s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(","))):
             if spec not in self._plugins:
                 self._plugins.add(spec)
                 module, _, function = spec.partition(":")
-                loaded = importlib.import_module(module)
-                if function:
-                    getattr(loaded, function)()
+                try:
+                    loaded = importlib.import_module(module)
+                    if function:
+                        getattr(loaded, function)()
+                except BaseException:
+                    self._plugins.discard(spec)
+                    raise
 
     def get(self, name: str) -> Task:
         self._load()

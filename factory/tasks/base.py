@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
+from factory.training.data import normalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of every ImageNet-pretrained backbone here
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,7 +55,10 @@ class Task:
     default_arch = ""
     sniff_priority = 0  # `--task auto` asks tasks with a higher priority first (the most specific layouts)
     export_formats: tuple[str, ...] = ()
-    unsupported_strategies: dict[str, str] = {}  # compression strategy -> why this task cannot use it
+    # compression strategy -> why this task cannot use it; structured pruning's fine-tuning and quantization-aware
+    # training run the engine's one-label-per-image Trainer, so a task opts in to them (classification does)
+    unsupported_strategies: dict[str, str] = {"prune": "structured pruning fine-tunes with the classification trainer",
+                                              "qat": "quantization-aware training runs the classification trainer"}
     prediction_keys: tuple[str, ...] = ("label", "score", "index")
     min_score: float | None = None  # the lowest score a served prediction keeps (the phone page keeps the same)
 
@@ -93,6 +97,7 @@ class Task:
 
     # -- the chat's words ------------------------------------------------------------------------------
     chat_patterns: tuple[str, ...] = ()  # regular expressions (English, Chinese) that ask for this task
+    described = ""  # what it trains, in a few words ("image classifiers (one label per image)")
     upload_hint = ""  # what the chat says an upload will be read as, e.g. " (a label per image)"
     # the chat's demo data: {"name": dataset name, "kind": the import_demo_data tool's kind, "summary": sentence}
     demo: dict | None = None
@@ -251,10 +256,10 @@ def run_batched(runner, inputs: np.ndarray, batch: int = 1) -> np.ndarray:
     return np.concatenate(outs) if outs else np.empty((0,))
 
 
-def normalized(images, preprocessing: dict) -> np.ndarray:
-    """uint8 NCHW tensors -> the model's float32 inputs per the metadata's mean and std."""
+def normalized(images: torch.Tensor, preprocessing: dict) -> np.ndarray:
+    """uint8 NCHW tensors -> the model's float32 inputs (NumPy) per the metadata's mean and std."""
     mean, std = (torch.tensor(preprocessing[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
-    return ((images.float() / 255.0 - mean) / std).numpy().astype(np.float32)
+    return normalize(images, mean, std).numpy().astype(np.float32)
 
 
 def fit_to_state_dict(model: nn.Module, state: dict) -> nn.Module:

@@ -123,7 +123,7 @@ def resolve_common(res: Resolution, *, n_train: int, image_side: float, default_
         if has_parent:
             return 5e-4, "continuing from an earlier version: a smaller step keeps what it knows"
         # an ImageNet start takes the same step: the warm-up epoch protects its features, and a smaller step
-        # (5e-4) was no better on photos and far worse on digits (0.88 against 0.98, benchmarks/defaults_quality.py)
+        # (5e-4) was no better on photos and far worse on digits (0.88 against 0.98, benchmarks/perf/defaults_quality.py)
         value = round(2e-3 * math.sqrt(batch / 64), 5)
         return value, f"AdamW 2e-3 at batch 64, scaled by the square root of batch {batch}"
 

@@ -54,12 +54,14 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
             "classes": ds["classes"], "task": task.name, **extra, "why": res.why, "torch_version": torch.__version__}
 
 
-def _log_writer(ws: Workspace, catalog: Catalog, run_id: str, sink: EventSink | None) -> EventSink:
+def _log_writer(ws: Workspace, catalog: Catalog, run_id: str, sink: EventSink | None, metric_label: str) -> EventSink:
     log_path = ws.run_dir(run_id) / "log.jsonl"
     last_persist = [0.0]
 
     def on_event(event: Event) -> None:
         event = {"run": run_id, "time": round(time.time(), 3), **event}
+        if "metric" in event:
+            event.setdefault("metric_label", metric_label)  # the task's words for it, for every front end
         with open(log_path, "a") as fh:
             fh.write(json.dumps(event) + "\n")
         now = time.monotonic()
@@ -106,7 +108,7 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
     if run is None:
         raise ConfigError(f"No run {run_id!r}.", fix="List runs with `edgefactory runs list`.")
     resolved = run["config"]
-    sink = _log_writer(ws, catalog, run_id, on_event)
+    sink = _log_writer(ws, catalog, run_id, on_event, task_of(resolved).metric_label)
     catalog.update_run(run_id, status="running", pid=os.getpid(), error=None)
     try:
         result = _train_and_register(ws, catalog, run_id, resolved, resume, sink, stop)

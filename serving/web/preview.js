@@ -13,7 +13,14 @@ let session, meta, twin, lastBlob = null, streaming = false, reported = 0;
 
 // the phone-page twin of a task (tasks/<name>.js): decode(raw, meta, {scale, width, height}), show(result, el,
 // canvas) -> items, serverSummary(body)
-const task = (name) => import(`./tasks/${encodeURIComponent(name)}.js`);
+const task = (name) => import(`./tasks/${encodeURIComponent(name)}.js`).catch(() => GENERIC);
+
+// a task without its own twin here (a plugin's): the raw outputs, and the server's predictions as they come
+const GENERIC = {
+  decode: (raw) => ({ raw: Array.from(raw) }),
+  show: (result, el) => { el.textContent = `${result.raw.length} output value(s)`; return []; },
+  serverSummary: (body) => `${body.predictions.length} prediction(s): ${JSON.stringify(body.predictions).slice(0, 120)}`,
+};
 
 function status(text, cls = "") { const s = $("status"); s.textContent = text; s.className = cls; }
 
@@ -93,7 +100,7 @@ async function compare() {
   const el = $("server");
   if (!res.ok) { el.textContent = body.error ? body.error.message : `server error ${res.status}`; return; }
   const first = body.predictions[0];
-  el.dataset.label = first ? first.label : "";
+  el.dataset.label = first && first.label !== undefined ? first.label : "";
   el.dataset.count = String(body.predictions.length);
   const what = (await task(body.task)).serverSummary(body);
   el.textContent = `server (${body.target} ${body.precision}): ${what}, ` +

@@ -32,6 +32,7 @@ class Classification(Task):
     name = "classification"
     metric, metric_label, unit = "accuracy", "accuracy", "images"
     default_arch = "mobilenet_v3_small"
+    unsupported_strategies: dict[str, str] = {}  # structured pruning and QAT fine-tune with its own trainer
     chat_patterns = (r"classif", r"categor", r"分类")
 
     # -- datasets ------------------------------------------------------------------------------------
@@ -56,6 +57,7 @@ class Classification(Task):
 
     # -- the chat's words ------------------------------------------------------------------------------
     upload_hint = " (a label per image)"
+    described = "image classifiers (one label per image)"
     demo = {"name": "digits", "kind": "digits",
             "summary": "I will import the demo data: scikit-learn's 1797 handwritten digits (10 classes, 8x8 grey "
                        "images) as dataset **digits**."}

@@ -38,7 +38,7 @@ class Detection(Task):
     sniff_priority = 10  # its layouts (VOC, COCO, YOLO, ...) are more specific than folders of images
     export_formats = EXPORT_FORMATS
     unsupported_strategies = {"qat": "quantization-aware fine-tuning is built on the classification trainer",
-                              "prune": "structured pruning is built on the classification trainer"}
+                              "prune": "structured pruning fine-tunes with the classification trainer"}
     prediction_keys = ("label", "score", "index", "box")
     chat_patterns = (r"detect", r"bounding box", r"\bboxes\b", r"find (the )?objects", r"检测")
     min_score = DEFAULT_MIN_SCORE
@@ -66,6 +66,7 @@ class Detection(Task):
 
     # -- the chat's words ------------------------------------------------------------------------------
     upload_hint = " (boxes for object detection)"
+    described = "object detectors (boxes)"
     demo = {"name": "scenes", "kind": "scenes",
             "summary": "I will import the detection demo data: 300 seeded synthetic 320 px scenes with circles, squares "
                        "and triangles in Pascal VOC XML, as dataset **scenes**."}
