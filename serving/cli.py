@@ -80,6 +80,8 @@ def cmd_qr(a: argparse.Namespace) -> dict:
         rows = api.list_links(home=a.home)
         if not a.json:
             now = time.time()
+            if not rows:
+                print("no preview links yet: make one with `edgefactory qr MODEL`")
             for r in rows:
                 state = "revoked" if r["revoked_at"] else "expired" if r["expires_at"] < now else "active"
                 print(f"{r['id']}  {r['model']}:v{r['version']}  {r['target']} {r['precision']}  {state:8s} "

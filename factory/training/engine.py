@@ -76,6 +76,7 @@ class Trainer:
     """
 
     metric = "accuracy"
+    metric_label: str | None = None  # how people name it (the task's words), for the end-of-run warnings
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, train: ImageTensors, val: ImageTensors,
                  preprocessing: dict, run_dir: Path, *, on_event: Callable[[Event], None] | None = None,
@@ -185,7 +186,7 @@ class Trainer:
 
     def diagnose(self) -> list[dict]:
         """An honest end of run: say when validation never rose above chance, or the first epoch stayed best."""
-        found, name = [], self.metric.replace("_", " ")
+        found, name = [], self.metric_label or self.metric.replace("_", " ")
         chance = self.chance_level()
         if self.state.epoch and self.state.best_metric <= chance + 0.02:
             found.append({"code": "VALIDATION_AT_CHANCE",

@@ -147,6 +147,7 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
     pre = task.preprocessing(resolved)
     cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
     trainer = task.trainer(cfg, model, train, val, pre, ws.run_dir(run_id), resolved, on_event=sink, stop=stop)
+    trainer.metric_label = task.metric_label
     state = trainer.fit(resume=resume)
     model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
     model.cpu().eval()
