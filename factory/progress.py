@@ -69,5 +69,7 @@ class TrainingBar:
 
 
 def _metric_words(event: dict) -> str:
-    """The metric's name as people write it: the task's own words, which the run adds to its events."""
-    return event.get("metric_label") or event.get("metric") or "score"
+    """The metric's name as people write it: the task's own words, which the run adds to its events (events from
+    elsewhere, such as an older run's log, fall back to the usual names of the usual keys)."""
+    metric = event.get("metric") or ""
+    return event.get("metric_label") or {"map50": "mAP@0.5", "map": "mAP@0.5:0.95"}.get(metric, metric or "score")
