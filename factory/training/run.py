@@ -20,10 +20,10 @@ from factory.datasets.splits import DatasetSplits
 from factory.errors import ConfigError, FactoryError, TrainingError
 from factory.models import load_model, register_model_version, resolve_model
 from factory.refs import dataset_row_for
-from factory.tasks import task_of
+from factory.tasks import all_tasks, task_of
 from factory.tasks.base import Task
 from factory.training import defaults
-from factory.training.engine import Event, StopRequested, recalibrate_batchnorm
+from factory.training.engine import Event, StopRequested, recalibrate_batchnorm, seed_everything
 from factory.workspace import Workspace, atomic_write_json
 
 EventSink = Callable[[Event], None]
@@ -45,6 +45,11 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
             raise ConfigError(f"--from {cfg.from_model} is a {parent['arch']}, but --model {cfg.model} was asked for.",
                               fix="Leave out --model when continuing from an earlier version.")
         arch = parent["arch"]
+    foreign = [o for t in all_tasks() if t is not task for o in t.options
+               if o not in task.options and getattr(cfg, o) is not None]
+    if foreign:
+        raise ConfigError(f"Training option {foreign[0]} does not apply to {task.name} models.",
+                          fix=f"Leave it out (it is read by: {', '.join(t.name for t in all_tasks() if foreign[0] in t.options)}).")
     res = defaults.Resolution(cfg.to_dict())
     data = DatasetSplits.open(ws, ds)
     extra = task.resolve(ws, ds, arch, res, data.entries("train"), data.root)
@@ -143,6 +148,7 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
     sink({"type": "stage", "stage": "load data", "images": len(train_entries) + len(val_entries)})
     train, val = task.training_data(data.root, train_entries, resolved), task.training_data(data.root, val_entries, resolved)
     parent = load_model(ws, resolve_model(catalog, resolved["from_model"])) if resolved.get("from_model") else None
+    seed_everything(resolved.get("seed", 0))  # the fresh layers' initial weights are part of a reproducible run
     model = task.initial_model(resolved, parent, sink)
     pre = task.preprocessing(resolved)
     cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
