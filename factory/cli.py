@@ -74,7 +74,8 @@ def cmd_dataset_sample(a: argparse.Namespace) -> dict:
     dest = Path(a.dest)
     if dest.exists() and any(dest.iterdir()):
         raise FactoryError(f"{dest} is not empty.", fix="Give a new or empty folder.", code="CONFIG_ERROR")
-    sample_writers()[a.kind](dest, images=a.images, classes=a.classes, per_class=a.per_class, seed=a.seed, layout=a.layout)
+    options = {"images": a.images, "classes": a.classes, "per_class": a.per_class, "seed": a.seed, "layout": a.layout}
+    sample_writers()[a.kind](dest, **{k: v for k, v in options.items() if v is not None})
     files = sum(1 for p in dest.rglob("*") if p.is_file())
     if not a.json:
         print(f"wrote {files} files to {dest}")
@@ -85,7 +86,7 @@ def _train_config(a: argparse.Namespace) -> dict:
     return {"dataset": a.dataset, "model": a.model, "epochs": a.epochs, "time_budget_min": a.time_budget,
             "img_size": a.img_size, "name": a.name, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
             "pretrained": a.pretrained, "from_model": a.from_model, "device": a.device, "patience": a.patience,
-            "hflip": a.hflip}
+            "hflip": a.hflip, "embedding_dim": a.embedding_dim, "loss": a.loss}
 
 
 def cmd_train(a: argparse.Namespace) -> dict:
@@ -183,16 +184,19 @@ def _dataset_parsers(sub: Any, add: Callable) -> None:
     sp.add_argument("--format", required=True, choices=sorted(exports))
     sp = add(ds, "sample", cmd_dataset_sample, "write offline sample data to a folder (to try imports)")
     sp.add_argument("kind", choices=sorted(sample_writers()),
-                    help="digits: scikit-learn's handwriting; shapes: synthetic classes; detection: synthetic scenes with boxes")
+                    help="digits: scikit-learn's handwriting; shapes: synthetic classes; detection: synthetic scenes with "
+                         "boxes; identities: synthetic objects, a folder of photos each (retrieval)")
     sp.add_argument("dest")
-    sp.add_argument("--layout", default="folder_per_class",
+    sp.add_argument("--layout",
                     choices=["folder_per_class", "split_folders", "kuplus_txfl", "csv", "coco", "yolo", "voc", "kuplus_txkt",
-                             "modelarts_manifest", "csv_coordinates"],
-                    help="shapes: the first four; detection: coco (default), yolo, voc, kuplus_txkt, modelarts_manifest, csv_coordinates")
-    sp.add_argument("--images", type=int, default=60, help="detection only")
-    sp.add_argument("--classes", type=int, default=3, help="shapes only (1-6)")
-    sp.add_argument("--per-class", type=int, default=30, help="shapes only")
-    sp.add_argument("--seed", type=int, default=0, help="shapes only")
+                             "modelarts_manifest", "csv_coordinates", "folder_per_identity", "ppshitu_list", "tao"],
+                    help="shapes: the first four (default folder_per_class); detection: coco (default), yolo, voc, "
+                         "kuplus_txkt, modelarts_manifest, csv_coordinates; identities: folder_per_identity (default), "
+                         "ppshitu_list, tao")
+    sp.add_argument("--images", type=int, help="detection only (default 60)")
+    sp.add_argument("--classes", type=int, help="shapes (1-6, default 3) and identities (default 40)")
+    sp.add_argument("--per-class", type=int, help="shapes (default 30) and identities (images each, default 8)")
+    sp.add_argument("--seed", type=int, help="shapes and identities (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "from the data)")
     sp.add_argument("--from", dest="from_model", help="continue from an earlier model version NAME:vN")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--embedding-dim", type=int, help="retrieval: embedding width (default 256)")
+    sp.add_argument("--loss", help="retrieval: multi_similarity (default), arcface, subcenter_arcface or cosface")
     sp.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
 
     sp = add(sub, "eval", cmd_eval, "evaluate a model version")

@@ -39,6 +39,9 @@ class TrainConfig:
     color_jitter: float = 0.2
     workers: int | None = None  # DataLoader workers for data too large to cache; None: up to 4
     device: str = "auto"  # auto | cpu | cuda
+    # options of one task (a task lists those it reads in `Task.options`; others refuse them)
+    embedding_dim: int | None = None  # retrieval: width of the L2-normalised embedding (default 256)
+    loss: str | None = None  # retrieval: metric-learning loss (multi_similarity, arcface, subcenter_arcface, cosface)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -72,6 +75,9 @@ class TrainConfig:
             ("color_jitter", 0 <= self.color_jitter <= 1, "from 0 to 1"),
             ("workers", self.workers is None or 0 <= self.workers <= 64, "from 0 to 64"),
             ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+            ("embedding_dim", self.embedding_dim is None or (type(self.embedding_dim) is int and
+                                                             8 <= self.embedding_dim <= 4096), "an integer from 8 to 4096"),
+            ("loss", self.loss is None or isinstance(self.loss, str), "a loss name"),
         ]
         for name, ok, expected in rules:
             if not ok:

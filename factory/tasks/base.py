@@ -61,6 +61,7 @@ class Task:
                                               "qat": "quantization-aware training runs the classification trainer"}
     prediction_keys: tuple[str, ...] = ("label", "score", "index")
     min_score: float | None = None  # the lowest score a served prediction keeps (the phone page keeps the same)
+    options: tuple[str, ...] = ()  # training options (TrainConfig fields) only this task reads, e.g. retrieval's loss
 
     # -- datasets ------------------------------------------------------------------------------------
     def detect_format(self, root: Path) -> str:

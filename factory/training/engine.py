@@ -116,7 +116,15 @@ class Trainer:
     def save_checkpoint(self, generator: torch.Generator) -> None:
         atomic_torch_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                            "scaler": self.scaler.state_dict(), "state": self.state.__dict__,
-                           "rng": generator.get_state(), "torch_rng": torch.get_rng_state()}, self.last_path)
+                           "rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                           **self.checkpoint_extra()}, self.last_path)
+
+    def checkpoint_extra(self) -> dict:
+        """What a task's trainer keeps in the checkpoint beyond the model and optimizer (a loss's own weights)."""
+        return {}
+
+    def restore_extra(self, checkpoint: dict) -> None:
+        """Take back what `checkpoint_extra` saved."""
 
     def load_checkpoint(self, generator: torch.Generator) -> None:
         ckpt = torch.load(self.last_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
@@ -126,6 +134,7 @@ class Trainer:
         self.state = TrainState(**ckpt["state"])
         generator.set_state(ckpt["rng"])
         torch.set_rng_state(ckpt["torch_rng"])
+        self.restore_extra(ckpt)
 
     # -- loop -----------------------------------------------------------------------------------
     def progress_fraction(self, elapsed: float) -> float:

@@ -1,0 +1,259 @@
+"""Image retrieval as a Task: an embedder trained on some identities, measured by Recall@K and MAP@R on
+identities it never saw, whose embeddings a gallery index (retrieval/) searches."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from torch import nn
+
+from factory.errors import ConfigError, DatasetError
+from factory.tasks.base import EvalSet, Task, normalized
+from factory.tasks.classification.models import (MODELS, imagenet_weights_available, load_matching, load_pretrained,
+                                                 preprocessing_spec)
+from factory.tasks.retrieval.datasets import import_retrieval
+from factory.tasks.retrieval.formats import DETECTION_ORDER, RETRIEVAL_FORMATS, detect_format, reader
+from factory.tasks.retrieval.metrics import KS, knn, retrieval_metrics
+from factory.tasks.retrieval.models import DEFAULT_ARCH, DEFAULT_DIM, DEFAULT_LOSS, LOSSES, PER_IDENTITY, build_embedder
+from factory.tasks.retrieval.synthetic import write_identities
+from factory.tasks.retrieval.training import RetrievalTrainer
+from factory.text import table
+from factory.training import defaults
+from factory.training.data import ImageTensors
+from factory.training.engine import predict_logits
+
+# per precision: the lowest cosine similarity of any image's embedding to PyTorch's, and the least share of the
+# top-10 neighbours (on the evaluation images as their own gallery) that must stay the same
+PARITY_TOLERANCE = {"fp32": (0.999, 0.95), "fp16": (0.99, 0.8), "int8": (0.9, 0.5)}
+NEIGHBOURS = 10
+SPECIFIC_LAYOUTS = ("tao", "ppshitu_list")  # what `--task auto` gives to retrieval (folders stay classification's)
+
+
+def embedding_dim(meta: dict) -> int:
+    return int(meta["postprocessing"]["embedding_dim"])
+
+
+class Retrieval(Task):
+    name = "retrieval"
+    metric, metric_label, unit = "recall@1", "Recall@1", "images"
+    default_arch = DEFAULT_ARCH
+    sniff_priority = 5
+    options = ("embedding_dim", "loss")
+    prediction_keys = ("embedding",)
+    chat_patterns = (r"retriev", r"which (product|part|item)", r"find (the )?(same|similar)", r"look[- ]?alike",
+                     r"gallery", r"检索", r"以图搜图", r"相似", r"哪个商品", r"识别.*(商品|零件)")
+    described = "image retrieval (an embedder and a gallery you can grow without retraining)"
+    upload_hint = " (a folder of photos per identity: product, part or person)"
+
+    # -- datasets ------------------------------------------------------------------------------------
+    def detect_format(self, root: Path) -> str:
+        return detect_format(root)
+
+    def claims(self, root: Path) -> bool:
+        return any(reader(name).detect(root) for name in SPECIFIC_LAYOUTS)
+
+    def format_names(self) -> list[str]:
+        return [n for n in RETRIEVAL_FORMATS.names() if n in DETECTION_ORDER or n == "folder_per_identity"]
+
+    def import_dataset(self, ws, catalog, root: Path, name: str, *, fmt: str, seed: int, progress) -> dict:
+        return import_retrieval(ws, catalog, root, name, fmt=fmt, seed=seed, progress=progress)
+
+    def samples(self) -> dict[str, Callable[..., Path]]:
+        def identities(dest: Path, *, classes: int = 40, per_class: int = 8, seed: int = 0,
+                       layout: str = "folder_per_identity", **_: Any) -> Path:
+            return write_identities(dest, identities=classes, per_identity=per_class, seed=seed, layout=layout)
+
+        return {"identities": identities}
+
+    def stats_lines(self, stats: dict) -> list[str]:
+        per = stats.get("images_per_identity") or {}
+        split = stats.get("identities_per_split") or {}
+        return [f"  identities {stats['num_classes']} (train {split.get('train', 0)}, val {split.get('val', 0)}, "
+                f"test {split.get('test', 0)}: split by identity); images per identity min {per.get('min')}, "
+                f"median {per.get('median')}, max {per.get('max')}"]
+
+    def dataset_lines(self, stats: dict) -> list[str]:
+        per = stats.get("images_per_identity") or {}
+        return [f"Each identity has {per.get('min')} to {per.get('max')} photos (median {per.get('median')}); "
+                "validation and test hold identities the model never trains on."]
+
+    # -- models and training -------------------------------------------------------------------------
+    def architectures(self) -> list[str]:
+        return MODELS.names()
+
+    def build(self, meta: dict) -> nn.Module:
+        return build_embedder(meta["arch"], embedding_dim(meta))
+
+    def output_layers(self, meta: dict) -> list[str]:
+        return [f"body.{MODELS.get(meta['arch']).head}", "neck"]
+
+    def resolve(self, ws, ds: dict, arch: str, res: defaults.Resolution, entries: list[dict], root: Path) -> dict:
+        spec = MODELS.get(arch)
+        ids = {e["label"] for e in entries}
+        if len(ids) < 2:
+            raise DatasetError(f"The training split of {ds['name']}:v{ds['version']} holds {len(ids)} identity.",
+                               fix="Import more identities (one folder of photos each); retrieval learns from pairs.")
+        stats = ds["stats"]
+        side = math.sqrt((stats.get("width") or {}).get("median", spec.default_img_size) *
+                         (stats.get("height") or {}).get("median", spec.default_img_size))
+        p = max(2, min(16, len(ids)))
+        res.pick("batch_size", lambda: (p * PER_IDENTITY, f"{p} identities x {PER_IDENTITY} images a batch "
+                                                           "(P x K sampling for the metric-learning loss)"))
+        defaults.resolve_common(res, n_train=len(entries), image_side=side, default_size=spec.default_img_size,
+                                weights_available=imagenet_weights_available(arch),
+                                min_size=min(spec.min_img_size, spec.default_img_size))
+        defaults.resolve_flip(res, lambda: defaults.class_samples(root, entries))
+        defaults.resolve_crop(res, side)
+        res.pick("embedding_dim", lambda: (DEFAULT_DIM, f"{DEFAULT_DIM} dimensions: 1 KB a gallery item in float32"))
+        loss = res.pick("loss", lambda: (DEFAULT_LOSS, "multi-similarity with mining: works with few photos per "
+                                                       "identity, where margin softmax losses fall behind"))
+        LOSSES.get(str(loss))  # an unknown name fails here, before the run starts, with the names it knows
+        return {}
+
+    def preprocessing(self, resolved: dict) -> dict:
+        return preprocessing_spec(resolved["img_size"])
+
+    def postprocessing(self, resolved: dict) -> dict:
+        return {"type": "embedding", "embedding_dim": int(resolved["embedding_dim"]), "metric": "cosine",
+                "loss": resolved["loss"]}
+
+    def training_data(self, root: Path, entries: list[dict], resolved: dict) -> ImageTensors:
+        return ImageTensors(root, entries, resolved["classes"], resolved["img_size"])
+
+    def initial_model(self, resolved: dict, parent, sink) -> nn.Module:
+        model = build_embedder(resolved["model"], int(resolved["embedding_dim"]))
+        if resolved["pretrained"] == "imagenet":
+            info = load_pretrained(model.body, resolved["model"])
+            sink({"type": "init", "source": "imagenet", "loaded_tensors": info["loaded"]})
+        elif parent is not None:
+            info = load_matching(model, parent[0].state_dict())
+            sink({"type": "init", "source": resolved["from_model"], "loaded_tensors": info["loaded"]})
+        return model
+
+    def trainer(self, cfg, model: nn.Module, train, val, preprocessing: dict, run_dir: Path, resolved: dict,
+                **kwargs) -> RetrievalTrainer:
+        return RetrievalTrainer(cfg, model, train, val, preprocessing, run_dir, loss=resolved["loss"],
+                                embedding_dim=int(resolved["embedding_dim"]), **kwargs)
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def embed(self, model: nn.Module, meta: dict, root: Path, entries: list[dict]) -> np.ndarray:
+        import torch
+
+        data = ImageTensors(root, entries, sorted({e["label"] for e in entries}), meta["preprocessing"]["resize"][0])
+        pre = meta["preprocessing"]
+        mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+        return predict_logits(model.cpu().eval(), data, mean, std).numpy()
+
+    def evaluate(self, model: nn.Module, meta: dict, root: Path, entries: list[dict]) -> dict:
+        emb = self.embed(model, meta, root, entries)
+        return {**self.score(emb, truth_of(entries), meta), "images": len(entries)}
+
+    def version_metrics(self, full: dict) -> dict:
+        return {k: full[k] for k in (*(f"recall@{k}" for k in KS), "map@r")}
+
+    def evaluation(self, ws, row: dict, model: nn.Module, meta: dict, root: Path, entries: list[dict], split: str,
+                   save_predictions) -> dict:
+        emb = self.embed(model, meta, root, entries)
+        truth = truth_of(entries)
+        metrics = {**self.score(emb, truth, meta), "images": len(entries)}
+        out: dict = {"metrics": metrics, "files": {}}
+        if save_predictions:
+            out["files"]["predictions"] = str(write_rankings(Path(save_predictions), emb, entries, truth))
+        return out
+
+    def score_text(self, metrics: dict) -> str:
+        r1, mapr = metrics.get("recall@1"), metrics.get("map@r")
+        if not isinstance(r1, (int, float)):
+            return "Recall@1 –"
+        return f"Recall@1 {r1:.4f}" + (f", MAP@R {mapr:.4f}" if isinstance(mapr, (int, float)) else "")
+
+    def eval_lines(self, out: dict) -> list[str]:
+        m = out["metrics"]
+        return [f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({m['queries']} queries against "
+                f"{m['references']} references, identities unseen in training):",
+                *table([{"metric": k, "value": round(m[k], 4)} for k in (*(f"recall@{k}" for k in KS), "map@r",
+                                                                       "r_precision")], ["metric", "value"]),
+                *(f"{key}: {path}" for key, path in out["files"].items())]
+
+    def evaluation_sentence(self, model: str, out: dict) -> str:
+        m = out["metrics"]
+        return (f"Training finished: on {m['queries']} photos of identities it never saw, **{model}** finds the same "
+                f"identity first **{m['recall@1']:.0%}** of the time (Recall@1; within the top 5: {m['recall@5']:.0%}).")
+
+    # -- export, benchmarks, prediction --------------------------------------------------------------
+    def eval_set(self, root: Path, entries: list[dict], meta: dict) -> EvalSet:
+        labels = sorted({e["label"] for e in entries})
+        data = ImageTensors(root, entries, labels, meta["preprocessing"]["resize"][0])
+        return EvalSet(normalized(data.images, meta["preprocessing"]), truth_of(entries))
+
+    def output_shape(self, meta: dict) -> tuple[int, ...]:
+        return (embedding_dim(meta),)
+
+    def score(self, outputs: np.ndarray, truth: Any, meta: dict) -> dict:
+        emb = unit(outputs)
+        labels, roles = truth["labels"], truth.get("roles")
+        if roles and "reference" in roles and "query" in roles:
+            q = [i for i, r in enumerate(roles) if r == "query"]
+            g = [i for i, r in enumerate(roles) if r != "query"]
+            metrics = retrieval_metrics(emb[q], [labels[i] for i in q], emb[g], [labels[i] for i in g])
+        else:
+            metrics = retrieval_metrics(emb, labels)
+        return {**metrics, "recall_by_class": {}}
+
+    def parity(self, outputs: np.ndarray, reference: np.ndarray, precision: str, meta: dict) -> dict:
+        a, b = unit(outputs.astype(np.float64)), unit(reference.astype(np.float64))
+        cosine = (a * b).sum(axis=1)
+        k = min(NEIGHBOURS, len(b) - 1)
+        agreement = neighbour_agreement(a, b, k) if k > 0 else 1.0
+        min_cos, min_agree = PARITY_TOLERANCE[precision]
+        ok = float(cosine.min()) >= min_cos and agreement >= min_agree
+        return {"checked": True, "passed": bool(ok), "min_cosine": float(cosine.min()),
+                "mean_cosine": float(cosine.mean()), "agreement": agreement,
+                "agreement_kind": f"top-{k} neighbours", "images": int(len(b)),
+                "tolerance": {"min_cosine": min_cos, "min_neighbour_agreement": min_agree}}
+
+    def postprocess(self, raw: np.ndarray, meta: dict, sizes, top_k: int | None, min_score: float | None) -> list[list[dict]]:
+        emb = unit(raw.reshape(len(raw), -1))
+        return [[{"embedding": [round(float(v), 6) for v in row]}] for row in emb]
+
+    def report_scores(self, metrics: dict) -> dict:
+        return {k: metrics[k] for k in ("recall@5", "map@r") if k in metrics}
+
+
+def truth_of(entries: list[dict]) -> dict:
+    return {"labels": [e["label"] for e in entries], "roles": [e.get("role") for e in entries],
+            "files": [e.get("source") or e["file"] for e in entries]}
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Mean share of each image's k nearest others under `b` that are also among them under `a`."""
+    _, na = knn(a.astype(np.float32), a.astype(np.float32), k + 1)
+    _, nb = knn(b.astype(np.float32), b.astype(np.float32), k + 1)
+    same = [len(set(x[1:]) & set(y[1:])) / k for x, y in zip(na.tolist(), nb.tolist())]
+    return float(np.mean(same))
+
+
+def write_rankings(path: Path, emb: np.ndarray, entries: list[dict], truth: dict, k: int = NEIGHBOURS) -> Path:
+    """{"<query file>": ["<label>", ... ranked]} (query against the references, or leave-one-out)."""
+    roles = truth.get("roles") or []
+    q = [i for i, r in enumerate(roles) if r == "query"] or list(range(len(entries)))
+    g = [i for i, r in enumerate(roles) if r != "query"] if len(q) < len(entries) else list(range(len(entries)))
+    _, idx = knn(emb[q], emb[g], k + (0 if len(q) < len(entries) else 1))
+    out = {}
+    for qi, row in zip(q, idx.tolist()):
+        ranked = [g[j] for j in row if j >= 0 and g[j] != qi][:k]
+        out[truth["files"][qi]] = [entries[j]["label"] for j in ranked]
+    if not out:
+        raise ConfigError("No query to rank.", fix="Evaluate on a split that has images.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, ensure_ascii=False, indent=1))
+    return path
