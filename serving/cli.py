@@ -125,3 +125,6 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--hours", type=float, default=api.DEFAULT_LINK_HOURS, help="link lifetime (default 72)")
     sp.add_argument("--revoke", metavar="LINK_ID", help="revoke a preview link instead")
     sp.add_argument("--list", action="store_true", help="list the preview links (ids, models, state) instead")
+    from serving import gallery
+
+    gallery.register(sub, add)

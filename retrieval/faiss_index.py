@@ -1,0 +1,144 @@
+"""faiss indexes for a gallery of L2-normalised embeddings (inner product = cosine): the choice of kind by size and
+memory, the build, and the tuning of nprobe / efSearch against exact search.
+
+Every kind keeps the gallery's own 64-bit ids (IDMap2 around Flat and HNSW; IVF kinds keep ids in their lists).
+Which kinds change in place: Flat, IVF-Flat and IVF-PQ add and remove without a rebuild (IVF keeps the centroids
+of its first build, so a gallery grown far past it is rebuilt by `index build` again); HNSW adds in place but
+cannot remove (faiss#3339), so a removal rebuilds it from the stored vectors.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from factory.errors import ConfigError
+
+KINDS = ("auto", "flat", "ivf", "hnsw", "ivfpq")
+EXACT_BELOW = 50_000  # items: an exact scan is fast enough below this (about 1-5 ms per query at 256-d)
+MIN_PER_LIST = 39  # faiss's k-means wants at least 39 training vectors per centroid (faiss/Clustering.h)
+HNSW_M = 32
+TARGET_RECALL = 0.95  # Recall@10 against exact search that tuning must reach
+TUNING_QUERIES = 500
+TRAIN_SAMPLE = 256 * 256  # vectors that train IVF centroids / PQ codebooks at most
+REBUILDS_ON_REMOVE = ("hnsw",)
+
+
+def choose_kind(n: int, dim: int, memory_bytes: int | None = None) -> tuple[str, str]:
+    """(kind, why) for `n` vectors of `dim` floats: exact under EXACT_BELOW, IVF-PQ where the float vectors do not
+    fit in `memory_bytes`, else IVF-Flat (HNSW is offered, not chosen: it cannot delete)."""
+    flat_bytes = n * dim * 4
+    if n < EXACT_BELOW:
+        return "flat", f"{n} items: an exact scan ({flat_bytes / 1e6:.1f} MB) is fast enough and never misses"
+    if memory_bytes is not None and flat_bytes > memory_bytes / 2:
+        return "ivfpq", (f"{n} x {dim} floats ({flat_bytes / 1e9:.2f} GB) would take over half of the "
+                         f"{memory_bytes / 1e9:.1f} GB available: product-quantised codes")
+    return "ivf", f"{n} items: inverted lists ({nlist_for(n)} lists of about {n // nlist_for(n)}) cut the scan"
+
+
+def nlist_for(n: int) -> int:
+    """A power of two near 4 * sqrt(n), with at least MIN_PER_LIST vectors per list."""
+    target = 4 * math.sqrt(max(n, 1))
+    nlist = 2 ** max(0, round(math.log2(target)))
+    while nlist > 1 and n / nlist < MIN_PER_LIST:
+        nlist //= 2
+    return nlist
+
+
+def pq_m(dim: int) -> int:
+    """Sub-quantizers for IVF-PQ: about 8 dimensions each, a divisor of `dim`."""
+    for m in (dim // 8, dim // 4, dim // 2, dim):
+        if m and dim % m == 0 and m <= 64:
+            return m
+    return 1
+
+
+def make(kind: str, dim: int, n: int):
+    import faiss
+
+    if kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = 80
+        return faiss.IndexIDMap2(inner)
+    nlist = nlist_for(n)
+    quantizer = faiss.IndexFlatIP(dim)
+    if kind == "ivf":
+        return faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if kind == "ivfpq":
+        return faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
+    raise ConfigError(f"Unknown index kind {kind!r}.", fix=f"Use one of: {', '.join(KINDS)}.")
+
+
+def build(kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0):
+    """A trained index of `kind` holding `vectors` under `ids`."""
+    import faiss
+
+    index = make(kind, vectors.shape[1], len(vectors))
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = vectors if len(vectors) <= TRAIN_SAMPLE else vectors[rng.choice(len(vectors), TRAIN_SAMPLE, replace=False)]
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+    return index
+
+
+def set_params(index, params: dict) -> None:
+    import faiss
+
+    if "nprobe" in params:
+        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+    if "efSearch" in params:
+        faiss.downcast_index(index.index).hnsw.efSearch = int(params["efSearch"])
+
+
+def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    import faiss
+
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return flat.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+
+
+def recall_vs_exact(index, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Share of the exact top-k (as positions in `vectors`) that `index` returns (as ids)."""
+    found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+    exact = ids[truth]
+    return float(np.mean([len(set(f) & set(e)) / k for f, e in zip(found.tolist(), exact.tolist())]))
+
+
+def tune(index, kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0, k: int = 10,
+         target: float = TARGET_RECALL) -> tuple[dict, float]:
+    """The cheapest nprobe / efSearch whose Recall@k against exact search on held-back gallery queries (a sample
+    of the gallery's own vectors) reaches `target`; ({}, 1.0) for an exact index."""
+    k = min(k, len(vectors))
+    rng = np.random.default_rng(seed)
+    queries = vectors[rng.choice(len(vectors), min(TUNING_QUERIES, len(vectors)), replace=False)]
+    truth = exact_neighbours(vectors, queries, k)
+    if kind == "flat":
+        return {}, recall_vs_exact(index, vectors, ids, queries, truth, k)
+    if kind == "hnsw":
+        name, values = "efSearch", [16, 32, 64, 128, 256, 512, 1024]
+    else:
+        import faiss
+
+        nlist = faiss.extract_index_ivf(index).nlist
+        name, values = "nprobe", sorted({min(v, nlist) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, nlist)})
+    recall = 0.0
+    for value in values:
+        set_params(index, {name: value})
+        recall = recall_vs_exact(index, vectors, ids, queries, truth, k)
+        if recall >= target:
+            return {name: value}, recall
+    return {name: values[-1]}, recall
+
+
+def timed_build(kind: str, vectors: np.ndarray, ids: np.ndarray, index=None, seed: int = 0) -> tuple[object, dict, float, float]:
+    """(index, tuned params, Recall@10 vs exact, seconds): `index` when given (changed in place), else a new one."""
+    start = time.perf_counter()
+    index = index if index is not None else build(kind, vectors, ids, seed)
+    params, recall = tune(index, kind, vectors, ids, seed)
+    return index, params, recall, time.perf_counter() - start

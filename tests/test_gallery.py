@@ -1,0 +1,109 @@
+"""Gallery indexes: the kind chosen by size and memory, nprobe / efSearch tuned against exact search, and the
+`index build | add | remove | list | show` and `search` commands with a real (tiny) embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from factory import api
+from retrieval import faiss_index
+from factory.tasks.retrieval.synthetic import write_identities
+from tests.conftest import run_cli
+
+
+def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(1, n // 20), dim))
+    x = centres[rng.integers(0, len(centres), n)] + rng.normal(scale=0.6, size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_kind_by_size_and_memory():
+    assert faiss_index.choose_kind(10_000, 256)[0] == "flat"
+    assert faiss_index.choose_kind(200_000, 256, memory_bytes=16 * 2**30)[0] == "ivf"
+    assert faiss_index.choose_kind(2_000_000, 256, memory_bytes=2 * 2**30)[0] == "ivfpq"
+    for n in (100, 5_000, 100_000, 1_000_000):
+        nlist = faiss_index.nlist_for(n)
+        assert n / nlist >= faiss_index.MIN_PER_LIST or nlist == 1  # never PP-ShiTu's 8 vectors per list
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_tuning_reaches_the_recall_target(kind: str):
+    vectors = clustered(20_000, 32)
+    ids = np.arange(10, 20_010, dtype=np.int64)  # not positions: the ids must come back
+    index, params, recall, _ = faiss_index.timed_build(kind, vectors, ids)
+    assert recall >= faiss_index.TARGET_RECALL
+    key = "nprobe" if kind == "ivf" else "efSearch"
+    assert set(params) == {key}
+    if kind == "ivf":
+        assert params["nprobe"] > 1  # faiss's default of 1 would miss (PP-ShiTu leaves it there)
+    _, found = index.search(vectors[:5], 1)
+    assert found[:, 0].tolist() == ids[:5].tolist()
+
+
+def test_ivfpq_is_compact_and_reports_its_recall():
+    vectors = clustered(20_000, 64)
+    index, params, recall, _ = faiss_index.timed_build("ivfpq", vectors, np.arange(20_000, dtype=np.int64))
+    import faiss
+
+    assert "nprobe" in params and 0 < recall <= 1
+    assert len(faiss.serialize_index(index)) < vectors.nbytes / 4  # codes, not floats
+
+
+@pytest.fixture(scope="module")
+def embedder_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gallery")
+    home = root / "ws"
+    api.import_dataset(write_identities(root / "ids", identities=12, per_identity=4, size=40, seed=11), "ids",
+                       task="retrieval", home=home)
+    api.train({"dataset": "ids", "model": "tiny_cls", "epochs": 3, "name": "emb", "embedding_dim": 16}, home=home)
+    write_identities(root / "gallery", identities=6, per_identity=3, size=40, seed=12)
+    write_identities(root / "more", identities=2, per_identity=2, size=40, seed=13)
+    return home
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_build_search_add_remove(embedder_home: Path, kind: str):
+    root = embedder_home.parent
+    _, built, _ = run_cli("index", "build", "emb", "--gallery", str(root / "gallery"), "--name", f"g{kind}",
+                          "--kind", kind, home=embedder_home)
+    assert built["items"] == 18 and built["kind"] == kind and built["version"] == 1
+    assert built["recall_at_10_vs_exact"] >= 0.95 and built["model"] == "emb:v1" and built["precision"] == "fp32"
+    query = root / "gallery" / "item_12_002" / "001.jpg"
+    _, found, _ = run_cli("search", f"g{kind}", str(query), "--k", "3", home=embedder_home)
+    best = found["results"][0]
+    assert best["label"] == "item_12_002" and best["path"] == "item_12_002/001.jpg" and best["score"] > 0.999
+    _, added, _ = run_cli("index", "add", f"g{kind}", str(root / "more" / "item_13_000"), "--label", "new one",
+                          home=embedder_home)
+    assert added["version"] == 2 and added["items"] == 20 and added["rebuilt"] is False
+    _, shown, _ = run_cli("index", "show", f"g{kind}", home=embedder_home)
+    assert shown["labels"]["new one"] == 2
+    _, removed, _ = run_cli("index", "remove", f"g{kind}", "--label", "item_12_002", home=embedder_home)
+    assert removed["removed"] == 3 and removed["items"] == 17
+    assert removed["rebuilt"] is (kind == "hnsw")  # HNSW cannot delete in place
+    _, found, _ = run_cli("search", f"g{kind}", str(query), "--k", "17", home=embedder_home)
+    assert "item_12_002" not in {r["label"] for r in found["results"]} and len(found["results"]) == 17
+    _, found, _ = run_cli("search", f"g{kind}:v1", str(query), home=embedder_home)  # earlier versions stay searchable
+    assert found["results"][0]["label"] == "item_12_002"
+
+
+def test_bad_requests_change_nothing(embedder_home: Path, tmp_path: Path):
+    root = embedder_home.parent
+    run_cli("index", "build", "emb", "--gallery", str(root / "gallery"), "--name", "bad", home=embedder_home)
+    code, out, err = run_cli("index", "remove", "bad", "--label", "no such label", home=embedder_home, check=False)
+    assert code == 1 and out["error"]["code"] == "NOT_FOUND" and "index show bad" in err
+    (tmp_path / "empty").mkdir()
+    code, out, _ = run_cli("index", "add", "bad", str(tmp_path / "empty"), home=embedder_home, check=False)
+    assert code == 1 and "No images" in out["error"]["message"]
+    code, out, _ = run_cli("index", "build", "ids", "--gallery", str(root / "gallery"), "--name", "x",
+                           home=embedder_home, check=False)
+    assert code == 1  # a dataset name is not a model
+    _, listed, _ = run_cli("index", "list", home=embedder_home)
+    assert [(r["index"], r["version"]) for r in listed["indexes"] if r["index"] == "bad"] == [("bad", 1)]
+    index_dir = embedder_home / "indexes" / "bad"
+    assert sorted(p.name for p in index_dir.iterdir()) == ["v1"]
+    assert json.loads((index_dir / "v1" / "index.json").read_text())["items"] == 18
