@@ -80,7 +80,9 @@ def check_key(catalog: Catalog, presented: str | None, model: str | None) -> dic
         raise AuthError("The API key is wrong or revoked.", fix="Check the key, or create a new one with "
                         "`edgefactory keys create --name NAME`.")
     row = rows[0]
-    if model is not None and "*" not in row["scopes"] and model not in row["scopes"]:
+    # a scope grants itself and what it extends: "index:NAME:write" may also search index NAME ("index:NAME")
+    if model is not None and "*" not in row["scopes"] and not any(s == model or s.startswith(model + ":")
+                                                                  for s in row["scopes"]):
         raise AuthError(f"The API key {row['id']} is not allowed to use model {model!r} (scopes: {', '.join(row['scopes'])}).",
                         fix="Use a key created with --models including this model.", code="FORBIDDEN")
     with catalog.transaction():

@@ -5,10 +5,15 @@ retrieval.gallery."""
 from __future__ import annotations
 
 import argparse
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
+import anyio
 import numpy as np
+from fastapi import Request
+from fastapi.responses import FileResponse
 from PIL import Image
 
 from factory.api import session
@@ -20,7 +25,9 @@ from factory.refs import dataset_row_for
 from factory.tasks import task_of
 from factory.text import table
 from retrieval import gallery
-from targets.predictor import Predictor, load_predictor
+from serving.http import InputFormatError
+from serving.inference import int_option, request_images
+from targets.predictor import Predictor, decode_image, load_predictor
 
 
 class PredictorEmbedder:
@@ -196,3 +203,124 @@ def register(sub, add_command) -> None:
     sp.add_argument("index")
     sp.add_argument("image")
     sp.add_argument("--k", type=int, default=5)
+
+
+# -- REST ------------------------------------------------------------------------------------------
+class LoadedGalleries:
+    """Loaded index versions with their embedders, by index name; a newer version replaces the loaded one."""
+
+    def __init__(self, ws, catalog_cm):
+        self.ws, self.catalog = ws, catalog_cm
+        self._lock = threading.Lock()
+        self._loaded: dict[str, tuple[gallery.Gallery, PredictorEmbedder]] = {}
+
+    def get(self, ref: str) -> tuple[gallery.Gallery, PredictorEmbedder]:
+        with self.catalog() as cat:
+            row = gallery.resolve_index(cat, ref)
+            with self._lock:
+                have = self._loaded.get(ref)
+                if have is None or have[0].row["version"] != row["version"]:
+                    embed = embedder(self.ws, cat, row["model"], row["target"], row["precision"])
+                    have = self._loaded[ref] = (gallery.load_gallery(self.ws, row), embed)
+        return have
+
+
+def _public(item: dict, base: str) -> dict:
+    return {"id": item["id"], "label": item["label"], "score": item.get("score"), "path": item["path"],
+            "thumbnail_url": f"{base}/items/{item['id']}/thumbnail"}
+
+
+def add_routes(app, authorize: Callable) -> None:
+    """/v1/indexes: list, show, search (any key allowed to use the index), add and delete items (a key with the
+    scope `index:NAME:write`, or every scope)."""
+    galleries = LoadedGalleries(app.state.ws, app.state.catalog)
+
+    @app.get("/v1/indexes", tags=["indexes"])
+    async def indexes(request: Request) -> dict:
+        authorize(request, None)
+        with app.state.catalog() as cat:
+            return {"indexes": [summary(r) for r in gallery.index_rows(cat)]}
+
+    @app.get("/v1/indexes/{name}", tags=["indexes"])
+    async def index(name: str, request: Request) -> dict:
+        authorize(request, f"index:{name}")
+        with app.state.catalog() as cat:
+            return summary(gallery.resolve_index(cat, name))
+
+    @app.post("/v1/indexes/{name}/search", tags=["indexes"])
+    async def search_route(name: str, request: Request) -> dict:
+        """The nearest gallery items to an image: multipart `image` or JSON {"image": base64}, optional `k` (5)."""
+        authorize(request, f"index:{name}")
+        data, opts = await request_images(request, many=False)
+        k = int_option({**opts, **request.query_params}.get("k"), "k", 5)
+        if not 1 <= k <= 100:
+            raise InputFormatError(f"k must be from 1 to 100, got {k}.", fix="e.g. k=5")
+
+        def work() -> dict:
+            t0 = time.perf_counter()
+            loaded, embed = galleries.get(name)
+            vector = embed([decode_image(data[0])])
+            t1 = time.perf_counter()
+            found = loaded.search(vector, k)[0]
+            return {"index": name, "version": loaded.row["version"], "model": loaded.row["model"],
+                    "results": [_public(r, f"/v1/indexes/{name}") for r in found],
+                    "timing_ms": {"embed": (t1 - t0) * 1000, "search": (time.perf_counter() - t1) * 1000}}
+
+        return await anyio.to_thread.run_sync(work)
+
+    @app.post("/v1/indexes/{name}/items", tags=["indexes"], status_code=201)
+    async def add_route(name: str, request: Request) -> dict:
+        """Add photos to the gallery (its next version): multipart `images` + `label`, or JSON
+        {"images": [base64, ...], "label": "..."}."""
+        authorize(request, f"index:{name}:write")
+        data, opts = await request_images(request, many=True)
+        label = opts.get("label")
+        if not isinstance(label, str) or not label.strip() or len(label) > 200:
+            raise InputFormatError("Every added photo needs a `label` (1-200 characters).", fix='e.g. "label": "part 4711"')
+
+        def work() -> dict:
+            return _add_uploads(app.state.ws, app.state.catalog, galleries, name, data, label.strip(), decode_image)
+
+        return await anyio.to_thread.run_sync(work)
+
+    @app.delete("/v1/indexes/{name}/items/{item_id}", tags=["indexes"])
+    async def delete_route(name: str, item_id: int, request: Request) -> dict:
+        authorize(request, f"index:{name}:write")
+
+        def work() -> dict:
+            with app.state.catalog() as cat:
+                out = gallery.remove_items(app.state.ws, cat, name, ids=[item_id])
+            return {**summary(out), "removed": out["removed"]}
+
+        return await anyio.to_thread.run_sync(work)
+
+    @app.get("/v1/indexes/{name}/items/{item_id}/thumbnail", tags=["indexes"], response_class=FileResponse)
+    async def thumbnail(name: str, item_id: int, request: Request) -> FileResponse:
+        authorize(request, f"index:{name}")
+        loaded, _ = await anyio.to_thread.run_sync(lambda: galleries.get(name))
+        if not any(it["id"] == item_id for it in loaded.items):
+            raise NotFoundError(f"Index {loaded.ref} has no item {item_id}.", fix="Use an id from a search result.")
+        return FileResponse(loaded.folder / "thumbs" / f"{item_id}.jpg", media_type="image/jpeg")
+
+
+def _add_uploads(ws, catalog_cm, galleries: LoadedGalleries, name: str, data: list[bytes], label: str,
+                 decode: Callable) -> dict:
+    """Decode the uploads (refusing non-images before anything is written), keep them as JPEG files inside the
+    workspace, add them to the index's next version."""
+    import hashlib
+    import tempfile
+
+    images = [decode(d) for d in data]
+    uploads = ws.home / "indexes" / name / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=uploads) as tmp:
+        items = []
+        for raw, img in zip(data, images):
+            digest = hashlib.sha256(raw).hexdigest()[:16]
+            path = Path(tmp) / f"{digest}.jpg"
+            img.save(path, "JPEG", quality=92)
+            items.append(gallery.Item(path, label, f"upload/{digest}.jpg"))
+        _, embed = galleries.get(name)
+        with catalog_cm() as cat:
+            out = gallery.add_items(ws, cat, name, embed, items)
+    return {**summary(out), "added": len(items)}

@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 from factory.progress import StageBars
+from factory.tasks import task_of
 from targets import api
 
 
@@ -19,7 +20,8 @@ def cmd_export(a: argparse.Namespace) -> dict:
                      strategies=tuple(a.strategies.split(",")) if a.strategies else None)
     if not a.json:
         acc = "not run here" if out["accuracy"] is None else f"{out['accuracy']:.4f}"
-        print(f"{out['artifact']}: {out['size_mb']:.3f} MB, accuracy {acc} (PyTorch FP32 {out['reference_accuracy']:.4f})")
+        label = task_of(out).metric_label if out.get("task") else "accuracy"
+        print(f"{out['artifact']}: {out['size_mb']:.3f} MB, {label} {acc} (PyTorch FP32 {out['reference_accuracy']:.4f})")
         print(f"path: {out['path']}")
         for note in out["notes"]:
             print(f"note: {note}")

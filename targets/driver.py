@@ -371,7 +371,8 @@ class ExportJob:
         return {"artifact": f"{self.row['name']}:v{self.row['version']}/{self.plan.target}/{self.plan.precision}",
                 "path": str(self.final), **{k: metadata[k] for k in ("target", "precision", "size_mb", "accuracy",
                                                                       "reference_accuracy", "accuracy_drop_points",
-                                                                      "parity", "compression", "notes", "runnable_here")}}
+                                                                      "parity", "compression", "notes", "runnable_here",
+                                                                      "task", "metric")}}
 
 
 def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:

@@ -27,6 +27,7 @@ from factory.datasets.issues import CATALOGUE
 from factory.errors import FactoryError
 from factory.tasks.classification import formats as _classification_formats  # noqa: F401 (registers its codes)
 from factory.tasks.detection.formats import DETECTION_CODES
+from factory.tasks.retrieval.formats import RETRIEVAL_CODES
 from tests.dataset_helpers import (LAYOUTS, _base, _damage, codes, expect_error, image_bytes, import_ok, issue, make_classes,
                                    manifest, put, shapes, snapshot, split_of, two_class_entries, zip_dir, zip_entries)
 from tests.dataset_helpers import home, seeded_home  # noqa: F401 (fixtures: a workspace holding ds:v1)
@@ -195,7 +196,8 @@ CASES: dict[str, Callable[[Path, pytest.MonkeyPatch], Case]] = {
 }
 
 
-CLASSIFICATION_CODES = sorted(set(CATALOGUE) - DETECTION_CODES)  # detection codes: tests/test_detection_datasets.py
+# detection codes: tests/test_detection_datasets.py; retrieval codes: tests/test_retrieval.py
+CLASSIFICATION_CODES = sorted(set(CATALOGUE) - DETECTION_CODES - RETRIEVAL_CODES)
 
 
 def test_every_catalogue_code_has_a_case():

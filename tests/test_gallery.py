@@ -107,3 +107,53 @@ def test_bad_requests_change_nothing(embedder_home: Path, tmp_path: Path):
     index_dir = embedder_home / "indexes" / "bad"
     assert sorted(p.name for p in index_dir.iterdir()) == ["v1"]
     assert json.loads((index_dir / "v1" / "index.json").read_text())["items"] == 18
+
+
+def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: Path):
+    import base64
+
+    import httpx
+
+    from serving.access import create_key
+    from factory.catalog import Catalog
+    from tests.conftest import copy_home
+    from tests.serving_helpers import running_server
+
+    root = embedder_home.parent
+    home = tmp_path / "ws"
+    copy_home(embedder_home, home)
+    run_cli("index", "build", "emb", "--gallery", str(root / "gallery"), "--name", "shop", home=home)
+    catalog = Catalog(home / "catalog.sqlite")
+    reader = create_key(catalog, "reader", ["index:shop"])["key"]
+    writer = create_key(catalog, "writer", ["index:shop:write"])["key"]
+    catalog.close()
+    query = (root / "gallery" / "item_12_004" / "002.jpg").read_bytes()
+    new = [base64.b64encode(p.read_bytes()).decode() for p in sorted((root / "more" / "item_13_001").iterdir())]
+    with running_server(home) as url:
+        def auth(key: str) -> dict:
+            return {"Authorization": f"Bearer {key}"}
+
+        assert httpx.post(f"{url}/v1/indexes/shop/search", files={"image": ("q.jpg", query)}).status_code == 401
+        res = httpx.post(f"{url}/v1/indexes/shop/search", files={"image": ("q.jpg", query)}, data={"k": "3"},
+                         headers=auth(reader))
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["version"] == 1 and len(body["results"]) == 3 and body["results"][0]["label"] == "item_12_004"
+        thumb = httpx.get(url + body["results"][0]["thumbnail_url"], headers=auth(reader))
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        added = httpx.post(f"{url}/v1/indexes/shop/items", json={"images": new, "label": "new part"},
+                           headers=auth(reader))
+        assert added.status_code == 403  # searching is not writing
+        added = httpx.post(f"{url}/v1/indexes/shop/items", json={"images": new, "label": "new part"},
+                           headers=auth(writer))
+        assert added.status_code == 201 and added.json()["items"] == 20 and added.json()["version"] == 2
+        bad = httpx.post(f"{url}/v1/indexes/shop/items", json={"images": [base64.b64encode(b"no image").decode()],
+                                                                "label": "x"}, headers=auth(writer))
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "IMAGE_DECODE_ERROR"
+        res = httpx.post(f"{url}/v1/indexes/shop/search", json={"image": new[0], "k": 2}, headers=auth(writer)).json()
+        assert res["version"] == 2 and res["results"][0]["label"] == "new part"
+        gone = httpx.delete(f"{url}/v1/indexes/shop/items/{res['results'][0]['id']}", headers=auth(writer))
+        assert gone.status_code == 200 and gone.json()["items"] == 19
+        assert httpx.get(f"{url}/v1/indexes/nope", headers=auth(writer)).status_code in (403, 404)
+        listed = httpx.get(f"{url}/v1/indexes", headers=auth(writer)).json()["indexes"]
+        assert [r["version"] for r in listed] == [1, 2, 3]

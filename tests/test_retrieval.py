@@ -115,6 +115,24 @@ def test_issue_codes_single_images_and_cross_identity_duplicates(tmp_path: Path,
     assert [m["split"] for m in manifest if m["label"] == "lonely"] == ["test"]  # a gallery distractor
 
 
+def test_identities_in_train_and_test_splits_are_named(tmp_path: Path, home: Path):
+    root = tmp_path / "split"
+    for split, idents in (("train", "abcde"), ("test", "ea")):
+        for ident in idents:
+            for i in range(2):
+                put(root / split / ident / f"{i}.png", image_bytes(f"{split}{ident}{i}"))
+    row = api.import_dataset(root, "split", task="retrieval", home=home)
+    codes = {i["code"]: i for i in row["issues"]}
+    assert row["format"] == "split_folders" and codes["OVERLAPPING_IDENTITIES"]["files"] == ["a", "e"]
+
+
+def test_every_retrieval_code_has_a_test():
+    from factory.tasks.retrieval.formats import RETRIEVAL_CODES
+
+    tested = {"SINGLE_IMAGE_IDENTITY", "DUPLICATE_ACROSS_IDENTITIES", "TOO_FEW_IDENTITIES", "OVERLAPPING_IDENTITIES"}
+    assert RETRIEVAL_CODES == tested
+
+
 def test_too_few_identities_fails_and_changes_nothing(tmp_path: Path, home: Path):
     root = tmp_path / "few"
     for ident in ("a", "b", "c"):

@@ -212,9 +212,10 @@ class Retrieval(Task):
         min_cos, min_agree = PARITY_TOLERANCE[precision]
         ok = float(cosine.min()) >= min_cos and agreement >= min_agree
         return {"checked": True, "passed": bool(ok), "min_cosine": float(cosine.min()),
+                "max_abs_diff": float(np.abs(a - b).max()),
                 "mean_cosine": float(cosine.mean()), "agreement": agreement,
                 "agreement_kind": f"top-{k} neighbours", "images": int(len(b)),
-                "tolerance": {"min_cosine": min_cos, "min_neighbour_agreement": min_agree}}
+                "tolerance": {"min_cosine": min_cos, "min_neighbour_agreement": min_agree, "max_abs_diff": None}}
 
     def postprocess(self, raw: np.ndarray, meta: dict, sizes, top_k: int | None, min_score: float | None) -> list[list[dict]]:
         emb = unit(raw.reshape(len(raw), -1))
