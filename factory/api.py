@@ -164,7 +164,8 @@ def run_status(run_id: str, *, home: Home = None) -> dict:
 
 # -- evaluation and registry ---------------------------------------------------------------------
 def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home: Home = None,
-             save_predictions: str | Path | None = None) -> dict:
+             save_predictions: str | Path | None = None, gallery: str | Path | None = None,
+             queries: str | Path | None = None) -> dict:
     """Evaluate model `NAME[:vN]` on a split of its dataset (or of `dataset`).
 
     Returns: {model, version, dataset, split, task, metrics, ...} plus what the task adds (classification:
@@ -174,6 +175,8 @@ def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home:
     """
     if split not in ("train", "val", "test"):
         raise ConfigError(f"Unknown split {split!r}.", fix="Use train, val or test.")
+    if gallery is not None or queries is not None:
+        return _evaluate_folders(ref, gallery, queries, home, save_predictions)
     with session(home) as (ws, catalog):
         row = resolve_model(catalog, ref)
         model, meta = load_model(ws, row)
@@ -182,6 +185,20 @@ def evaluate(ref: str, *, split: str = "test", dataset: str | None = None, home:
         out = task.evaluation(ws, row, model, meta, data.root, data.entries(split), split, save_predictions)
     return {"model": row["name"], "version": row["version"], "dataset": data.ref, "split": split, "task": task.name,
             **out}
+
+
+def _evaluate_folders(ref: str, gallery: str | Path | None, queries: str | Path | None, home: Home,
+                      save_predictions: str | Path | None) -> dict:
+    """The gallery / query protocol: each image under `queries` searched against those under `gallery`."""
+    if gallery is None or queries is None:
+        raise ConfigError("--gallery and --queries go together.", fix="Pass both folders (one folder per identity each).")
+    with session(home) as (ws, catalog):
+        row = resolve_model(catalog, ref)
+        model, meta = load_model(ws, row)
+        task = task_of(meta)
+        out = task.evaluation_on_folders(model, meta, Path(gallery), Path(queries), save_predictions)
+    return {"model": row["name"], "version": row["version"], "dataset": None, "split": "queries", "task": task.name,
+            "gallery": str(gallery), "queries": str(queries), **out}
 
 
 def list_models(*, home: Home = None) -> list[dict]:

@@ -109,7 +109,8 @@ def cmd_train(a: argparse.Namespace) -> dict:
 
 
 def cmd_eval(a: argparse.Namespace) -> dict:
-    out = api.evaluate(a.ref, split=a.split, dataset=a.dataset, home=a.home, save_predictions=a.save_predictions)
+    out = api.evaluate(a.ref, split=a.split, dataset=a.dataset, home=a.home, save_predictions=a.save_predictions,
+                       gallery=a.gallery, queries=a.queries)
     if not a.json:
         print("\n".join(TASKS.get(out["task"]).eval_lines(out)))
     return out
@@ -243,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ref")
     sp.add_argument("--split", default="test")
     sp.add_argument("--dataset", help="evaluate on another dataset NAME[:vN] with the same classes")
-    sp.add_argument("--save-predictions", metavar="FILE", help="detection: write a COCO results list (JSON)")
+    sp.add_argument("--save-predictions", metavar="FILE", help="detection: write a COCO results list (JSON); "
+                                                               "retrieval: each query's ranked labels (JSON)")
+    sp.add_argument("--gallery", metavar="PATH", help="retrieval: a gallery folder (one folder per identity) that "
+                                                      "--queries are searched against")
+    sp.add_argument("--queries", metavar="PATH", help="retrieval: a folder of query images, one folder per identity")
 
     ms = sub.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
     add(ms, "list", cmd_models_list, "all model versions")

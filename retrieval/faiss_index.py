@@ -75,8 +75,6 @@ def make(kind: str, dim: int, n: int):
 
 def build(kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0):
     """A trained index of `kind` holding `vectors` under `ids`."""
-    import faiss
-
     index = make(kind, vectors.shape[1], len(vectors))
     if not index.is_trained:
         rng = np.random.default_rng(seed)
@@ -103,23 +101,31 @@ def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.nda
     return flat.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
 
 
-def recall_vs_exact(index, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Share of the exact top-k (as positions in `vectors`) that `index` returns (as ids)."""
-    found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+def recall_vs_exact(index, ids: np.ndarray, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Share of the exact top-k that `index` returns, each query's own item left out of both (the queries are held
+    back from the gallery: a query that finds itself proves nothing). `truth`: exact top-(k+1) positions."""
+    found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k + 1)[1]
     exact = ids[truth]
-    return float(np.mean([len(set(f) & set(e)) / k for f, e in zip(found.tolist(), exact.tolist())]))
+    hits = []
+    for f, e, own in zip(found.tolist(), exact.tolist(), query_ids.tolist()):
+        want = [i for i in e if i != own][:k]
+        got = [i for i in f if i != own][:k]
+        hits.append(len(set(got) & set(want)) / max(len(want), 1))
+    return float(np.mean(hits))
 
 
 def tune(index, kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0, k: int = 10,
          target: float = TARGET_RECALL) -> tuple[dict, float]:
     """The cheapest nprobe / efSearch whose Recall@k against exact search on held-back gallery queries (a sample
-    of the gallery's own vectors) reaches `target`; ({}, 1.0) for an exact index."""
-    k = min(k, len(vectors))
+    of the gallery's items, each searched for its k nearest other items) reaches `target`; ({}, recall) for an
+    exact index."""
+    k = max(1, min(k, len(vectors) - 1))
     rng = np.random.default_rng(seed)
-    queries = vectors[rng.choice(len(vectors), min(TUNING_QUERIES, len(vectors)), replace=False)]
-    truth = exact_neighbours(vectors, queries, k)
+    pick = rng.choice(len(vectors), min(TUNING_QUERIES, len(vectors)), replace=False)
+    queries, query_ids = vectors[pick], ids[pick]
+    truth = exact_neighbours(vectors, queries, k + 1)
     if kind == "flat":
-        return {}, recall_vs_exact(index, vectors, ids, queries, truth, k)
+        return {}, recall_vs_exact(index, ids, queries, query_ids, truth, k)
     if kind == "hnsw":
         name, values = "efSearch", [16, 32, 64, 128, 256, 512, 1024]
     else:
@@ -130,7 +136,7 @@ def tune(index, kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0, 
     recall = 0.0
     for value in values:
         set_params(index, {name: value})
-        recall = recall_vs_exact(index, vectors, ids, queries, truth, k)
+        recall = recall_vs_exact(index, ids, queries, query_ids, truth, k)
         if recall >= target:
             return {name: value}, recall
     return {name: values[-1]}, recall

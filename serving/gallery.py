@@ -233,7 +233,7 @@ def _public(item: dict, base: str) -> dict:
 def add_routes(app, authorize: Callable) -> None:
     """/v1/indexes: list, show, search (any key allowed to use the index), add and delete items (a key with the
     scope `index:NAME:write`, or every scope)."""
-    galleries = LoadedGalleries(app.state.ws, app.state.catalog)
+    galleries = app.state.galleries = LoadedGalleries(app.state.ws, app.state.catalog)
 
     @app.get("/v1/indexes", tags=["indexes"])
     async def indexes(request: Request) -> dict:
@@ -301,6 +301,20 @@ def add_routes(app, authorize: Callable) -> None:
         if not any(it["id"] == item_id for it in loaded.items):
             raise NotFoundError(f"Index {loaded.ref} has no item {item_id}.", fix="Use an id from a search result.")
         return FileResponse(loaded.folder / "thumbs" / f"{item_id}.jpg", media_type="image/jpeg")
+
+
+def pai_search(app, service: str, data: bytes, k: int = 5) -> dict | None:
+    """The PAI-EAS `cv_common` body for an image sent to a gallery index named `service` (its k best matches:
+    label and conf), or None when no index has that name (the route then asks the deployments)."""
+    with app.state.catalog() as cat:
+        if not gallery.index_rows(cat, service):
+            return None
+    loaded, embed = app.state.galleries.get(service)
+    image = decode_image(data)
+    found = loaded.search(embed([image]), k)[0]
+    return {"success": True, "result": {"output": [{"type": "cv_common", "body": [
+        {"label": r["label"], "conf": round(r["score"], 6)} for r in found]}],
+        "meta": {"width": image.size[0], "height": image.size[1]}}}
 
 
 def _add_uploads(ws, catalog_cm, galleries: LoadedGalleries, name: str, data: list[bytes], label: str,

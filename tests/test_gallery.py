@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from factory import api
+from factory.datasets.images import load_rgb
+from factory.errors import ConfigError, NotFoundError
 from retrieval import faiss_index
+from retrieval.gallery import index_rows
+from serving import gallery as gallery_api
 from factory.tasks.retrieval.synthetic import write_identities
 from tests.conftest import run_cli
 
@@ -61,52 +65,65 @@ def embedder_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     api.import_dataset(write_identities(root / "ids", identities=12, per_identity=4, size=40, seed=11), "ids",
                        task="retrieval", home=home)
     api.train({"dataset": "ids", "model": "tiny_cls", "epochs": 3, "name": "emb", "embedding_dim": 16}, home=home)
+    api.import_dataset(root / "ids", "idscls", home=home)  # the same photos as classes: a classifier, not an embedder
+    api.train({"dataset": "idscls", "model": "tiny_cls", "epochs": 1, "name": "classifier"}, home=home)
     write_identities(root / "gallery", identities=6, per_identity=3, size=40, seed=12)
     write_identities(root / "more", identities=2, per_identity=2, size=40, seed=13)
     return home
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_build_search_add_remove(embedder_home: Path, kind: str):
+def test_cli_build_and_search(embedder_home: Path):
     root = embedder_home.parent
-    _, built, _ = run_cli("index", "build", "emb", "--gallery", str(root / "gallery"), "--name", f"g{kind}",
-                          "--kind", kind, home=embedder_home)
-    assert built["items"] == 18 and built["kind"] == kind and built["version"] == 1
-    assert built["recall_at_10_vs_exact"] >= 0.95 and built["model"] == "emb:v1" and built["precision"] == "fp32"
-    query = root / "gallery" / "item_12_002" / "001.jpg"
-    _, found, _ = run_cli("search", f"g{kind}", str(query), "--k", "3", home=embedder_home)
-    best = found["results"][0]
-    assert best["label"] == "item_12_002" and best["path"] == "item_12_002/001.jpg" and best["score"] > 0.999
-    _, added, _ = run_cli("index", "add", f"g{kind}", str(root / "more" / "item_13_000"), "--label", "new one",
+    _, built, _ = run_cli("index", "build", "emb", "--gallery", str(root / "gallery"), "--name", "gcli",
                           home=embedder_home)
+    assert built["items"] == 18 and built["kind"] == "flat" and built["version"] == 1 and built["params"] == {}
+    assert built["recall_at_10_vs_exact"] == 1.0 and built["model"] == "emb:v1" and built["precision"] == "fp32"
+    query = root / "gallery" / "item_12_002" / "001.jpg"
+    _, found, _ = run_cli("search", "gcli", str(query), "--k", "3", home=embedder_home)
+    best = found["results"][0]
+    assert len(found["results"]) == 3
+    assert best["label"] == "item_12_002" and best["path"] == "item_12_002/001.jpg" and best["score"] > 0.999
+    code, out, err = run_cli("index", "remove", "gcli", "--label", "no such label", home=embedder_home, check=False)
+    assert code == 1 and out["error"]["code"] == "NOT_FOUND" and "index show gcli" in err
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_add_and_remove_without_retraining(embedder_home: Path, kind: str):
+    root = embedder_home.parent
+    name = f"g{kind}"
+    built = gallery_api.build("emb", str(root / "gallery"), name, kind=kind, home=embedder_home)
+    assert built["items"] == 18 and built["kind"] == kind and built["recall_at_10_vs_exact"] >= 0.95
+    added = gallery_api.add(name, str(root / "more" / "item_13_000"), label="new one", home=embedder_home)
     assert added["version"] == 2 and added["items"] == 20 and added["rebuilt"] is False
-    _, shown, _ = run_cli("index", "show", f"g{kind}", home=embedder_home)
-    assert shown["labels"]["new one"] == 2
-    _, removed, _ = run_cli("index", "remove", f"g{kind}", "--label", "item_12_002", home=embedder_home)
+    new_photo = load_rgb(next((root / "more" / "item_13_000").iterdir()))
+    assert gallery_api.search(name, [new_photo], 1, home=embedder_home)[0][0]["label"] == "new one"
+    removed = gallery_api.remove(name, labels=["item_12_002"], home=embedder_home)
     assert removed["removed"] == 3 and removed["items"] == 17
     assert removed["rebuilt"] is (kind == "hnsw")  # HNSW cannot delete in place
-    _, found, _ = run_cli("search", f"g{kind}", str(query), "--k", "17", home=embedder_home)
-    assert "item_12_002" not in {r["label"] for r in found["results"]} and len(found["results"]) == 17
-    _, found, _ = run_cli("search", f"g{kind}:v1", str(query), home=embedder_home)  # earlier versions stay searchable
-    assert found["results"][0]["label"] == "item_12_002"
+    query = load_rgb(root / "gallery" / "item_12_002" / "001.jpg")
+    assert "item_12_002" not in {r["label"] for r in gallery_api.search(name, [query], 17, home=embedder_home)[0]}
+    # earlier versions stay searchable
+    assert gallery_api.search(f"{name}:v1", [query], 1, home=embedder_home)[0][0]["label"] == "item_12_002"
 
 
 def test_bad_requests_change_nothing(embedder_home: Path, tmp_path: Path):
     root = embedder_home.parent
-    run_cli("index", "build", "emb", "--gallery", str(root / "gallery"), "--name", "bad", home=embedder_home)
-    code, out, err = run_cli("index", "remove", "bad", "--label", "no such label", home=embedder_home, check=False)
-    assert code == 1 and out["error"]["code"] == "NOT_FOUND" and "index show bad" in err
+    gallery_api.build("emb", str(root / "gallery"), "bad", home=embedder_home)
+    with pytest.raises(NotFoundError, match="index show bad"):
+        gallery_api.remove("bad", labels=["no such label"], home=embedder_home)
     (tmp_path / "empty").mkdir()
-    code, out, _ = run_cli("index", "add", "bad", str(tmp_path / "empty"), home=embedder_home, check=False)
-    assert code == 1 and "No images" in out["error"]["message"]
-    code, out, _ = run_cli("index", "build", "ids", "--gallery", str(root / "gallery"), "--name", "x",
-                           home=embedder_home, check=False)
-    assert code == 1  # a dataset name is not a model
-    _, listed, _ = run_cli("index", "list", home=embedder_home)
-    assert [(r["index"], r["version"]) for r in listed["indexes"] if r["index"] == "bad"] == [("bad", 1)]
+    with pytest.raises(ConfigError, match="No images"):
+        gallery_api.add("bad", str(tmp_path / "empty"), home=embedder_home)
+    with pytest.raises(ConfigError, match="needs an embedder"):
+        gallery_api.build("classifier", str(root / "gallery"), "x", home=embedder_home)
+    with pytest.raises(ConfigError, match="Unknown index kind"):
+        gallery_api.build("emb", str(root / "gallery"), "x", kind="lsh", home=embedder_home)
     index_dir = embedder_home / "indexes" / "bad"
     assert sorted(p.name for p in index_dir.iterdir()) == ["v1"]
     assert json.loads((index_dir / "v1" / "index.json").read_text())["items"] == 18
+    with api.session(embedder_home) as (_, catalog):
+        assert [r["version"] for r in index_rows(catalog, "bad")] == [1]
+        assert not index_rows(catalog, "x")
 
 
 def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: Path):
@@ -126,6 +143,7 @@ def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: 
     catalog = Catalog(home / "catalog.sqlite")
     reader = create_key(catalog, "reader", ["index:shop"])["key"]
     writer = create_key(catalog, "writer", ["index:shop:write"])["key"]
+    everything = create_key(catalog, "all")["key"]
     catalog.close()
     query = (root / "gallery" / "item_12_004" / "002.jpg").read_bytes()
     new = [base64.b64encode(p.read_bytes()).decode() for p in sorted((root / "more" / "item_13_001").iterdir())]
@@ -156,4 +174,8 @@ def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: 
         assert gone.status_code == 200 and gone.json()["items"] == 19
         assert httpx.get(f"{url}/v1/indexes/nope", headers=auth(writer)).status_code in (403, 404)
         listed = httpx.get(f"{url}/v1/indexes", headers=auth(writer)).json()["indexes"]
-        assert [r["version"] for r in listed] == [1, 2, 3]
+        assert [r["version"] for r in listed if r["index"] == "shop"] == [1, 2, 3]
+        pai = httpx.post(f"{url}/api/predict/shop", json={"dataArray": [{"body": base64.b64encode(query).decode()}]},
+                         headers={"Authorization": everything}).json()  # PAI-EAS: the gallery's best labels
+        assert pai["success"] and pai["result"]["output"][0]["type"] == "cv_common"
+        assert pai["result"]["output"][0]["body"][0]["label"] == "item_12_004"

@@ -202,3 +202,18 @@ def test_task_options_are_checked(retrieval_home: Path, shapes_dir: Path, tmp_pa
         api.resolve_training({"dataset": "shapes", "loss": "arcface"}, home=home)
     with pytest.raises(ConfigError, match="embedding_dim"):
         api.resolve_training({"dataset": "shapes", "embedding_dim": 4}, home=home)
+
+
+def test_eval_on_gallery_and_query_folders(retrieval_home: Path, tmp_path: Path):
+    write_identities(tmp_path / "tao", identities=6, per_identity=4, size=48, seed=21, layout="tao")
+    _, out, _ = run_cli("eval", "ids-tiny", "--gallery", str(tmp_path / "tao" / "reference"), "--queries",
+                        str(tmp_path / "tao" / "query"), "--save-predictions", str(tmp_path / "r.json"),
+                        home=retrieval_home)
+    m = out["metrics"]
+    assert m["references"] == 2 and m["queries"] == 6 and set(m) >= {"recall@1", "recall@5", "recall@10", "map@r"}
+    ranks = json.loads((tmp_path / "r.json").read_text())
+    assert set(ranks) == {f"item_21_{i:03d}/{j:03d}.jpg" for i in (4, 5) for j in (1, 2, 3)}
+    assert all(sorted(v) == ["item_21_004", "item_21_005"] for v in ranks.values())
+    code, out, _ = run_cli("eval", "ids-tiny", "--gallery", str(tmp_path / "tao" / "reference"), home=retrieval_home,
+                           check=False)
+    assert code == 1 and "go together" in out["error"]["message"]

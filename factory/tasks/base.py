@@ -185,6 +185,12 @@ class Task:
         full = self.evaluate(model, meta, root, entries)
         return {"metrics": full, "files": self.write_report(ws, row, split, full, root, meta)}
 
+    def evaluation_on_folders(self, model: nn.Module, meta: dict, gallery: Path, queries: Path,
+                              save_predictions: str | Path | None) -> dict:
+        """The `eval --gallery PATH --queries PATH` payload (tasks that search a gallery: retrieval)."""
+        raise ConfigError(f"--gallery and --queries are for models that search a gallery; this is a {self.name} model.",
+                          fix="Leave them out, or pass --dataset NAME to evaluate on another dataset.")
+
     def score_text(self, metrics: dict) -> str:
         value = metrics.get(self.metric)
         return f"{self.metric_label} {value:.4f}" if isinstance(value, (int, float)) else f"{self.metric_label} –"

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from factory.errors import ConfigError, DatasetError
+from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
 from factory.tasks.base import EvalSet, Task, normalized
 from factory.tasks.classification.models import (MODELS, imagenet_weights_available, load_matching, load_pretrained,
                                                  preprocessing_spec)
@@ -165,6 +165,22 @@ class Retrieval(Task):
             out["files"]["predictions"] = str(write_rankings(Path(save_predictions), emb, entries, truth))
         return out
 
+    def evaluation_on_folders(self, model: nn.Module, meta: dict, gallery: Path, queries: Path,
+                              save_predictions) -> dict:
+        refs, qs = folder_entries(gallery), folder_entries(queries)
+        ref_emb = self.embed(model, meta, gallery, refs)
+        q_emb = self.embed(model, meta, queries, qs)
+        metrics = retrieval_metrics(q_emb, [e["label"] for e in qs], ref_emb, [e["label"] for e in refs])
+        out: dict = {"metrics": {**metrics, "images": len(refs) + len(qs)}, "files": {}}
+        if save_predictions:
+            _, idx = knn(q_emb, ref_emb, NEIGHBOURS)
+            ranked = {e["file"]: [refs[j]["label"] for j in row if j >= 0] for e, row in zip(qs, idx.tolist())}
+            path = Path(save_predictions)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(ranked, ensure_ascii=False, indent=1))
+            out["files"]["predictions"] = str(path)
+        return out
+
     def score_text(self, metrics: dict) -> str:
         r1, mapr = metrics.get("recall@1"), metrics.get("map@r")
         if not isinstance(r1, (int, float)):
@@ -173,8 +189,10 @@ class Retrieval(Task):
 
     def eval_lines(self, out: dict) -> list[str]:
         m = out["metrics"]
-        return [f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({m['queries']} queries against "
-                f"{m['references']} references, identities unseen in training):",
+        where = (f"queries {out['queries']} against gallery {out['gallery']}" if out.get("gallery") else
+                 f"{out['dataset']} {out['split']}")
+        return [f"{out['model']}:v{out['version']} on {where} ({m['queries']} queries against {m['references']} "
+                "references):",
                 *table([{"metric": k, "value": round(m[k], 4)} for k in (*(f"recall@{k}" for k in KS), "map@r",
                                                                        "r_precision")], ["metric", "value"]),
                 *(f"{key}: {path}" for key, path in out["files"].items())]
@@ -221,8 +239,24 @@ class Retrieval(Task):
         emb = unit(raw.reshape(len(raw), -1))
         return [[{"embedding": [round(float(v), 6) for v in row]}] for row in emb]
 
+    def pai_item(self, p: dict, width: int, height: int) -> dict:
+        raise UnsupportedSpecError("An embedder's PAI-EAS answer is the best label of its gallery, not an embedding.",
+                                   fix="Call /api/predict/<index name> (an index built with `edgefactory index build`).")
+
     def report_scores(self, metrics: dict) -> dict:
         return {k: metrics[k] for k in ("recall@5", "map@r") if k in metrics}
+
+
+def folder_entries(root: Path) -> list[dict]:
+    """Labelled images of a folder in any retrieval layout (folder per identity, PP-ShiTu list), as entries."""
+    from factory.datasets.issues import IssueLog
+
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder.", fix="Give a folder with one folder of images per identity.")
+    records = [r for r in reader(detect_format(root)).read(root, IssueLog()) if r.label is not None]
+    if not records:
+        raise DatasetError(f"No labelled images in {root}.", fix="Put each identity's images in a folder of its own.")
+    return [{"file": r.path, "label": r.label} for r in records]
 
 
 def truth_of(entries: list[dict]) -> dict:

@@ -1,0 +1,125 @@
+"""Gallery index speed (issue 15), side by side in one run: the index `index build --kind auto` makes (kind chosen
+by size, nprobe / efSearch tuned to Recall@10 >= 0.95 against exact search) against exact faiss IndexFlatIP on the
+same vectors, at 1e5 x 256 and 1e6 x 128 (clustered unit vectors: a mixture of Gaussians, as embeddings of many
+identities are; uniform random vectors have no neighbourhoods to find and are every ANN index's worst case).
+
+Per size: batch QPS (1,000 queries in one call, all threads), single-query latency p50 / p99 (one query a call),
+Recall@10 against exact search on queries that are not in the gallery, build seconds, index bytes, and the
+exact-scan floor: the bytes one exact query must read divided by this machine's memory bandwidth (measured here
+with a large NumPy copy), i.e. the fastest any exact scan could be.
+
+    .venv/bin/python -m benchmarks.perf.retrieval_index [--sizes 100000x256,1000000x128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.device import identity
+from retrieval import faiss_index
+
+RESULTS = Path(__file__).parents[1] / "results" / "retrieval_index.json"
+QUERIES = 1000
+SINGLE = 300
+
+
+def clustered(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n unit vectors around max(16, n / 50) random centres, the centres)."""
+    rng = np.random.default_rng(seed)
+    k = max(16, n // 50)
+    centres = rng.normal(size=(k, dim)).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):  # in chunks: 1e6 x 128 float64 noise at once would double the memory
+        m = min(100_000, n - start)
+        out[start:start + m] = centres[rng.integers(0, k, m)] + rng.normal(scale=0.7, size=(m, dim)).astype(np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out, centres
+
+
+def memory_bandwidth_gbs() -> float:
+    src = np.ones(64 * 2**20 // 8)  # 64 MB
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.nbytes / best / 1e9  # read + write
+
+
+def timed(index, queries: np.ndarray, k: int = 10) -> dict:
+    t = time.perf_counter()
+    _, ids = index.search(queries, k)
+    batch_s = time.perf_counter() - t
+    lat = []
+    for q in queries[:SINGLE]:
+        t = time.perf_counter()
+        index.search(q[None, :], k)
+        lat.append((time.perf_counter() - t) * 1000)
+    return {"ids": ids, "batch_qps": round(len(queries) / batch_s, 1), "p50_ms": round(float(np.percentile(lat, 50)), 4),
+            "p99_ms": round(float(np.percentile(lat, 99)), 4)}
+
+
+def run(n: int, dim: int, bandwidth: float) -> dict:
+    import faiss
+
+    vectors, centres = clustered(n, dim, seed=0)
+    queries = _queries(centres)
+    ids = np.arange(n, dtype=np.int64)
+    flat = faiss.IndexFlatIP(dim)
+    t = time.perf_counter()
+    flat.add(vectors)
+    exact = {"build_s": round(time.perf_counter() - t, 3), **timed(flat, queries)}
+    kind, why = faiss_index.choose_kind(n, dim)
+    index, params, tuned_recall, build_s = faiss_index.timed_build(kind, vectors, ids)
+    ours = {"build_s": round(build_s, 3), **timed(index, queries)}
+    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ours["ids"].tolist(), exact["ids"].tolist())]))
+    floor_ms = n * dim * 4 / (bandwidth * 1e9) * 1000
+    for row in (exact, ours):
+        row.pop("ids")
+    return {"n": n, "dim": dim, "kind": kind, "why": why, "params": params, "recall_at_10_vs_exact": round(recall, 4),
+            "tuning_recall_at_10": round(tuned_recall, 4), "index_bytes": len(faiss.serialize_index(index)),
+            "exact": exact, "ours": ours, "batch_speedup": round(ours["batch_qps"] / exact["batch_qps"], 1),
+            "exact_scan_floor_ms": round(floor_ms, 4)}
+
+
+def _queries(centres: np.ndarray) -> np.ndarray:
+    """New points from the gallery's own clusters (same centres, other noise): queries not in the gallery."""
+    rng = np.random.default_rng(1)
+    q = centres[rng.integers(0, len(centres), QUERIES)] + rng.normal(scale=0.7, size=(QUERIES, centres.shape[1])).astype(np.float32)
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100000x256,1000000x128")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    import faiss
+
+    bandwidth = memory_bandwidth_gbs()
+    rows = []
+    for spec in args.sizes.split(","):
+        n, dim = (int(v) for v in spec.split("x"))
+        row = run(n, dim, bandwidth)
+        rows.append(row)
+        print(f"{n:>9,d} x {dim:<4d} {row['kind']} {row['params']}: Recall@10 vs exact {row['recall_at_10_vs_exact']:.3f}; "
+              f"batch QPS {row['ours']['batch_qps']:,.0f} vs exact {row['exact']['batch_qps']:,.0f} "
+              f"({row['batch_speedup']}x); single query p50 {row['ours']['p50_ms']:.3f} ms (exact "
+              f"{row['exact']['p50_ms']:.3f} ms, exact-scan floor {row['exact_scan_floor_ms']:.3f} ms); build "
+              f"{row['ours']['build_s']:.1f} s, {row['index_bytes'] / 1e6:.0f} MB")
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": identity(), "faiss": faiss.__version__,
+              "threads": faiss.omp_get_max_threads(), "memory_bandwidth_gbs": round(bandwidth, 2), "queries": QUERIES,
+              "single_queries": SINGLE, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"memory bandwidth {bandwidth:.1f} GB/s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
