@@ -22,19 +22,29 @@ MIN_PER_LIST = 39  # faiss's k-means wants at least 39 training vectors per cent
 HNSW_M = 32
 TARGET_RECALL = 0.95  # Recall@10 against exact search that tuning must reach
 TUNING_QUERIES = 500
-TRAIN_SAMPLE = 256 * 256  # vectors that train IVF centroids / PQ codebooks at most
-REBUILDS_ON_REMOVE = ("hnsw",)
+TRAIN_PER_LIST = 64  # training vectors per IVF list (faiss warns under 39; more gives better centroids)
+TRAIN_SAMPLE = 256 * 256  # vectors that train an index at least (when the gallery has them): PQ codebooks need them
+REBUILDS_ON_REMOVE = ("hnsw",)  # cannot delete: removed items are hidden (tombstones), then it is rebuilt
+TOMBSTONES = 0.1  # share of hidden items at which a graph index is rebuilt
+HNSW_MAX = 2_000_000  # above this a graph takes too long to build here (1e6 x 128: 280 s on 2 cores)
+TUNING_MARGIN = 0.02  # gallery items as queries sit in denser places than new photos: tune to target + margin
 
 
 def choose_kind(n: int, dim: int, memory_bytes: int | None = None) -> tuple[str, str]:
-    """(kind, why) for `n` vectors of `dim` floats: exact under EXACT_BELOW, IVF-PQ where the float vectors do not
-    fit in `memory_bytes`, else IVF-Flat (HNSW is offered, not chosen: it cannot delete)."""
+    """(kind, why) for `n` vectors of `dim` floats: exact under EXACT_BELOW; HNSW up to HNSW_MAX items where its graph
+    fits in half of `memory_bytes` (the fastest search here: benchmarks/perf/retrieval_index.py); IVF-Flat above,
+    or where HNSW does not fit; IVF-PQ where even the float vectors do not fit."""
     flat_bytes = n * dim * 4
+    hnsw_bytes = n * (dim * 4 + HNSW_M * 2 * 4)
+    budget = memory_bytes / 2 if memory_bytes else float("inf")
     if n < EXACT_BELOW:
         return "flat", f"{n} items: an exact scan ({flat_bytes / 1e6:.1f} MB) is fast enough and never misses"
-    if memory_bytes is not None and flat_bytes > memory_bytes / 2:
+    if n <= HNSW_MAX and hnsw_bytes <= budget:
+        return "hnsw", (f"{n} items: a graph (HNSW{HNSW_M}, {hnsw_bytes / 1e6:.0f} MB) searches fastest; removals "
+                        f"are hidden until {TOMBSTONES:.0%} of it is removed, then it is rebuilt")
+    if flat_bytes > budget:
         return "ivfpq", (f"{n} x {dim} floats ({flat_bytes / 1e9:.2f} GB) would take over half of the "
-                         f"{memory_bytes / 1e9:.1f} GB available: product-quantised codes")
+                         f"{(memory_bytes or 0) / 1e9:.1f} GB available: product-quantised codes")
     return "ivf", f"{n} items: inverted lists ({nlist_for(n)} lists of about {n // nlist_for(n)}) cut the scan"
 
 
@@ -66,10 +76,13 @@ def make(kind: str, dim: int, n: int):
         return faiss.IndexIDMap2(inner)
     nlist = nlist_for(n)
     quantizer = faiss.IndexFlatIP(dim)
-    if kind == "ivf":
-        return faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    if kind == "ivfpq":
-        return faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT)
+    if kind in ("ivf", "ivfpq"):
+        index = (faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT) if kind == "ivf" else
+                 faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m(dim), 8, faiss.METRIC_INNER_PRODUCT))
+        # unit vectors searched by inner product: centroids must stay on the sphere too, or k-means with an
+        # inner-product assignment lets a few long centroids take every vector
+        index.cp.spherical = True
+        return index
     raise ConfigError(f"Unknown index kind {kind!r}.", fix=f"Use one of: {', '.join(KINDS)}.")
 
 
@@ -78,7 +91,8 @@ def build(kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0):
     index = make(kind, vectors.shape[1], len(vectors))
     if not index.is_trained:
         rng = np.random.default_rng(seed)
-        sample = vectors if len(vectors) <= TRAIN_SAMPLE else vectors[rng.choice(len(vectors), TRAIN_SAMPLE, replace=False)]
+        want = max(TRAIN_SAMPLE, TRAIN_PER_LIST * nlist_for(len(vectors)))
+        sample = vectors if len(vectors) <= want else vectors[rng.choice(len(vectors), want, replace=False)]
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
     index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
     return index
@@ -103,11 +117,16 @@ def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.nda
 
 def recall_vs_exact(index, ids: np.ndarray, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Share of the exact top-k that `index` returns, each query's own item left out of both (the queries are held
-    back from the gallery: a query that finds itself proves nothing). `truth`: exact top-(k+1) positions."""
-    found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k + 1)[1]
+    back from the gallery: a query that finds itself proves nothing). `truth`: exact top-(k+1) positions. Items the
+    index holds beyond `ids` (removed ones, hidden) are skipped as search does."""
+    hidden = index.ntotal - len(ids)
+    found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k + 1 + hidden)[1].tolist()
+    if hidden:
+        live = set(ids.tolist())
+        found = [[i for i in row if i in live] for row in found]
     exact = ids[truth]
     hits = []
-    for f, e, own in zip(found.tolist(), exact.tolist(), query_ids.tolist()):
+    for f, e, own in zip(found, exact.tolist(), query_ids.tolist()):
         want = [i for i in e if i != own][:k]
         got = [i for i in f if i != own][:k]
         hits.append(len(set(got) & set(want)) / max(len(want), 1))
@@ -137,7 +156,7 @@ def tune(index, kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0, 
     for value in values:
         set_params(index, {name: value})
         recall = recall_vs_exact(index, ids, queries, query_ids, truth, k)
-        if recall >= target:
+        if recall >= min(1.0, target + TUNING_MARGIN):
             return {name: value}, recall
     return {name: values[-1]}, recall
 

@@ -83,6 +83,17 @@ def gallery_items(root: Path) -> list[Item]:
     return items
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine has free (MemAvailable), None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def embed_items(items: list[Item], embed: Embedder, progress: Progress | None = None) -> np.ndarray:
     out = []
     for start in range(0, len(items), EMBED_BATCH):
@@ -132,8 +143,9 @@ class Gallery:
         """Per query, the k nearest items best first: {id, label, score, path, thumb}."""
         by_id = {it["id"]: it for it in self.items}
         k = max(1, min(int(k), len(self.items)))
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return [[{**by_id[i], "score": round(float(s), 6)} for s, i in zip(srow, irow) if i >= 0 and i in by_id]
+        hidden = self.index.ntotal - len(self.items)  # removed from a graph index, not yet rebuilt
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k + hidden)
+        return [[{**by_id[i], "score": round(float(s), 6)} for s, i in zip(srow, irow) if i >= 0 and i in by_id][:k]
                 for srow, irow in zip(scores.tolist(), ids.tolist())]
 
 
@@ -205,6 +217,7 @@ def build_index(ws: Workspace, catalog: Catalog, name: str, embed: Embedder, ite
     if not items:
         raise ConfigError("The gallery holds no images.", fix="Give a folder with one folder of photos per identity.")
     vectors = embed_items(items, embed, progress)
+    memory_bytes = memory_bytes or available_memory()
     chosen, why = faiss_index.choose_kind(len(items), vectors.shape[1], memory_bytes) if kind == "auto" else (kind, "given")
     rows = [{"id": i, "label": it.label, "path": it.source} for i, it in enumerate(items)]
     base = {"model": embed.model, "target": embed.target, "precision": embed.precision}
@@ -252,10 +265,11 @@ def remove_items(ws: Workspace, catalog: Catalog, ref: str, *, labels: list[str]
     keep = [i for i, it in enumerate(old.items) if it["id"] not in drop]
     if not keep:
         raise ConfigError("That would remove every item of the gallery.", fix="Build a new index instead.")
-    index = None  # HNSW cannot remove (faiss#3339): rebuilt from the stored vectors
+    index = old.index
     if row["kind"] not in faiss_index.REBUILDS_ON_REMOVE:
-        index = old.index
         index.remove_ids(np.asarray(sorted(drop), dtype=np.int64))
+    elif index.ntotal - len(keep) > faiss_index.TOMBSTONES * len(keep):
+        index = None  # HNSW cannot remove (faiss#3339): hidden items past the share rebuild it from the vectors
     out = _write_version(ws, catalog, row["name"], _base(row), old.vectors[keep], [old.items[i] for i in keep],
                          row["kind"], row["why"], {}, old.folder, None, index=index)
     return {**out, "removed": len(drop)}

@@ -28,7 +28,9 @@ def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def test_kind_by_size_and_memory():
     assert faiss_index.choose_kind(10_000, 256)[0] == "flat"
-    assert faiss_index.choose_kind(200_000, 256, memory_bytes=16 * 2**30)[0] == "ivf"
+    assert faiss_index.choose_kind(200_000, 256, memory_bytes=16 * 2**30)[0] == "hnsw"
+    assert faiss_index.choose_kind(200_000, 256, memory_bytes=450 * 10**6)[0] == "ivf"  # the graph does not fit
+    assert faiss_index.choose_kind(5_000_000, 128, memory_bytes=64 * 2**30)[0] == "ivf"  # too long to build
     assert faiss_index.choose_kind(2_000_000, 256, memory_bytes=2 * 2**30)[0] == "ivfpq"
     for n in (100, 5_000, 100_000, 1_000_000):
         nlist = faiss_index.nlist_for(n)
@@ -99,11 +101,16 @@ def test_add_and_remove_without_retraining(embedder_home: Path, kind: str):
     assert gallery_api.search(name, [new_photo], 1, home=embedder_home)[0][0]["label"] == "new one"
     removed = gallery_api.remove(name, labels=["item_12_002"], home=embedder_home)
     assert removed["removed"] == 3 and removed["items"] == 17
-    assert removed["rebuilt"] is (kind == "hnsw")  # HNSW cannot delete in place
+    assert removed["rebuilt"] is (kind == "hnsw")  # HNSW cannot delete: 3 of 20 hidden is past 10 %, rebuilt
     query = load_rgb(root / "gallery" / "item_12_002" / "001.jpg")
     assert "item_12_002" not in {r["label"] for r in gallery_api.search(name, [query], 17, home=embedder_home)[0]}
     # earlier versions stay searchable
     assert gallery_api.search(f"{name}:v1", [query], 1, home=embedder_home)[0][0]["label"] == "item_12_002"
+    if kind == "hnsw":  # one of 17 is under 10 %: hidden, not rebuilt, and never found
+        one = gallery_api.search(name, [query], 1, home=embedder_home)[0][0]
+        hid = gallery_api.remove(name, ids=[one["id"]], home=embedder_home)
+        assert hid["rebuilt"] is False and hid["items"] == 16
+        assert one["id"] not in {r["id"] for r in gallery_api.search(name, [query], 16, home=embedder_home)[0]}
 
 
 def test_bad_requests_change_nothing(embedder_home: Path, tmp_path: Path):
