@@ -48,6 +48,19 @@ class Retrieval(Task):
                      r"gallery", r"检索", r"以图搜图", r"相似", r"哪个商品", r"识别.*(商品|零件)")
     described = "image retrieval (an embedder and a gallery you can grow without retraining)"
     upload_hint = " (a folder of photos per identity: product, part or person)"
+    demo = {"name": "products", "kind": "products",
+            "summary": "I will import the retrieval demo data: 40 seeded synthetic products x 8 photos each (96 px; "
+                       "pasted on photos, gradients and noise, turned, blurred) as dataset **products**."}
+
+    def write_demo(self, dest: Path) -> Path:
+        return write_identities(dest, identities=40, per_identity=8, size=96, seed=0)
+
+    def upload_prompt(self, imported: str) -> str | None:
+        return ("Image retrieval, then: the model learns what makes a product, part or person look like itself, and "
+                "a gallery you can grow later finds the nearest ones. Upload a .zip with one folder of photos per "
+                "identity (several photos each: other angles, light, backgrounds), a PP-ShiTu path<TAB>label list or "
+                "TAO's train/ reference/ query/ folders; say **demo** for synthetic products; or name an imported "
+                f"dataset (imported: {imported}).")
 
     # -- datasets ------------------------------------------------------------------------------------
     def detect_format(self, root: Path) -> str:
