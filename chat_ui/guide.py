@@ -6,6 +6,7 @@ LangChain tools, and asks before anything that writes, trains, exports or deploy
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class State:
     refused: list[dict] = field(default_factory=list)
     report: dict | None = None
     deployment: dict | None = None
+    index: str | None = None  # the gallery index of a retrieval model, once built
     pending: dict | None = None  # {"tool", "args", "then"}: waiting for the user's yes
     notice: str | None = None  # the last long result, repeated when the user asks again
     history: list[str] = field(default_factory=list)
@@ -105,6 +107,8 @@ class Guide:
             return self._back(state)
         if "help" in p.intents:
             return Reply(CAPABILITIES)
+        if files and (state.step == "gallery" or state.step == "done" and state.index):
+            return self._gallery_upload(state, files, p)
         if files:
             return self._upload(state, files, p)
         if state.pending and ("confirm" in p.intents or "deny" in p.intents):
@@ -132,6 +136,8 @@ class Guide:
             return self._recipe(state, p)
         if state.step == "training":
             return self._status(state)
+        if state.step == "gallery":
+            return self._gallery(state, p)
         if state.step in ("export", "deploy"):
             return self._status(state) if state.pending is None else Reply(
                 (f"{state.notice}\n\n" if state.notice and state.step == "deploy" else "")
@@ -361,14 +367,53 @@ class Guide:
         key = self._call("create_api_key", name=f"chat-{dep['name']}", models=[dep["name"]])
         link = self._call("preview_link", model=state.model, base_url=self.base_url)
         state.deployment = {**dep, "key_id": key["id"], "qr": link["png"], "url": link["url"]}
-        self._goto(state, "done")
+        gallery = TASKS.get(state.task or DEFAULT_TASK).uses_gallery
+        self._goto(state, "gallery" if gallery else "done")
         endpoint = f"{self.base_url}{dep['endpoint']}"
         curl = (f"curl -X POST {endpoint} \\\n  -H 'Authorization: Bearer {key['key']}' \\\n  -F image=@photo.jpg")
         return Reply(f"Deployed **{dep['name']}:v{dep['version']}** ({dep['target']} {dep['precision']}).\n\n"
                      f"Endpoint: `{endpoint}` (PAI-EAS route: `{self.base_url}{dep['pai_endpoint']}`)\n\n"
                      f"API key (shown once, keep it): `{key['key']}`\n\n```\n{curl}\n```\n\n"
-                     f"Scan the QR code to run the model on your phone: {link['url']}",
+                     f"Scan the QR code to run the model on your phone: {link['url']}"
+                     + (f"\n\n{GALLERY_PROMPT.format(dataset=state.dataset)}" if gallery else ""),
                      images=[link["png"]], links={"qr": link["url"], "endpoint": endpoint}, secrets=[key["key"]])
+
+    # -- the gallery of a model that searches one (retrieval) ---------------------------------------
+    def _gallery(self, state: State, p: Parsed) -> Reply:
+        if p.dataset or re.search(r"\bdataset\b|数据集", p.text.lower()):
+            return self._ask_gallery(state, p.dataset or state.dataset)
+        return Reply(GALLERY_PROMPT.format(dataset=state.dataset))
+
+    def _ask_gallery(self, state: State, source: str) -> Reply:
+        name = f"{state.model.split(':')[0]}-gallery"
+        return self._ask(state, "build_gallery_index", {"model": state.model, "path": source, "name": name},
+                         "then_gallery", f"I will embed the photos of **{Path(source).name}** with **{state.model}** "
+                                         f"and index them as gallery **{name}**.")
+
+    def _gallery_upload(self, state: State, files: list[str], p: Parsed) -> Reply:
+        if len(files) > 1:
+            return Reply("Please upload one .zip of photos (one folder per identity).")
+        if state.step == "gallery":
+            return self._ask_gallery(state, files[0])
+        return self._ask(state, "add_to_gallery", {"index": state.index, "path": files[0]}, "then_gallery",
+                         f"I will add the photos of **{Path(files[0]).name}** to gallery **{state.index}** (its next "
+                         "version; the model is not retrained).")
+
+    def _then_gallery(self, state: State, out: dict) -> Reply:
+        first = state.index is None
+        state.index = out["index"]
+        self._goto(state, "done")
+        params = ", ".join(f"{k} {v}" for k, v in (out["params"] or {}).items()) or "exact search"
+        text = (f"Gallery **{out['index']}:v{out['version']}**: {out['items']} photos, {out['kind']} index ({params}; "
+                f"Recall@10 against exact search {out['recall_at_10_vs_exact']:.3f}).")
+        if not first:
+            return Reply(text + " Upload more photos any time to grow it.")
+        key = self._call("create_api_key", name=f"chat-{out['index']}", models=[f"index:{out['index']}:write"])
+        url = f"{self.base_url}/v1/indexes/{out['index']}/search"
+        return Reply(f"{text}\n\nSearch it with a photo (API key for this gallery, shown once: `{key['key']}`):\n\n"
+                     f"```\ncurl -X POST {url} \\\n  -H 'Authorization: Bearer {key['key']}' -F image=@photo.jpg\n```"
+                     "\n\nTo add new products, parts or people, upload a .zip of their photos (one folder each): "
+                     "the model is not retrained.", secrets=[key["key"]])
 
     # -- navigation and questions ----------------------------------------------------------------
     def _goto(self, state: State, step: str) -> None:
@@ -390,6 +435,7 @@ class Guide:
                 "target": "Tell me where the model will run and the accuracy budget.",
                 "recipe": "Tell me the devices and budget again, or say *yes* to the proposal.",
                 "export": "Say *yes* to export, or *go back*.", "deploy": "Say *yes* to deploy.",
+                "gallery": "Upload the gallery photos (.zip, one folder per identity) or say *use the dataset*.",
                 "done": "The model is deployed."}.get(state.step, "")
 
     def _answer(self, question: str) -> Reply:
@@ -402,6 +448,10 @@ class Guide:
 
 
 # -- wording and recipes (pure functions) ---------------------------------------------------------------
+GALLERY_PROMPT = ("Last, the gallery it searches: upload a .zip of the photos to recognise (one folder per product, part "
+                  "or person), or say **use the dataset** to index the photos of **{dataset}**.")
+
+
 def _dataset_name(path: Path) -> str:
     """A dataset name the importer accepts (ASCII, starts with a letter, at most 64 characters)."""
     import re

@@ -78,6 +78,18 @@ class KeyArgs(BaseModel):
     models: list[str] | None = None
 
 
+class GalleryArgs(BaseModel):
+    model: str = Field(description="the embedder NAME[:vN] (a retrieval model)")
+    path: str = Field(description="uploaded .zip or folder of gallery photos (one folder per identity), or a dataset name")
+    name: str = Field(description="the index name")
+
+
+class GalleryAddArgs(BaseModel):
+    index: str = Field(description="the index NAME")
+    path: str = Field(description="uploaded .zip or folder of photos to add (one folder per identity)")
+    label: str | None = Field(default=None, description="label every photo with this (photos of one new identity)")
+
+
 class LinkArgs(BaseModel):
     model: str
     base_url: str | None = Field(default=None, description="the server as a phone reaches it")
@@ -87,6 +99,7 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
     """Every tool, bound to one workspace and one job manager."""
     from benchmarks import api as bench_api
     from serving import api as serving_api
+    from serving import gallery as serving_gallery
     from targets import api as targets_api
 
     def import_demo(name: str = "digits", kind: str = "digits") -> dict:
@@ -126,6 +139,10 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
          "Serve a model version under its name.", DeployArgs, True),
         (lambda name, models=None: serving_api.create_key(name, models=models, home=home), "create_api_key",
          "Create an API key (shown once).", KeyArgs, True),
+        (lambda model, path, name: serving_gallery.build(model, path, name, home=home), "build_gallery_index",
+         "Embed gallery photos with a retrieval model and index them (faiss) for search.", GalleryArgs, True),
+        (lambda index, path, label=None: serving_gallery.add(index, path, label=label, home=home), "add_to_gallery",
+         "Add photos to a gallery index (its next version), without retraining.", GalleryAddArgs, True),
         (lambda model, base_url=None: serving_api.preview_link(model, base_url=base_url, home=home), "preview_link",
          "A QR code and signed link that opens the model on a phone.", LinkArgs, True),
     ]

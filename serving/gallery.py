@@ -5,10 +5,11 @@ retrieval.gallery."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import anyio
 import numpy as np
@@ -17,7 +18,8 @@ from fastapi.responses import FileResponse
 from PIL import Image
 
 from factory.api import session
-from factory.datasets.images import load_rgb
+from factory.datasets.images import is_image, load_rgb
+from factory.datasets.source import open_source
 from factory.datasets.splits import DatasetSplits
 from factory.errors import ConfigError, NotFoundError
 from factory.progress import StageBars
@@ -49,18 +51,25 @@ def embedder(ws, catalog, model: str, target: str | None = None, precision: str 
     return PredictorEmbedder(load_predictor(ws, catalog, model, target or "pytorch", precision or "fp32"))
 
 
-def _items(ws, catalog, source: str) -> list[gallery.Item]:
-    """A gallery folder (or image file), else a dataset NAME[:vN] (every labelled image of it)."""
+@contextlib.contextmanager
+def _items(ws, catalog, source: str) -> Iterator[list[gallery.Item]]:
+    """A gallery folder, .zip (unpacked for the block) or image file; else a dataset NAME[:vN] (every labelled image
+    of it)."""
+    if Path(source).is_file() and not is_image(Path(source)):  # an archive
+        with open_source(source) as root:
+            yield gallery.gallery_items(root)
+        return
     if Path(source).exists():
-        return gallery.gallery_items(Path(source))
+        yield gallery.gallery_items(Path(source))
+        return
     try:
         row = dataset_row_for(catalog, source)
     except NotFoundError:
-        raise NotFoundError(f"{source} is neither a folder nor a dataset.",
-                            fix="Give a folder with one folder of photos per identity, or a dataset name.") from None
+        raise NotFoundError(f"{source} is neither a folder, a .zip, an image nor a dataset.",
+                            fix="Give a folder (or .zip) with one folder of photos per identity, or a dataset name.") from None
     data = DatasetSplits.open(ws, row)
-    return [gallery.Item(data.root / m["file"], m["label"], m.get("source") or m["file"])
-            for m in data.manifest if m.get("label") is not None]
+    yield [gallery.Item(data.root / m["file"], m["label"], m.get("source") or m["file"])
+           for m in data.manifest if m.get("label") is not None]
 
 
 def _bar(quiet: bool) -> Callable[[str, int, int], None] | None:
@@ -71,7 +80,8 @@ def build(model: str, source: str, name: str, *, target: str | None = None, prec
           kind: str = "auto", home=None, progress=None) -> dict:
     with session(home) as (ws, catalog):
         embed = embedder(ws, catalog, model, target, precision)
-        row = gallery.build_index(ws, catalog, name, embed, _items(ws, catalog, source), kind=kind, progress=progress)
+        with _items(ws, catalog, source) as items:
+            row = gallery.build_index(ws, catalog, name, embed, items, kind=kind, progress=progress)
     return summary(row)
 
 
@@ -80,10 +90,10 @@ def add(ref: str, source: str, *, label: str | None = None, home=None, progress=
     with session(home) as (ws, catalog):
         row = gallery.resolve_index(catalog, ref)
         embed = embedder(ws, catalog, row["model"], row["target"], row["precision"])
-        items = _items(ws, catalog, source)
-        if label is not None:
-            items = [gallery.Item(it.path, label, it.source) for it in items]
-        out = gallery.add_items(ws, catalog, ref, embed, items, progress)
+        with _items(ws, catalog, source) as items:
+            if label is not None:
+                items = [gallery.Item(it.path, label, it.source) for it in items]
+            out = gallery.add_items(ws, catalog, ref, embed, items, progress)
     return summary(out)
 
 

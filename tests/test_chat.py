@@ -238,3 +238,39 @@ def test_the_recipe_uses_the_factorys_resolver_and_the_users_word_on_flips(assis
     assert a.load(conv)[0].pending["args"]["hflip"] == 0.0
     assert parse("不要镜像", PROFILES).hflip == 0.0 and parse("flips on", PROFILES).hflip == 0.5
     assert not parse("no flips", PROFILES).intents & {"deny", "confirm"}
+
+
+@pytest.mark.slow
+def test_the_flow_for_retrieval_with_a_gallery(tmp_path: Path):
+    """"Find which product this is": identity folders train an embedder (Recall@1 in the words), it is exported and
+    deployed, then the gallery is built from the dataset and grown from an uploaded .zip without retraining."""
+    from factory.tasks.retrieval.synthetic import write_identities
+
+    folder = write_identities(tmp_path / "products", identities=16, per_identity=5, size=48, seed=5)
+    extra = write_identities(tmp_path / "extra", identities=2, per_identity=3, size=48, seed=77)
+    archive = tmp_path / "new.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in extra.rglob("*.jpg"):
+            z.write(f, f.relative_to(extra))
+    a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
+    conv = "products"
+    assert "one folder of photos per identity" in a.chat(conv, "I want to find which product is in a photo").text
+    r = a.chat(conv, "", [str(folder)])
+    assert "a folder of photos per identity" in r.text
+    r = a.chat(conv, "yes")
+    assert "validation and test hold identities the model never trains on" in r.text and "Recall@1" in r.text
+    a.chat(conv, "an Intel NUC, at most 20 points worse, use tiny_cls for 3 epochs")
+    assert "Training started" in a.chat(conv, "yes").text
+    wait_until(a, conv, "export")
+    state, messages = a.load(conv)
+    assert state.task == "retrieval" and "identities it never saw" in messages[-1]["content"]
+    a.chat(conv, "yes")
+    wait_until(a, conv, "deploy")
+    r = a.chat(conv, "yes")
+    assert "the gallery it searches" in r.text and a.load(conv)[0].step == "gallery"
+    assert "index them as gallery" in a.chat(conv, "use the dataset").text
+    r = a.chat(conv, "yes")
+    assert "80 photos, flat index" in r.text and "/v1/indexes/products-tiny-cls-gallery/search" in r.text and r.secrets
+    assert "not retrained" in a.chat(conv, "", [str(archive)]).text
+    r = a.chat(conv, "yes")
+    assert "products-tiny-cls-gallery:v2**: 86 photos" in r.text

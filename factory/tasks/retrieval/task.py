@@ -43,6 +43,7 @@ class Retrieval(Task):
     default_arch = DEFAULT_ARCH
     sniff_priority = 5
     options = ("embedding_dim", "loss")
+    uses_gallery = True
     prediction_keys = ("embedding",)
     chat_patterns = (r"retriev", r"which (product|part|item)", r"find (the )?(same|similar)", r"look[- ]?alike",
                      r"gallery", r"检索", r"以图搜图", r"相似", r"哪个商品", r"识别.*(商品|零件)")
