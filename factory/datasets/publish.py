@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,23 @@ def drop_bad(checked: list[CheckedRecord], log: IssueLog) -> list[CheckedRecord]
         else:
             good.append(c)
     return good
+
+
+def dedupe(checked: list[CheckedRecord], log: IssueLog, conflict_code: str) -> list[CheckedRecord]:
+    """Keep the first copy of each content hash; drop every copy whose labels disagree (reported as `conflict_code`)."""
+    groups: dict[str, list[CheckedRecord]] = defaultdict(list)
+    for c in checked:
+        groups[c.check.sha256].append(c)
+    kept = []
+    for group in groups.values():
+        if len({c.record.label for c in group}) > 1:
+            log.add(conflict_code, [c.record.path for c in group])
+            continue
+        if len(group) > 1:
+            log.add("DUPLICATE_IMAGE", [c.record.path for c in group[1:]],
+                    f"(kept {group[0].record.path})" if len(group) == 2 else "")
+        kept.append(group[0])
+    return kept
 
 
 def write_version(ws: Workspace, catalog: Catalog, root: Path, name: str, task: str, fmt: str, classes: list[str],

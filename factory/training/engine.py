@@ -266,6 +266,10 @@ class Trainer:
                     soft = F.softmax(self.teacher(x).float() / DISTILL_T, dim=1)
                 kd = F.kl_div(F.log_softmax(logits.float() / DISTILL_T, dim=1), soft, reduction="batchmean")
                 loss = (1 - DISTILL_ALPHA) * loss + DISTILL_ALPHA * DISTILL_T**2 * kd
+        return self.optimize(loss)
+
+    def optimize(self, loss: torch.Tensor) -> float:
+        """One optimizer step on `loss` (scaled under AMP); counts the step and returns the loss's value."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -4,12 +4,12 @@ conflicting labels, check the classes, split (stratified, seeded) and publish.""
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from factory.catalog import Catalog
 from factory.datasets.issues import IssueLog
-from factory.datasets.publish import CheckedRecord, Progress, check_all, drop_bad, write_version
+from factory.datasets.publish import CheckedRecord, Progress, check_all, dedupe, drop_bad, write_version
 from factory.datasets.splits import carve
 from factory.datasets.stats import compute_stats
 from factory.tasks.classification.formats import DATASET_FORMATS, detect_format
@@ -24,7 +24,7 @@ def import_classification(ws: Workspace, catalog: Catalog, root: Path, name: str
     log = IssueLog()
     chosen = detect_format(root) if fmt == "auto" else fmt
     records = DATASET_FORMATS.get(chosen)().read(root, log)
-    checked = _dedupe(drop_bad(check_all(root, records, progress), log), log)
+    checked = dedupe(drop_bad(check_all(root, records, progress), log), log, "CONFLICTING_LABELS")
     labelled = [c for c in checked if c.record.label is not None]
     unlabelled = [c for c in checked if c.record.label is None]
     if unlabelled:
@@ -38,24 +38,6 @@ def import_classification(ws: Workspace, catalog: Catalog, root: Path, name: str
     splits = carve([c.record.label for c in labelled], [c.record.split for c in labelled], seed)
     return _publish(ws, catalog, root, name, "classification", chosen, classes, labelled, splits, unlabelled, log,
                     seed, progress)
-
-
-def _dedupe(checked: list[CheckedRecord], log: IssueLog) -> list[CheckedRecord]:
-    """Keep the first copy of each content hash; drop every copy whose labels disagree."""
-    groups: dict[str, list[CheckedRecord]] = defaultdict(list)
-    for c in checked:
-        groups[c.check.sha256].append(c)
-    kept = []
-    for group in groups.values():
-        labels = {c.record.label for c in group}
-        if len(labels) > 1:
-            log.add("CONFLICTING_LABELS", [c.record.path for c in group])
-            continue
-        if len(group) > 1:
-            log.add("DUPLICATE_IMAGE", [c.record.path for c in group[1:]],
-                    f"(kept {group[0].record.path})" if len(group) == 2 else "")
-        kept.append(group[0])
-    return kept
 
 
 def _class_checks(labels: list[str], log: IssueLog, unlabelled: int = 0) -> list[str]:

@@ -5,12 +5,12 @@ publish."""
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from factory.catalog import Catalog
 from factory.datasets.issues import IssueLog
-from factory.datasets.publish import CheckedRecord, Progress, check_all, drop_bad, write_version
+from factory.datasets.publish import CheckedRecord, Progress, check_all, dedupe, drop_bad, write_version
 from factory.datasets.stats import compute_stats
 from factory.tasks.retrieval.formats import detect_format, reader
 from factory.workspace import Workspace
@@ -24,7 +24,7 @@ def import_retrieval(ws: Workspace, catalog: Catalog, root: Path, name: str, *, 
     log = IssueLog()
     chosen = detect_format(root) if fmt == "auto" else fmt
     records = [r for r in reader(chosen).read(root, log) if r.label is not None]
-    checked = _dedupe(drop_bad(check_all(root, records, progress), log), log)
+    checked = dedupe(drop_bad(check_all(root, records, progress), log), log, "DUPLICATE_ACROSS_IDENTITIES")
     counts = Counter(c.record.label for c in checked)
     single = sorted(label for label, n in counts.items() if n == 1)
     if single:
@@ -75,21 +75,6 @@ def _pick(identities: list[str], share: float, seed: int) -> set[str]:
     order = list(identities)
     random.Random(f"{seed}:identities").shuffle(order)
     return set(order[:max(2, round(len(order) * share))] if len(order) >= 4 else order[:1])
-
-
-def _dedupe(checked: list[CheckedRecord], log: IssueLog) -> list[CheckedRecord]:
-    groups: dict[str, list[CheckedRecord]] = defaultdict(list)
-    for c in checked:
-        groups[c.check.sha256].append(c)
-    kept = []
-    for group in groups.values():
-        if len({c.record.label for c in group}) > 1:
-            log.add("DUPLICATE_ACROSS_IDENTITIES", [c.record.path for c in group])
-            continue
-        if len(group) > 1:
-            log.add("DUPLICATE_IMAGE", [c.record.path for c in group[1:]])
-        kept.append(group[0])
-    return kept
 
 
 def _target_file(c: CheckedRecord) -> str:

@@ -33,10 +33,7 @@ TAO_FOLDERS = ("train", "reference", "query")
 
 
 @dataclass(frozen=True)
-class Record:
-    path: str  # relative to the dataset root, POSIX separators
-    label: str | None
-    split: str | None = None
+class Record(classification.Record):
     role: str | None = None  # "reference" or "query" in a test split that comes with its own gallery
 
 

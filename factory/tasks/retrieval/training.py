@@ -73,13 +73,7 @@ class RetrievalTrainer(Trainer):
         with torch.autocast(self.device.type, enabled=self.amp):
             emb = self.model(x).float()
         pairs = self.miner(emb, labels) if self.miner is not None else None
-        loss = self.loss_fn(emb, labels, pairs) if pairs is not None else self.loss_fn(emb, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.state.step += 1
-        return float(loss.detach())
+        return self.optimize(self.loss_fn(emb, labels, pairs) if pairs is not None else self.loss_fn(emb, labels))
 
     @torch.no_grad()
     def evaluate_metric(self) -> float:
