@@ -186,3 +186,24 @@ def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: 
                          headers={"Authorization": everything}).json()  # PAI-EAS: the gallery's best labels
         assert pai["success"] and pai["result"]["output"][0]["type"] == "cv_common"
         assert pai["result"]["output"][0]["body"][0]["label"] == "item_12_004"
+
+
+def test_an_exported_embedder_indexes_its_own_vectors(embedder_home: Path, tmp_path: Path):
+    """An index built with an exported artifact holds that runtime's embeddings, and grows only with them."""
+    from targets import api as targets_api
+    from tests.conftest import copy_home
+
+    home = tmp_path / "ws"
+    copy_home(embedder_home, home)
+    root = embedder_home.parent
+    targets_api.export("emb", "onnxruntime", precision="int8", max_drop=100, keep_if_slower=True, home=home)
+    built = gallery_api.build("emb", str(root / "gallery"), "g8", target="onnxruntime", precision="int8", home=home)
+    assert (built["model"], built["target"], built["precision"]) == ("emb:v1", "onnxruntime", "int8")
+    query = load_rgb(root / "gallery" / "item_12_003" / "000.jpg")
+    assert gallery_api.search("g8", [query], 1, home=home)[0][0]["label"] == "item_12_003"
+    from retrieval import gallery as core_gallery
+
+    with api.session(home) as (ws, catalog):
+        fp32 = gallery_api.embedder(ws, catalog, "emb")  # the PyTorch FP32 embedder makes other vectors
+        with pytest.raises(ConfigError, match="makes other vectors"):
+            core_gallery.add_items(ws, catalog, "g8", fp32, core_gallery.gallery_items(root / "more"))
