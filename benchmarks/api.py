@@ -8,12 +8,14 @@ from typing import Callable
 from benchmarks import report as reports
 from benchmarks import store
 from benchmarks.device import local_device
+from benchmarks.galleries import gallery_rows
 from benchmarks.harness import BenchSpec, Timing
 from benchmarks.measure import measurable, run_isolated
 from factory.api import Home, session
 from factory.catalog import Catalog
 from factory.errors import BudgetError, ConfigError, FactoryError, UnsupportedSpecError
 from factory.models import load_model, resolve_model
+from factory.tasks import task_of
 from factory.tasks.cost import model_cost
 from factory.workspace import Workspace
 from targets.base import TARGETS
@@ -115,10 +117,12 @@ def report(ref: str, *, home: Home = None, export: list[str] | None = None, meas
         failed = measure_all(ws, catalog, row, here, timing or Timing(), log, progress) if measure else []
         rep = reports.build(row, store.benchmarks(catalog, row["name"], row["version"]), here, load_profiles(ws.home), cost, budget)
         rep["export_notes"], rep["failed"] = export_notes, failed
+        if task_of(row).uses_gallery:
+            rep["retrieval"] = gallery_rows(ws, catalog, row, rep["results"], here["id"])
         files = reports.write(rep, ws.home / "reports" / row["name"] / f"v{row['version']}" / "benchmark")
     log(f"report {files['html']}")
     return {**files, "results": rep["results"], "warnings": rep["warnings"], "measured_rows": rep["measured_rows"],
-            "failed": failed, "export_notes": export_notes}
+            "failed": failed, "export_notes": export_notes, **({"retrieval": rep["retrieval"]} if "retrieval" in rep else {})}
 
 
 def measure_all(ws: Workspace, catalog: Catalog, row: dict, here: dict, timing: Timing, log: Log, progress: Progress) -> list[dict]:

@@ -184,12 +184,28 @@ def render_html(report: dict) -> str:
                                "points") if by_size else "")
                  + "</section>")
     parts.append(_table(rows, metric))
+    if report.get("retrieval"):
+        parts.append(_retrieval_table(report["retrieval"]))
     if report["estimates_skipped"]:
         parts.append("<p>Not estimated: " + escape("; ".join(f"{s['device']} {s['precision']} ({s['reason']})"
                                                              for s in report["estimates_skipped"])) + ".</p>")
     parts.append("<p>Machine-readable: <a href=\"report.json\">report.json</a>; per device: "
                  + ", ".join(f"<a href=\"devices/{d}.json\">{escape(d)}</a>" for d in report["devices"]) + ".</p>")
     return "\n".join(parts + ["</body></html>"])
+
+
+def _retrieval_table(rows: list[dict]) -> str:
+    head = ("index", "items", "kind", "embedder", "embed p50 ms", "search p50 ms", "search p99 ms", "end to end p50 ms",
+            "Recall@1", "Recall@10 vs exact")
+    body = "".join(
+        f"<tr><td>{escape(r['index'])}</td><td>{r['items']}</td><td>{escape(r['kind'])} "
+        f"{escape(', '.join(f'{k} {v}' for k, v in (r['params'] or {}).items()))}</td>"
+        f"<td>{escape(r['target'])} {escape(r['precision'])}</td><td>{_num(r['embed_p50_ms'])}</td>"
+        f"<td>{_num(r['search_p50_ms'])}</td><td>{_num(r['search_p99_ms'])}</td><td>{_num(r['end_to_end_p50_ms'])}</td>"
+        f"<td>{_num(r['recall_at_1'], '{:.4f}')}</td><td>{_num(r['recall_at_10_vs_exact'])}</td></tr>" for r in rows)
+    return ("<section id=\"retrieval\"><h2>Retrieval: a query end to end</h2><p>Per gallery index of this model: the "
+            "embedder's p50 here, the search's at the index's size, and both together.</p><table><thead><tr>"
+            + "".join(f"<th>{h}</th>" for h in head) + f"</tr></thead><tbody>{body}</tbody></table></section>")
 
 
 COLUMNS = ("target", "precision", "device", "kind", "p50 ms", "p90 ms", "p99 ms", "throughput img/s", "memory MB",

@@ -207,3 +207,22 @@ def test_an_exported_embedder_indexes_its_own_vectors(embedder_home: Path, tmp_p
         fp32 = gallery_api.embedder(ws, catalog, "emb")  # the PyTorch FP32 embedder makes other vectors
         with pytest.raises(ConfigError, match="makes other vectors"):
             core_gallery.add_items(ws, catalog, "g8", fp32, core_gallery.gallery_items(root / "more"))
+
+
+def test_the_report_has_a_retrieval_row_per_index(embedder_home: Path, tmp_path: Path):
+    from benchmarks import api as bench_api
+    from tests.conftest import copy_home
+
+    home = tmp_path / "ws"
+    copy_home(embedder_home, home)
+    gallery_api.build("emb", str(embedder_home.parent / "gallery"), "shelf", home=home)
+    out = bench_api.report("emb", home=home)
+    rows = [r for r in out["retrieval"] if r["index"] == "shelf:v1"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["items"] == 18 and row["target"] == "pytorch" and row["precision"] == "fp32"
+    assert row["embed_p50_ms"] > 0 and row["search_p50_ms"] > 0
+    assert row["end_to_end_p50_ms"] == pytest.approx(row["embed_p50_ms"] + row["search_p50_ms"], abs=1e-3)
+    assert row["recall_at_1"] is not None
+    html = Path(out["html"]).read_text()
+    assert 'id="retrieval"' in html and "shelf:v1" in html
