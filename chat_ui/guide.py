@@ -465,13 +465,13 @@ def describe_dataset(s: dict) -> str:
     task = task_of(s)
     stats = s.get("stats", {})
     lines = [f"Dataset **{s['dataset']}:v{s['version']}** ({s.get('format', '')}): {s['num_images']} images in "
-             f"{len(s['classes'])} classes; split {', '.join(f'{k} {v}' for k, v in s['splits'].items())}.",
+             f"{len(s['classes'])} {task.class_word}; split {', '.join(f'{k} {v}' for k, v in s['splits'].items())}.",
              *task.dataset_lines(stats)]
     counts = task.class_counts(stats)
     if counts:
         lo, hi = min(counts.values()), max(counts.values())
         balance = "balanced" if hi <= 1.5 * lo else f"unbalanced: {hi} vs {lo} {task.unit} between the largest and smallest class"
-        lines.append(f"Classes ({balance}): " + ", ".join(f"{c} {n}" for c, n in list(counts.items())[:12])
+        lines.append(f"{task.class_word.capitalize()} ({balance}): " + ", ".join(f"{c} {n}" for c, n in list(counts.items())[:12])
                      + (" ..." if len(counts) > 12 else ""))
     for issue in s.get("issues", [])[:8]:
         n = len(issue.get("files", [])) or issue.get("count", "")

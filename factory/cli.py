@@ -34,7 +34,8 @@ def cmd_dataset_import(a: argparse.Namespace) -> dict:
     if not a.json:
         chosen = "detected" if a.format == "auto" else "given"
         print(f"format: {out['format']} ({chosen})")
-        print(f"dataset {out['dataset']}:v{out['version']}: {out['num_images']} images, {len(out['classes'])} classes, "
+        print(f"dataset {out['dataset']}:v{out['version']}: {out['num_images']} images, {len(out['classes'])} "
+              f"{task_of(out).class_word}, "
               f"splits {out['splits']}")
         _show_issues(out["issues"])
     return out

@@ -52,6 +52,7 @@ class Task:
     metric = "accuracy"  # the primary score's key, in [0, 1]: early stopping and the accuracy budget use it
     metric_label = "accuracy"  # how people name it
     unit = "images"  # what the dataset's size is counted in, in sentences
+    class_word = "classes"  # what its labels are called in sentences (retrieval: identities)
     default_arch = ""
     sniff_priority = 0  # `--task auto` asks tasks with a higher priority first (the most specific layouts)
     export_formats: tuple[str, ...] = ()

@@ -40,6 +40,7 @@ def embedding_dim(meta: dict) -> int:
 class Retrieval(Task):
     name = "retrieval"
     metric, metric_label, unit = "recall@1", "Recall@1", "images"
+    class_word = "identities"
     default_arch = DEFAULT_ARCH
     sniff_priority = 5
     options = ("embedding_dim", "loss")
