@@ -192,13 +192,14 @@ def register(sub, add_command) -> None:
                                                                                                  required=True)
     sp = add_command(ix, "build", cmd_build, "embed a gallery with a retrieval model and index it (faiss)")
     sp.add_argument("model", help="the embedder NAME[:vN]")
-    sp.add_argument("--gallery", required=True, help="a folder (one folder of photos per identity, or a "
+    sp.add_argument("--gallery", required=True, help="a folder or .zip (one folder of photos per identity, or a "
                                                      "path<TAB>label list) or a dataset NAME[:vN]")
     sp.add_argument("--name", required=True, help="the index name")
     sp.add_argument("--target", help="embed with this exported artifact (default pytorch)")
     sp.add_argument("--precision", help="fp32, fp16 or int8 (default fp32)")
     sp.add_argument("--kind", default="auto", choices=list(gallery.faiss_index.KINDS),
-                    help="auto: exact under 50k items, inverted lists above, product quantisation when memory says so")
+                    help="auto: exact under 50k items, an HNSW graph up to 2M where it fits in memory, inverted lists "
+                         "above, product quantisation where the floats do not fit")
     sp = add_command(ix, "add", cmd_add, "add images to a gallery (its next version), without retraining")
     sp.add_argument("index")
     sp.add_argument("path", help="a folder (one folder per identity) or an image file (labelled by its name)")

@@ -188,6 +188,7 @@ def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: 
         assert pai["result"]["output"][0]["body"][0]["label"] == "item_12_004"
 
 
+@pytest.mark.slow
 def test_an_exported_embedder_indexes_its_own_vectors(embedder_home: Path, tmp_path: Path):
     """An index built with an exported artifact holds that runtime's embeddings, and grows only with them."""
     from targets import api as targets_api
@@ -209,6 +210,7 @@ def test_an_exported_embedder_indexes_its_own_vectors(embedder_home: Path, tmp_p
             core_gallery.add_items(ws, catalog, "g8", fp32, core_gallery.gallery_items(root / "more"))
 
 
+@pytest.mark.slow
 def test_the_report_has_a_retrieval_row_per_index(embedder_home: Path, tmp_path: Path):
     from benchmarks import api as bench_api
     from tests.conftest import copy_home
