@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from factory.errors import ConfigError
+from factory.tasks.retrieval.metrics import knn
 
 KINDS = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 EXACT_BELOW = 50_000  # items: an exact scan is fast enough below this (about 1-5 ms per query at 256-d)
@@ -107,14 +108,6 @@ def set_params(index, params: dict) -> None:
         faiss.downcast_index(index.index).hnsw.efSearch = int(params["efSearch"])
 
 
-def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    import faiss
-
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return flat.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
-
-
 def recall_vs_exact(index, ids: np.ndarray, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Share of the exact top-k that `index` returns, each query's own item left out of both (the queries are held
     back from the gallery: a query that finds itself proves nothing). `truth`: exact top-(k+1) positions. Items the
@@ -142,7 +135,7 @@ def tune(index, kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0, 
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(vectors), min(TUNING_QUERIES, len(vectors)), replace=False)
     queries, query_ids = vectors[pick], ids[pick]
-    truth = exact_neighbours(vectors, queries, k + 1)
+    truth = knn(queries, vectors, k + 1)[1]
     if kind == "flat":
         return {}, recall_vs_exact(index, ids, queries, query_ids, truth, k)
     if kind == "hnsw":

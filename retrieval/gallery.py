@@ -26,6 +26,7 @@ from factory.catalog import Catalog, Schema, register_schema
 from factory.datasets.images import is_image, load_rgb
 from factory.errors import ConfigError, NotFoundError
 from factory.refs import parse_ref
+from factory.tasks.retrieval.metrics import unit
 from factory.workspace import Workspace, atomic_write_json, publish_dir, staging_dir
 from retrieval import faiss_index
 
@@ -101,8 +102,7 @@ def embed_items(items: list[Item], embed: Embedder, progress: Progress | None = 
         out.append(np.asarray(embed([load_rgb(i.path) for i in batch]), dtype=np.float32))
         if progress:
             progress("embed gallery", min(start + EMBED_BATCH, len(items)), len(items))
-    vectors = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return unit(np.concatenate(out) if out else np.zeros((0, 0), np.float32))
 
 
 # -- catalog -------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from factory.models import load_model, resolve_model
 from factory.refs import dataset_row_for
 from factory.tasks import TASKS
 from factory.tasks.classification.models import build_model, load_pretrained, preprocessing_spec
-from factory.tasks.retrieval.metrics import retrieval_metrics
+from factory.tasks.retrieval.metrics import retrieval_metrics, unit
 from factory.tasks.retrieval.synthetic import write_identities
 
 RESULTS = Path(__file__).parents[1] / "results" / "retrieval_quality.json"
@@ -64,10 +64,6 @@ def backbone_baseline(test: list[Path], size: int) -> np.ndarray:
         x = (torch.from_numpy(batch).permute(0, 3, 1, 2) / 255.0 - mean) / std
         out.append(model(x).numpy())
     return np.concatenate(out)
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def held_out_entries(home: Path) -> tuple[Path, list[dict]]:

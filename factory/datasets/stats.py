@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 
 
-def _summary(values: list[float]) -> dict:
+def summary(values: list[float]) -> dict:
+    """min, median, max and mean of `values` ({} when there are none)."""
     if not values:
         return {}
     arr = np.asarray(values, dtype=float)
@@ -29,7 +30,7 @@ def compute_stats(manifest: list[dict], classes: list[str]) -> dict:
         "images_per_class": {c: per_class[c] for c in classes},
         "images_per_split_and_class": per_split,
         "imbalance_ratio": round(max(counts) / min(counts), 2) if counts and min(counts) else None,
-        "width": _summary([m["width"] for m in manifest]),
-        "height": _summary([m["height"] for m in manifest]),
-        "aspect_ratio": _summary([round(m["width"] / m["height"], 3) for m in manifest if m["height"]]),
+        "width": summary([m["width"] for m in manifest]),
+        "height": summary([m["height"] for m in manifest]),
+        "aspect_ratio": summary([round(m["width"] / m["height"], 3) for m in manifest if m["height"]]),
     }

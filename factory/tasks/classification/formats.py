@@ -143,7 +143,7 @@ class KuplusTxfl:
             raise fail("LABEL_FILE_INVALID", TXFL_FILE,
                        f"({TXFL_FILE}: missing or wrong field {exc}; expected "
                        '{"categories":[{"name":..,"images":[{"url":..}]}]})') from None
-        return _records_from_pairs(root, pairs, log)
+        return records_from_pairs(root, pairs, log)
 
 
 @DATASET_FORMATS.register("csv")
@@ -187,10 +187,11 @@ class CsvLabels:
                 raise fail("LABEL_FILE_INVALID", path.name,
                            f"({path.name} line {n}: expected 'path,label', got {','.join(row)!r})")
             pairs.append((row[path_col].strip(), row[label_col].strip()))
-        return _records_from_pairs(root, pairs, log)
+        return records_from_pairs(root, pairs, log)
 
 
-def _records_from_pairs(root: Path, pairs: list[tuple[str, str]], log: IssueLog) -> list[Record]:
+def records_from_pairs(root: Path, pairs: list[tuple[str, str]], log: IssueLog) -> list[Record]:
+    """Records of (path, label) pairs from a label file; unsafe, missing and non-image paths are reported."""
     records = []
     for rel, label in pairs:
         rel = rel.replace("\\", "/").lstrip("./")

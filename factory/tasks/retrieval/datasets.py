@@ -11,7 +11,7 @@ from pathlib import Path
 from factory.catalog import Catalog
 from factory.datasets.issues import IssueLog
 from factory.datasets.publish import CheckedRecord, Progress, check_all, dedupe, drop_bad, write_version
-from factory.datasets.stats import compute_stats
+from factory.datasets.stats import compute_stats, summary
 from factory.tasks.retrieval.formats import detect_format, reader
 from factory.workspace import Workspace
 
@@ -29,9 +29,9 @@ def import_retrieval(ws: Workspace, catalog: Catalog, root: Path, name: str, *, 
     single = sorted(label for label, n in counts.items() if n == 1)
     if single:
         log.add("SINGLE_IMAGE_IDENTITY", single[:50], f"({len(single)} identities)" if len(single) > 50 else "")
-    if sum(1 for n in counts.values() if n >= 2) < MIN_IDENTITIES:
-        log.add("TOO_FEW_IDENTITIES", detail=f"(found {len(counts)} identities, "
-                                              f"{sum(1 for n in counts.values() if n >= 2)} with two or more images)")
+    usable = sum(1 for n in counts.values() if n >= 2)
+    if usable < MIN_IDENTITIES:
+        log.add("TOO_FEW_IDENTITIES", detail=f"(found {len(counts)} identities, {usable} with two or more images)")
     log.raise_if_errors()
     splits = split_by_identity([c.record for c in checked], seed, log)
     identities = sorted(counts)
@@ -41,7 +41,7 @@ def import_retrieval(ws: Workspace, catalog: Catalog, root: Path, name: str, *, 
                 for c, s in zip(checked, splits)]
     stats = compute_stats(manifest, identities)
     stats["identities_per_split"] = {s: len({m["label"] for m in manifest if m["split"] == s}) for s in ("train", "val", "test")}
-    stats["images_per_identity"] = _summary(list(counts.values()))
+    stats["images_per_identity"] = summary(list(counts.values()))
     return write_version(ws, catalog, root, name, "retrieval", chosen, identities, manifest, stats, log, seed, progress)
 
 
@@ -81,11 +81,3 @@ def _target_file(c: CheckedRecord) -> str:
     # labels may hold spaces or characters a file system refuses: the content hash names the file, the manifest
     # holds the label
     return f"images/{c.check.sha256[:2]}/{c.check.sha256[:16]}{Path(c.record.path).suffix.lower()}"
-
-
-def _summary(values: list[int]) -> dict:
-    if not values:
-        return {}
-    ordered = sorted(values)
-    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1],
-            "mean": round(sum(ordered) / len(ordered), 2)}

@@ -8,7 +8,7 @@ as the test split with a role, so evaluation searches queries against references
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from factory.datasets.images import is_image
 from factory.datasets.issues import IssueLog, fail, register_codes
@@ -66,7 +66,7 @@ class PPShiTuList:
             raise fail("LABEL_FILE_INVALID", [p.name for p in lists],
                        f"(expected exactly one path<TAB>label list file at the top level, found {len(lists)})")
         path = lists[0]
-        records = []
+        pairs = []
         for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
             if not line.strip():
                 continue
@@ -74,8 +74,8 @@ class PPShiTuList:
             if not label.strip():
                 raise fail("LABEL_FILE_INVALID", path.name, f"({path.name} line {n}: expected 'path<TAB>label', "
                                                             f"got {line!r})")
-            records += _checked(root, rel.strip(), label.strip(), log)
-        return records
+            pairs.append((rel.strip(), label.strip()))
+        return classification.records_from_pairs(root, pairs, log)
 
 
 @RETRIEVAL_FORMATS.register("tao")
@@ -108,7 +108,7 @@ class ClassificationLayout:
         return classification.DATASET_FORMATS.get(self.name)().detect(root)
 
     def read(self, root: Path, log: IssueLog) -> list[Record]:
-        return [Record(r.path, r.label, r.split) for r in classification.DATASET_FORMATS.get(self.name)().read(root, log)]
+        return classification.DATASET_FORMATS.get(self.name)().read(root, log)
 
 
 for _name in classification.DETECTION_ORDER:
@@ -130,15 +130,3 @@ def detect_format(root: Path) -> str:
     raise fail("UNKNOWN_FORMAT", detail=f"(looked in {root.name or root}; retrieval reads a folder per identity, a "
                                         "PP-ShiTu path<TAB>label list, or TAO's train/ reference/ query/ folders)")
 
-
-def _checked(root: Path, rel: str, label: str, log: IssueLog) -> list[Record]:
-    rel = rel.replace("\\", "/").lstrip("./")
-    if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
-        log.add("UNSAFE_PATH", rel)
-    elif not (root / rel).is_file():
-        log.add("MISSING_FILE", rel)
-    elif not is_image(root / rel):
-        log.add("UNSUPPORTED_EXTENSION", rel)
-    else:
-        return [Record(rel, label)]
-    return []

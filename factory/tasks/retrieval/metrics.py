@@ -17,6 +17,12 @@ import numpy as np
 KS = (1, 5, 10)
 
 
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (float32): inner product = cosine similarity."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def knn(queries: np.ndarray, references: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, indices) of the k most similar references to each query (exact inner product)."""
     import faiss
@@ -40,7 +46,7 @@ def retrieval_metrics(queries: np.ndarray, query_labels: list, references: np.nd
     k = int(max(max(ks), r.max() if len(r) else 0)) + (1 if self_match else 0)
     _, idx = knn(queries, refs, k) if len(queries) and len(refs) else (None, np.zeros((len(queries), 0), np.int64))
     if self_match:
-        idx = _drop_self(idx)
+        idx = drop_self(idx)
     hits = (ref_ids[np.clip(idx, 0, None)] == q_ids[:, None]) & (idx >= 0)
     valid = r > 0
     out = {"queries": int(valid.sum()), "references": int(len(refs)), "lone_queries": int((~valid).sum())}
@@ -57,7 +63,7 @@ def retrieval_metrics(queries: np.ndarray, query_labels: list, references: np.nd
     return out
 
 
-def _drop_self(idx: np.ndarray) -> np.ndarray:
+def drop_self(idx: np.ndarray) -> np.ndarray:
     """Remove each row's own index (row i is query i); where it is absent (exact duplicates tie), the last column."""
     n, k = idx.shape
     own = idx == np.arange(n)[:, None]

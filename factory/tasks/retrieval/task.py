@@ -17,7 +17,7 @@ from factory.tasks.classification.models import (MODELS, imagenet_weights_availa
                                                  preprocessing_spec)
 from factory.tasks.retrieval.datasets import import_retrieval
 from factory.tasks.retrieval.formats import DETECTION_ORDER, RETRIEVAL_FORMATS, detect_format, reader
-from factory.tasks.retrieval.metrics import KS, knn, retrieval_metrics
+from factory.tasks.retrieval.metrics import KS, drop_self, knn, retrieval_metrics, unit
 from factory.tasks.retrieval.models import DEFAULT_ARCH, DEFAULT_DIM, DEFAULT_LOSS, LOSSES, PER_IDENTITY, build_embedder
 from factory.tasks.retrieval.synthetic import write_identities
 from factory.tasks.retrieval.training import RetrievalTrainer
@@ -88,12 +88,12 @@ class Retrieval(Task):
         per = stats.get("images_per_identity") or {}
         split = stats.get("identities_per_split") or {}
         return [f"  identities {stats['num_classes']} (train {split.get('train', 0)}, val {split.get('val', 0)}, "
-                f"test {split.get('test', 0)}: split by identity); images per identity min {per.get('min')}, "
-                f"median {per.get('median')}, max {per.get('max')}"]
+                f"test {split.get('test', 0)}: split by identity); images per identity min {per.get('min', 0):g}, "
+                f"median {per.get('median', 0):g}, max {per.get('max', 0):g}"]
 
     def dataset_lines(self, stats: dict) -> list[str]:
         per = stats.get("images_per_identity") or {}
-        return [f"Each identity has {per.get('min')} to {per.get('max')} photos (median {per.get('median')}); "
+        return [f"Each identity has {per.get('min', 0):g} to {per.get('max', 0):g} photos (median {per.get('median', 0):g}); "
                 "validation and test hold identities the model never trains on."]
 
     # -- models and training -------------------------------------------------------------------------
@@ -188,12 +188,9 @@ class Retrieval(Task):
         metrics = retrieval_metrics(q_emb, [e["label"] for e in qs], ref_emb, [e["label"] for e in refs])
         out: dict = {"metrics": {**metrics, "images": len(refs) + len(qs)}, "files": {}}
         if save_predictions:
-            _, idx = knn(q_emb, ref_emb, NEIGHBOURS)
-            ranked = {e["file"]: [refs[j]["label"] for j in row if j >= 0] for e, row in zip(qs, idx.tolist())}
-            path = Path(save_predictions)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(ranked, ensure_ascii=False, indent=1))
-            out["files"]["predictions"] = str(path)
+            both = [{**e, "role": "reference"} for e in refs] + [{**e, "role": "query"} for e in qs]
+            out["files"]["predictions"] = str(write_rankings(Path(save_predictions), np.concatenate([ref_emb, q_emb]),
+                                                             both, truth_of(both)))
         return out
 
     def score_text(self, metrics: dict) -> str:
@@ -279,16 +276,11 @@ def truth_of(entries: list[dict]) -> dict:
             "files": [e.get("source") or e["file"] for e in entries]}
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
     """Mean share of each image's k nearest others under `b` that are also among them under `a`."""
-    _, na = knn(a.astype(np.float32), a.astype(np.float32), k + 1)
-    _, nb = knn(b.astype(np.float32), b.astype(np.float32), k + 1)
-    same = [len(set(x[1:]) & set(y[1:])) / k for x, y in zip(na.tolist(), nb.tolist())]
+    na = drop_self(knn(a.astype(np.float32), a.astype(np.float32), k + 1)[1])
+    nb = drop_self(knn(b.astype(np.float32), b.astype(np.float32), k + 1)[1])
+    same = [len(set(x) & set(y)) / k for x, y in zip(na.tolist(), nb.tolist())]
     return float(np.mean(same))
 
 
