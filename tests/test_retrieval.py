@@ -217,3 +217,18 @@ def test_eval_on_gallery_and_query_folders(retrieval_home: Path, tmp_path: Path)
     code, out, _ = run_cli("eval", "ids-tiny", "--gallery", str(tmp_path / "tao" / "reference"), home=retrieval_home,
                            check=False)
     assert code == 1 and "go together" in out["error"]["message"]
+
+
+@pytest.mark.slow
+def test_int8_accuracy_control_scores_subsets_of_the_ground_truth(retrieval_home: Path, tmp_path: Path):
+    """NNCF's accuracy control validates image by image: the retrieval ground truth must be indexable per image (it
+    failed with KeyError: 0 when the truth was one dict of lists)."""
+    from targets import api as targets_api
+    from tests.conftest import copy_home
+
+    home = tmp_path / "ws"
+    copy_home(retrieval_home, home)
+    out = targets_api.export("ids-tiny", "openvino", precision="int8", strategies=("accuracy_control",), max_drop=100,
+                             keep_if_slower=True, home=home)
+    assert out["compression"]["strategy"] == "accuracy_control" and out["parity"]["checked"]
+    assert 0 <= out["accuracy"] <= 1

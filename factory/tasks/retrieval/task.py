@@ -225,7 +225,7 @@ class Retrieval(Task):
 
     def score(self, outputs: np.ndarray, truth: Any, meta: dict) -> dict:
         emb = unit(outputs)
-        labels, roles = truth["labels"], truth.get("roles")
+        labels, roles = [t["label"] for t in truth], [t["role"] for t in truth]
         if roles and "reference" in roles and "query" in roles:
             q = [i for i, r in enumerate(roles) if r == "query"]
             g = [i for i, r in enumerate(roles) if r != "query"]
@@ -271,9 +271,10 @@ def folder_entries(root: Path) -> list[dict]:
     return [{"file": r.path, "label": r.label} for r in records]
 
 
-def truth_of(entries: list[dict]) -> dict:
-    return {"labels": [e["label"] for e in entries], "roles": [e.get("role") for e in entries],
-            "files": [e.get("source") or e["file"] for e in entries]}
+def truth_of(entries: list[dict]) -> list[dict]:
+    """Per image (indexable like every task's ground truth: INT8 accuracy control scores subsets of it): its label,
+    its role (reference or query, where the data has a gallery of its own) and its file."""
+    return [{"label": e["label"], "role": e.get("role"), "file": e.get("source") or e["file"]} for e in entries]
 
 
 def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
@@ -284,16 +285,16 @@ def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(np.mean(same))
 
 
-def write_rankings(path: Path, emb: np.ndarray, entries: list[dict], truth: dict, k: int = NEIGHBOURS) -> Path:
+def write_rankings(path: Path, emb: np.ndarray, entries: list[dict], truth: list[dict], k: int = NEIGHBOURS) -> Path:
     """{"<query file>": ["<label>", ... ranked]} (query against the references, or leave-one-out)."""
-    roles = truth.get("roles") or []
+    roles = [t["role"] for t in truth]
     q = [i for i, r in enumerate(roles) if r == "query"] or list(range(len(entries)))
     g = [i for i, r in enumerate(roles) if r != "query"] if len(q) < len(entries) else list(range(len(entries)))
     _, idx = knn(emb[q], emb[g], k + (0 if len(q) < len(entries) else 1))
     out = {}
     for qi, row in zip(q, idx.tolist()):
         ranked = [g[j] for j in row if j >= 0 and g[j] != qi][:k]
-        out[truth["files"][qi]] = [entries[j]["label"] for j in ranked]
+        out[truth[qi]["file"]] = [entries[j]["label"] for j in ranked]
     if not out:
         raise ConfigError("No query to rank.", fix="Evaluate on a split that has images.")
     path.parent.mkdir(parents=True, exist_ok=True)
