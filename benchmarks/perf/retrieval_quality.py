@@ -1,7 +1,9 @@
 """Retrieval quality bar (issue 15), measured in one run: the default embedder (EfficientNet-Lite0, ImageNet start,
-BN-neck, 256-d, multi-similarity loss) fine-tuned on this CPU with a time budget on the seeded identity generator,
+BN-neck, 256-d, multi-similarity loss: every option at its default, as `edgefactory train --time-budget` runs it)
+fine-tuned on this CPU with a time budget on the seeded identity generator,
 then scored on identities of a held-out seed (none of them seen in training: every image a query against all the
-others, leave-one-out) beside two baselines measured on the same images:
+others, leave-one-out), and on data the generator never made (random views of scikit-image's ten sample photos,
+one identity per photo), each beside two baselines measured on the same images:
 
 - raw pixels + PCA: 32x32 RGB pixels, standardised, PCA to 64 dimensions fitted on the training images;
 - the pretrained backbone with no training: EfficientNet-Lite0's pooled ImageNet features (1280-d).
@@ -27,6 +29,7 @@ import torch
 from benchmarks.device import identity
 from factory import api
 from factory.datasets.images import load_rgb
+from factory.datasets.synthetic import write_photos
 from factory.datasets.splits import DatasetSplits
 from factory.models import load_model, resolve_model
 from factory.refs import dataset_row_for
@@ -66,9 +69,9 @@ def backbone_baseline(test: list[Path], size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def held_out_entries(home: Path) -> tuple[Path, list[dict]]:
+def held_out_entries(home: Path, name: str) -> tuple[Path, list[dict]]:
     with api.session(home) as (ws, catalog):
-        data = DatasetSplits.open(ws, dataset_row_for(catalog, "heldout"))
+        data = DatasetSplits.open(ws, dataset_row_for(catalog, name))
     return data.root, [m for m in data.manifest if m["label"] is not None]
 
 
@@ -103,37 +106,45 @@ def main() -> None:
         api.import_dataset(write_identities(Path(tmp) / "heldout", identities=args.held_out_identities,
                                             per_identity=args.per_identity, size=args.size, seed=HELD_OUT_SEED),
                            "heldout", task="retrieval", home=home)
-        out = api.train({"dataset": "ids", "time_budget_min": args.minutes}, home=home)
+        # not the identity generator at all: random views of scikit-image's photos, one identity per photo
+        api.import_dataset(write_photos(Path(tmp) / "photos", per_class=20, size=args.size, seed=HELD_OUT_SEED),
+                           "photos", task="retrieval", home=home)
+        out = api.train({"dataset": "ids", "time_budget_min": args.minutes}, home=home)  # the CLI's defaults
         ref = f"{out['model']}:v{out['version']}"
-        root, entries = held_out_entries(home)
-        labels = [e["label"] for e in entries]
-        files = [root / e["file"] for e in entries]
         with api.session(home) as (ws, catalog):
             model, meta = load_model(ws, resolve_model(catalog, ref))
-        rows = {"trained embedder (PyTorch FP32)": unit(TASKS.get("retrieval").embed(model, meta, root, entries)),
-                "pretrained backbone, no training": unit(backbone_baseline(files, meta["preprocessing"]["resize"][0])),
-                "raw pixels + PCA-64": unit(pca_baseline(sorted(train_dir.rglob("*.jpg")), files))}
-        exported = {}
-        if not args.no_export:
-            for precision in ("fp32", "int8"):
-                art = api_export(home, ref, precision)
-                exported[precision] = art
-                rows[f"trained embedder (OpenVINO {precision.upper()})"] = unit(
-                    artifact_embeddings(home, ref, "openvino", precision, files))
-    scores = {name: retrieval_metrics(emb, labels) for name, emb in rows.items()}
+        exported = {p: api_export(home, ref, p) for p in ([] if args.no_export else ["fp32", "int8"])}
+        scores, sets = {}, {}
+        for name in ("heldout", "photos"):
+            root, entries = held_out_entries(home, name)
+            labels = [e["label"] for e in entries]
+            files = [root / e["file"] for e in entries]
+            rows = {"trained embedder (PyTorch FP32)": TASKS.get("retrieval").embed(model, meta, root, entries),
+                    "pretrained backbone, no training": backbone_baseline(files, meta["preprocessing"]["resize"][0]),
+                    "raw pixels + PCA-64": pca_baseline(sorted(train_dir.rglob("*.jpg")), files)}
+            for precision in exported:
+                rows[f"trained embedder (OpenVINO {precision.upper()})"] = artifact_embeddings(
+                    home, ref, "openvino", precision, files)
+            scores[name] = {row: retrieval_metrics(unit(emb), labels) for row, emb in rows.items()}
+            sets[name] = {"identities": len(set(labels)), "images": len(labels)}
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": identity(), "minutes": args.minutes,
               "train": {"identities": args.identities, "per_identity": args.per_identity, "seed": 0},
-              "held_out": {"identities": args.held_out_identities, "per_identity": args.per_identity,
-                           "seed": HELD_OUT_SEED, "images": len(labels)},
+              "held_out": {**sets["heldout"], "per_identity": args.per_identity, "seed": HELD_OUT_SEED},
+              "photos": {**sets["photos"], "source": "scikit-image sample photos, random views (write_photos)",
+                         "seed": HELD_OUT_SEED},
               "training": out["metrics"], "config": {k: meta["postprocessing"][k] for k in ("embedding_dim", "loss")},
               "arch": meta["arch"], "img_size": meta["preprocessing"]["resize"][0],
-              "scores": {n: {k: round(v, 4) for k, v in s.items() if isinstance(v, float)} for n, s in scores.items()},
+              "scores": {n: {k: round(v, 4) for k, v in s.items() if isinstance(v, float)} for n, s in scores["heldout"].items()},
+              "scores_photos": {n: {k: round(v, 4) for k, v in s.items() if isinstance(v, float)}
+                                for n, s in scores["photos"].items()},
               "exports": exported, "wall_s": round(time.time() - start, 1)}
-    print(f"{meta['arch']} @ {result['img_size']} px, {args.minutes:g} min ({out['metrics']['epochs_run']} epochs); "
-          f"held-out seed: {args.held_out_identities} unseen identities, {len(labels)} images, leave-one-out")
-    print(f"  {'embedding':<42s} {'R@1':>7s} {'R@5':>7s} {'R@10':>7s} {'MAP@R':>7s}")
-    for name, s in scores.items():
-        print(f"  {name:<42s} {s['recall@1']:7.4f} {s['recall@5']:7.4f} {s['recall@10']:7.4f} {s['map@r']:7.4f}")
+    print(f"{meta['arch']} @ {result['img_size']} px, {args.minutes:g} min ({out['metrics']['epochs_run']} epochs), "
+          "default options; leave-one-out on identities never trained on")
+    for name, title in (("heldout", "identity generator, held-out seed"), ("photos", "scikit-image photo views")):
+        print(f"  {title}: {sets[name]['identities']} identities, {sets[name]['images']} images")
+        print(f"  {'embedding':<42s} {'R@1':>7s} {'R@5':>7s} {'R@10':>7s} {'MAP@R':>7s}")
+        for row, s in scores[name].items():
+            print(f"  {row:<42s} {s['recall@1']:7.4f} {s['recall@5']:7.4f} {s['recall@10']:7.4f} {s['map@r']:7.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
