@@ -26,7 +26,7 @@ from factory.errors import FactoryError, NotFoundError
 from factory.refs import parse_ref
 from factory.tasks import task_of
 from factory.workspace import Workspace
-from serving import access, deployments, gallery, preview
+from serving import access, deployments, gallery, gallery_preview, preview
 from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, read_limited
 from serving.inference import b64decode, int_option, min_score_option, request_images, result_shape, run_predict
 from serving.jobs import ApiJobs
@@ -79,6 +79,7 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
     for add_routes in (_service_routes, _model_routes, _predict_routes, _report_routes, _job_routes):
         add_routes(app)
     gallery.add_routes(app, authorize)
+    gallery_preview.add_routes(app)
     preview.mount(app)
 
     # the API's own 404 for its prefixes, before the chat app takes every other path at /

@@ -223,17 +223,33 @@ class LoadedGalleries:
     def __init__(self, ws, catalog_cm):
         self.ws, self.catalog = ws, catalog_cm
         self._lock = threading.Lock()
-        self._loaded: dict[str, tuple[gallery.Gallery, PredictorEmbedder]] = {}
+        self._loaded: dict[str, tuple[gallery.Gallery, PredictorEmbedder | None]] = {}
 
     def get(self, ref: str) -> tuple[gallery.Gallery, PredictorEmbedder]:
         with self.catalog() as cat:
             row = gallery.resolve_index(cat, ref)
             with self._lock:
                 have = self._loaded.get(ref)
-                if have is None or have[0].row["version"] != row["version"]:
+                if have is None or have[0].row["version"] != row["version"] or have[1] is None:
                     embed = embedder(self.ws, cat, row["model"], row["target"], row["precision"])
-                    have = self._loaded[ref] = (gallery.load_gallery(self.ws, row), embed)
+                    have = self._loaded[ref] = (self._current(ref, row), embed)
         return have
+
+    def index(self, ref: str) -> gallery.Gallery:
+        """The index version alone (a search with a vector made elsewhere, e.g. on the phone: no embedder loaded)."""
+        with self.catalog() as cat:
+            row = gallery.resolve_index(cat, ref)
+        with self._lock:
+            have = self._loaded.get(ref)
+            if have is not None and have[0].row["version"] == row["version"]:
+                return have[0]
+            loaded = self._current(ref, row)
+            self._loaded[ref] = (loaded, None)
+            return loaded
+
+    def _current(self, ref: str, row: dict) -> gallery.Gallery:
+        have = self._loaded.get(ref)
+        return have[0] if have is not None and have[0].row["version"] == row["version"] else gallery.load_gallery(self.ws, row)
 
 
 def _public(item: dict, base: str) -> dict:

@@ -62,7 +62,7 @@ def page(link: dict, meta: dict, model_meta: dict) -> str:
     facts = [("model", f"{link['model']}:v{link['version']}"), ("artifact", f"{link['target']} {link['precision']}, {meta['size_mb']:.2f} MB"),
              ("task", task.name),
              (label, "–" if accuracy is None else f"{accuracy:.2%} ({meta.get('eval_split', 'test')})"),
-             *([("classes", str(len(meta["classes"])))] if meta.get("classes") else []), ("created", created)]
+             *([(task.class_word, str(len(meta["classes"])))] if meta.get("classes") else []), ("created", created)]
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
     return (WEB / "preview.html").read_text().replace("{{title}}", escape(f"{link['model']}:v{link['version']}")).replace("{{facts}}", rows)
 

@@ -218,3 +218,71 @@ def test_the_page_draws_the_detectors_boxes_like_python_and_the_server(detector_
     page.check("#compare")
     page.wait_for_selector("#server[data-count]", timeout=60000)
     assert int(page.get_attribute("#server", "data-count")) == count
+
+
+@pytest.fixture(scope="module")
+def retrieval_page(tmp_path_factory: pytest.TempPathFactory, browser):
+    """The phone page of a tiny embedder with two galleries: `shop` (18 items: the page downloads its vectors)
+    and `big` (22 items, over the phone limit set to 20 here: searched on the server)."""
+    from factory import api
+    from factory.tasks.retrieval.synthetic import write_identities
+    from serving import gallery as gallery_api
+    from serving import gallery_preview
+
+    if not (ORT_DIR / "ort.wasm.min.js").is_file():
+        pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
+    root = tmp_path_factory.mktemp("browser-retrieval")
+    home = root / "ws"
+    api.import_dataset(write_identities(root / "ids", identities=12, per_identity=4, size=40, seed=11), "ids",
+                       task="retrieval", home=home)
+    api.train({"dataset": "ids", "model": "tiny_cls", "epochs": 3, "name": "emb", "embedding_dim": 16}, home=home)
+    write_identities(root / "gallery", identities=6, per_identity=3, size=40, seed=12)
+    write_identities(root / "more", identities=2, per_identity=2, size=40, seed=13)
+    gallery_api.build("emb", str(root / "gallery"), "big", home=home)
+    gallery_api.add("big", str(root / "more"), home=home)
+    gallery_api.build("emb", str(root / "gallery"), "shop", home=home)  # the newest: the page's first choice
+    with pytest.MonkeyPatch.context() as mp, running_server(home) as url:
+        mp.setattr(gallery_preview, "PHONE_MAX_ITEMS", 20)
+        link = serving_api.preview_link("emb", base_url=url, home=home)
+        tab = open_page(browser, link["url"])
+        yield home, root, url, link, tab
+        tab.close()
+
+
+def test_the_page_finds_a_photos_gallery_neighbours_on_the_phone_and_on_the_server(retrieval_page, tmp_path: Path):
+    import httpx
+
+    from serving import gallery as gallery_api
+
+    home, root, url, link, page = retrieval_page
+    photo = root / "gallery" / "item_12_003" / "001.jpg"
+    info = page.text_content("#gallery-info")
+    assert "shop:v1" in info and "on this phone" in info
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#result[data-where=phone]", timeout=60000)
+    expected = gallery_api.search("shop", [decode_image(photo.read_bytes())], 5, home=home)[0]
+    assert page.get_attribute("#result", "data-label") == expected[0]["label"] == "item_12_003"
+    assert float(page.get_attribute("#result", "data-score")) == pytest.approx(expected[0]["score"], abs=0.02)
+    thumbs = page.query_selector_all("#neighbours img")
+    assert len(thumbs) == 5
+    page.wait_for_function("[...document.querySelectorAll('#neighbours img')].every((i) => i.complete && i.naturalWidth > 0)")
+    assert [t.get_attribute("alt") for t in thumbs][:1] == [expected[0]["label"]]
+
+    page.select_option("#gallery", "big")  # 22 items: over the (test's) phone limit, so the server searches
+    page.wait_for_selector("#gallery-info[data-where=server]", timeout=30000)
+    page.set_input_files("#file", str(root / "more" / "item_13_001" / "000.jpg"))
+    page.wait_for_selector("#result[data-where=server]", timeout=60000)
+    assert page.get_attribute("#result", "data-label") == "item_13_001"
+    page.wait_for_function("[...document.querySelectorAll('#neighbours img')].every((i) => i.complete && i.naturalWidth > 0)")
+    assert "big:v2" in page.text_content("#gallery-info")
+
+    token = link["url"].rsplit("/", 1)[1]
+    listed = httpx.get(f"{url}/p/{token}/indexes").json()["indexes"]
+    assert [(g["index"], g["search_on"]) for g in listed] == [("shop", "phone"), ("big", "server")]
+    bad = httpx.post(f"{url}/p/{token}/indexes/shop/search", json={"embedding": [1.0, 2.0], "k": 3})
+    assert bad.status_code == 400 and "16-d" in bad.json()["error"]["message"]
+    assert httpx.get(f"{url}/p/{token}/indexes/big/vectors", params={"version": 2}).status_code == 400  # too big
+    assert httpx.get(f"{url}/p/{token}/indexes/shop/vectors", params={"version": 9}).json()["error"]["code"] == "INDEX_CHANGED"
+    int8 = httpx.get(f"{url}/p/{token}/indexes/shop/vectors", params={"version": 1, "dtype": "int8"})
+    assert int8.headers["x-vectors-shape"] == "18,16" and len(int8.content) == 18 * 16
+    assert httpx.get(f"{url}/p/not.valid/indexes").json()["error"]["code"] == "LINK_INVALID"

@@ -11,8 +11,8 @@ const $ = (id) => document.getElementById(id);
 const times = [];
 let session, meta, twin, lastBlob = null, streaming = false, reported = 0;
 
-// the phone-page twin of a task (tasks/<name>.js): decode(raw, meta, {scale, width, height}), show(result, el,
-// canvas) -> items, serverSummary(body)
+// the phone-page twin of a task (tasks/<name>.js): decode(raw, meta, {scale, width, height}) (may be async),
+// show(result, el, canvas) -> items, serverSummary(body), and optionally init({meta, base, status}) once loaded
 const task = (name) => import(`./tasks/${encodeURIComponent(name)}.js`).catch(() => GENERIC);
 
 // a task without its own twin here (a plugin's): the raw outputs, and the server's predictions as they come
@@ -35,6 +35,7 @@ function loadScript(src) {
 async function init() {
   meta = await (await fetch(`${base}/meta`)).json();
   twin = await task(meta.task);
+  if (twin.init) await twin.init({ meta, base, status });  // e.g. retrieval: the galleries this link may search
   await loadScript(`/static/ort/${backend === "webgpu" ? "ort.webgpu.min.js" : "ort.wasm.min.js"}`);
   ort.env.wasm.wasmPaths = "/static/ort/";
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
@@ -59,7 +60,7 @@ export async function classifyPixels(rgba, width, height) {
   const t0 = performance.now();
   const out = await session.run({ [meta.input_name]: new ort.Tensor("float32", input, meta.input_shape.map((d) => (d < 0 ? 1 : d))) });
   const ms = performance.now() - t0;
-  return { ms, input, ...twin.decode(out[meta.output_name].data, meta, { scale, width, height }) };
+  return { ms, input, ...(await twin.decode(out[meta.output_name].data, meta, { scale, width, height })) };
 }
 
 function show(result) {

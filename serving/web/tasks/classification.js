@@ -1,5 +1,6 @@
 // Image classification on the phone page: softmax top-k of the logits (the twin of the task's NumPy
 // post-processing, factory/tasks/classification), the best label written over the picture.
+import { caption } from "../draw.js";
 
 export function softmaxTopK(logits, classes, k) {
   let max = -Infinity;
@@ -21,9 +22,7 @@ export function show(result, el, canvas) {
   el.dataset.label = items[0].label;
   el.dataset.score = items[0].score.toFixed(6);
   el.textContent = `${items[0].label} ${(items[0].score * 100).toFixed(1)}%`;
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "rgba(0,0,0,0.6)"; ctx.fillRect(0, 0, canvas.width, 28);
-  ctx.fillStyle = "#fff"; ctx.font = "18px sans-serif"; ctx.textBaseline = "alphabetic"; ctx.fillText(el.textContent, 6, 20);
+  caption(canvas, el.textContent);
   return items;
 }
 
