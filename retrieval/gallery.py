@@ -153,10 +153,11 @@ def load_gallery(ws: Workspace, row: dict) -> Gallery:
     import faiss
 
     folder = ws.home / row["path"]
-    index = faiss.read_index(str(folder / "index.faiss"))
+    # an on-disk index finds its lists file beside it (wherever the workspace moved); the vectors are mapped, not read
+    index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
     faiss_index.set_params(index, row["params"] or {})
     items = json.loads((folder / "items.json").read_text())
-    return Gallery(row, folder, index, np.load(folder / "vectors.npy"), items)
+    return Gallery(row, folder, index, np.load(folder / "vectors.npy", mmap_mode="r"), items)
 
 
 def _thumbnail(src: Path, dest: Path) -> None:
@@ -174,11 +175,11 @@ def _write_version(ws: Workspace, catalog: Catalog, name: str, base: dict, vecto
 
     ids = np.asarray([it["id"] for it in items], dtype=np.int64)
     rebuilt = index is None
-    index, params, recall, build_s = faiss_index.timed_build(kind, vectors, ids, index)
     with catalog.transaction():
         version = catalog.next_version("indexes", name)
     final = ws.home / "indexes" / name / f"v{version}"
     with staging_dir(final) as tmp:
+        index, params, recall, build_s = faiss_index.timed_build(kind, vectors, ids, index, folder=tmp)
         (tmp / "thumbs").mkdir()
         for i, it in enumerate(items):
             dest = tmp / "thumbs" / f"{it['id']}.jpg"
@@ -190,13 +191,13 @@ def _write_version(ws: Workspace, catalog: Catalog, name: str, base: dict, vecto
                 progress("thumbnails", i + 1, len(items))
             it["thumb"] = f"thumbs/{it['id']}.jpg"
         faiss.write_index(index, str(tmp / "index.faiss"))
-        np.save(tmp / "vectors.npy", vectors.astype(np.float32))
+        np.save(tmp / "vectors.npy", np.asarray(vectors, dtype=np.float32))  # a mapped file is streamed, not read whole
         atomic_write_json(tmp / "items.json", items)
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         row = {**base, "name": name, "version": version, "kind": kind, "params": params, "items": len(items),
                "dim": int(vectors.shape[1]), "path": str(final.relative_to(ws.home)),
                "recall_at_10_vs_exact": round(recall, 4), "build_s": round(build_s, 3),
-               "bytes": int((tmp / "index.faiss").stat().st_size), "why": why, "created_at": time.time()}
+               "bytes": int((tmp / "index.faiss").stat().st_size) + faiss_index.lists_bytes(tmp), "why": why, "created_at": time.time()}
         atomic_write_json(tmp / "index.json", {**row, "files_bytes": size, "rebuilt": rebuilt})
         with catalog.transaction():
             if catalog.next_version("indexes", name) != version:  # another writer took it meanwhile
@@ -245,7 +246,8 @@ def add_items(ws: Workspace, catalog: Catalog, ref: str, embed: Embedder, items:
     new = embed_items(items, embed, progress)
     first = max((it["id"] for it in old.items), default=-1) + 1
     new_ids = np.arange(first, first + len(items), dtype=np.int64)
-    old.index.add_with_ids(np.ascontiguousarray(new), new_ids)  # every kind adds in place (IVF keeps its centroids)
+    if row["kind"] not in faiss_index.RELISTS:  # the others add in place (IVF keeps its centroids)
+        old.index.add_with_ids(np.ascontiguousarray(new), new_ids)
     rows = old.items + [{"id": int(i), "label": it.label, "path": it.source} for i, it in zip(new_ids, items)]
     return _write_version(ws, catalog, row["name"], _base(row), np.concatenate([old.vectors, new]), rows, row["kind"],
                           row["why"], {int(i): it.path for i, it in zip(new_ids, items)}, old.folder, progress,
@@ -266,7 +268,9 @@ def remove_items(ws: Workspace, catalog: Catalog, ref: str, *, labels: list[str]
     if not keep:
         raise ConfigError("That would remove every item of the gallery.", fix="Build a new index instead.")
     index = old.index
-    if row["kind"] not in faiss_index.REBUILDS_ON_REMOVE:
+    if row["kind"] in faiss_index.RELISTS:
+        pass  # the next version's lists are written from the vectors kept
+    elif row["kind"] not in faiss_index.REBUILDS_ON_REMOVE:
         index.remove_ids(np.asarray(sorted(drop), dtype=np.int64))
     elif index.ntotal - len(keep) > faiss_index.TOMBSTONES * len(keep):
         index = None  # HNSW cannot remove (faiss#3339): hidden items past the share rebuild it from the vectors

@@ -199,7 +199,8 @@ def register(sub, add_command) -> None:
     sp.add_argument("--precision", help="fp32, fp16 or int8 (default fp32)")
     sp.add_argument("--kind", default="auto", choices=list(gallery.faiss_index.KINDS),
                     help="auto: exact under 50k items, an HNSW graph up to 2M where it fits in memory, inverted lists "
-                         "above, product quantisation where the floats do not fit")
+                         "above, inverted lists on disk (ivf_disk, memory-mapped) where the floats do not fit; "
+                         "ivfpq (compressed codes, lower recall) only by name")
     sp = add_command(ix, "add", cmd_add, "add images to a gallery (its next version), without retraining")
     sp.add_argument("index")
     sp.add_argument("path", help="a folder (one folder per identity) or an image file (labelled by its name)")

@@ -31,7 +31,7 @@ def test_kind_by_size_and_memory():
     assert faiss_index.choose_kind(200_000, 256, memory_bytes=16 * 2**30)[0] == "hnsw"
     assert faiss_index.choose_kind(200_000, 256, memory_bytes=450 * 10**6)[0] == "ivf"  # the graph does not fit
     assert faiss_index.choose_kind(5_000_000, 128, memory_bytes=64 * 2**30)[0] == "ivf"  # too long to build
-    assert faiss_index.choose_kind(2_000_000, 256, memory_bytes=2 * 2**30)[0] == "ivfpq"
+    assert faiss_index.choose_kind(2_000_000, 256, memory_bytes=2 * 2**30)[0] == "ivf_disk"  # floats past memory
     for n in (100, 5_000, 100_000, 1_000_000):
         nlist = faiss_index.nlist_for(n)
         assert n / nlist >= faiss_index.MIN_PER_LIST or nlist == 1  # never PP-ShiTu's 8 vectors per list
@@ -58,6 +58,39 @@ def test_ivfpq_is_compact_and_reports_its_recall():
 
     assert "nprobe" in params and 0 < recall <= 1
     assert len(faiss.serialize_index(index)) < vectors.nbytes / 4  # codes, not floats
+
+
+def test_on_disk_lists_are_built_in_chunks_and_found_beside_the_index(tmp_path: Path, monkeypatch):
+    """ivf_disk: several in-memory shards merged into one lists file, the index moved with its folder still finds
+    its lists, searches like IVF in memory with the same centroids, and a change writes a new file."""
+    import shutil
+
+    import faiss
+
+    monkeypatch.setattr(faiss_index, "CHUNK", 3_000)  # 4 shards
+    vectors = clustered(10_000, 32)
+    ids = np.arange(5, 10_005, dtype=np.int64)
+    built = tmp_path / "v1"
+    built.mkdir()
+    index, params, recall, _ = faiss_index.timed_build("ivf_disk", vectors, ids, folder=built)
+    assert recall >= faiss_index.TARGET_RECALL and index.ntotal == 10_000
+    faiss.write_index(index, str(built / "index.faiss"))
+    assert sorted(p.name for p in built.iterdir()) == ["index.faiss", "index.ivfdata"]  # the shards are gone
+    assert (built / "index.ivfdata").stat().st_size >= vectors.nbytes
+    moved = tmp_path / "elsewhere"
+    shutil.move(built, moved)
+    loaded = faiss.read_index(str(moved / "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    faiss_index.set_params(loaded, params)
+    in_memory = faiss_index.empty_like(loaded)
+    in_memory.add_with_ids(vectors, ids)
+    faiss_index.set_params(in_memory, params)
+    a, b = loaded.search(vectors[:50], 10)[1], in_memory.search(vectors[:50], 10)[1]
+    assert (a == b).all() and (a[:, 0] == ids[:50]).all()
+    (tmp_path / "v2").mkdir()
+    grown = faiss_index.timed_build("ivf_disk", vectors[:4_000], ids[:4_000], loaded, folder=tmp_path / "v2")[0]
+    assert grown.ntotal == 4_000 and loaded.ntotal == 10_000  # the version before keeps its lists
+    with pytest.raises(ConfigError, match="folder"):
+        faiss_index.build("ivf_disk", vectors, ids)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +122,7 @@ def test_cli_build_and_search(embedder_home: Path):
     assert code == 1 and out["error"]["code"] == "NOT_FOUND" and "index show gcli" in err
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivf_disk"])
 def test_add_and_remove_without_retraining(embedder_home: Path, kind: str):
     root = embedder_home.parent
     name = f"g{kind}"
