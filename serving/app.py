@@ -248,7 +248,10 @@ def _predict_routes(app: FastAPI) -> None:
     async def pai_predict(service: str, request: Request):
         """PAI-EAS compatible: body {"dataArray":[{"name":"image","type":"stream","body":"<base64>"}]},
         header `Authorization: <token>`; errors {"success":false,"errorCode":"1001","errorMsg":...}."""
-        authorize(request, service)
+        # a gallery index of that name answers with its best labels (a key needs its scope `index:NAME`), else the
+        # deployment or model of that name
+        searches = await anyio.to_thread.run_sync(gallery.is_index, app, service)
+        authorize(request, f"index:{service}" if searches else service)
         body = await read_limited(request)
         try:
             payload = json.loads(body)
@@ -258,9 +261,8 @@ def _predict_routes(app: FastAPI) -> None:
             raise InputFormatError("The body must be {\"dataArray\":[{\"name\":\"image\",\"type\":\"stream\",\"body\":\"<base64>\"}]}.",
                                    fix="Send the PAI-EAS request body.") from None
         image = b64decode(raw, "dataArray[0].body")
-        found = await anyio.to_thread.run_sync(lambda: gallery.pai_search(app, service, image))
-        if found is not None:  # a gallery index of that name answers with its best labels
-            return found
+        if searches:
+            return await anyio.to_thread.run_sync(gallery.pai_search, app, service, image)
         predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(service))
         images, results, _ = await run_predict(app, predictor, [image])
         width, height = images[0]

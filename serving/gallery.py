@@ -331,12 +331,14 @@ def add_routes(app, authorize: Callable) -> None:
         return FileResponse(loaded.folder / "thumbs" / f"{item_id}.jpg", media_type="image/jpeg")
 
 
-def pai_search(app, service: str, data: bytes, k: int = 5) -> dict | None:
-    """The PAI-EAS `cv_common` body for an image sent to a gallery index named `service` (its k best matches:
-    label and conf), or None when no index has that name (the route then asks the deployments)."""
+def is_index(app, name: str) -> bool:
     with app.state.catalog() as cat:
-        if not gallery.index_rows(cat, service):
-            return None
+        return bool(gallery.index_rows(cat, name))
+
+
+def pai_search(app, service: str, data: bytes, k: int = 5) -> dict:
+    """The PAI-EAS `cv_common` body for an image sent to the gallery index named `service`: its k best matches
+    (label and conf)."""
     loaded, embed = app.state.galleries.get(service)
     image = decode_image(data)
     found = loaded.search(embed([image]), k)[0]

@@ -184,6 +184,7 @@ def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: 
     reader = create_key(catalog, "reader", ["index:shop"])["key"]
     writer = create_key(catalog, "writer", ["index:shop:write"])["key"]
     everything = create_key(catalog, "all")["key"]
+    model_only = create_key(catalog, "shop-model", ["shop"])["key"]  # a model's scope named like the index
     catalog.close()
     query = (root / "gallery" / "item_12_004" / "002.jpg").read_bytes()
     new = [base64.b64encode(p.read_bytes()).decode() for p in sorted((root / "more" / "item_13_001").iterdir())]
@@ -219,6 +220,9 @@ def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: 
                          headers={"Authorization": everything}).json()  # PAI-EAS: the gallery's best labels
         assert pai["success"] and pai["result"]["output"][0]["type"] == "cv_common"
         assert pai["result"]["output"][0]["body"][0]["label"] == "item_12_004"
+        pai_body = {"dataArray": [{"body": base64.b64encode(query).decode()}]}
+        assert httpx.post(f"{url}/api/predict/shop", json=pai_body, headers={"Authorization": reader}).status_code == 200
+        assert httpx.post(f"{url}/api/predict/shop", json=pai_body, headers={"Authorization": model_only}).status_code == 403
 
 
 @pytest.mark.slow
