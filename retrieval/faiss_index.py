@@ -222,12 +222,14 @@ def tune(index, kind: str, vectors: np.ndarray, ids: np.ndarray, seed: int = 0, 
     if kind == "flat":
         return {}, recall_vs_exact(index, ids, queries, query_ids, truth, k)
     if kind == "hnsw":
-        name, values = "efSearch", [16, 32, 64, 128, 256, 512, 1024]
+        name, values = "efSearch", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
     else:
         import faiss
 
         nlist = faiss.extract_index_ivf(index).nlist
-        name, values = "nprobe", sorted({min(v, nlist) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, nlist)})
+        # steps of about 1.5x: a power-of-two ladder can double the lists scanned for the last point of recall
+        name, values = "nprobe", sorted({min(v, nlist) for v in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192,
+                                                                  256, 384, 512, nlist)})
     recall = 0.0
     for value in values:
         set_params(index, {name: value})
