@@ -122,7 +122,7 @@ def main() -> None:
             rows = {"trained embedder (PyTorch FP32)": TASKS.get("retrieval").embed(model, meta, root, entries),
                     "pretrained backbone, no training": backbone_baseline(files, meta["preprocessing"]["resize"][0]),
                     "raw pixels + PCA-64": pca_baseline(sorted(train_dir.rglob("*.jpg")), files)}
-            for precision in exported:
+            for precision in (p for p, art in exported.items() if "error" not in art):
                 rows[f"trained embedder (OpenVINO {precision.upper()})"] = artifact_embeddings(
                     home, ref, "openvino", precision, files)
             scores[name] = {row: retrieval_metrics(unit(emb), labels) for row, emb in rows.items()}
@@ -153,7 +153,13 @@ def main() -> None:
 def api_export(home: Path, ref: str, precision: str) -> dict:
     from targets import api as targets_api
 
-    art = targets_api.export(ref, "openvino", precision=precision, max_drop=1.0, home=home)
+    from factory.errors import BudgetError
+
+    try:
+        art = targets_api.export(ref, "openvino", precision=precision, max_drop=1.0, home=home)
+    except BudgetError as exc:  # a result too: the table says which precision missed its budget and by how much
+        print(f"OpenVINO {precision}: {exc.message}")
+        return {"error": exc.message}
     return {k: art[k] for k in ("artifact", "size_mb", "accuracy", "reference_accuracy", "accuracy_drop_points")} | {
         "parity": {k: art["parity"].get(k) for k in ("min_cosine", "mean_cosine", "agreement")}}
 
