@@ -27,7 +27,7 @@ from factory.refs import parse_ref
 from factory.tasks import task_of
 from factory.workspace import Workspace
 from serving import access, deployments, gallery, gallery_preview, preview
-from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, read_limited
+from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, parse_json, read_limited
 from serving.inference import b64decode, int_option, min_score_option, request_images, result_shape, run_predict
 from serving.jobs import ApiJobs
 
@@ -254,10 +254,10 @@ def _predict_routes(app: FastAPI) -> None:
         authorize(request, f"index:{service}" if searches else service)
         body = await read_limited(request)
         try:
-            payload = json.loads(body)
+            payload = parse_json(body, "Send the PAI-EAS request body.")
             item = payload["dataArray"][0]
             raw = item["body"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+        except (InputFormatError, KeyError, IndexError, TypeError):
             raise InputFormatError("The body must be {\"dataArray\":[{\"name\":\"image\",\"type\":\"stream\",\"body\":\"<base64>\"}]}.",
                                    fix="Send the PAI-EAS request body.") from None
         image = b64decode(raw, "dataArray[0].body")

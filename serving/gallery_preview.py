@@ -8,8 +8,6 @@ gallery stays behind an API key with a write scope (/v1/indexes)."""
 
 from __future__ import annotations
 
-import json
-
 import anyio
 import numpy as np
 from fastapi import Request, Response
@@ -18,7 +16,7 @@ from fastapi.responses import FileResponse
 from factory.errors import NotFoundError
 from retrieval import gallery
 from serving import access
-from serving.http import InputFormatError, read_limited
+from serving.http import InputFormatError, parse_json, read_limited
 
 PHONE_MAX_ITEMS = 5000  # up to here the page downloads the vectors (5000 x 256 float16: 2.6 MB) and searches itself
 DTYPES = ("float16", "int8")
@@ -110,10 +108,7 @@ def add_routes(app) -> None:
     @app.post("/p/{token}/indexes/{name}/search", tags=["preview"])
     async def phone_search(token: str, name: str, request: Request) -> dict:
         """The nearest items to an embedding made on the phone: JSON {"embedding": [floats], "k": 5}."""
-        try:
-            body = json.loads(await read_limited(request, 256 * 1024))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputFormatError("The search must be JSON.", fix='Send {"embedding": [...], "k": 5}.') from None
+        body = parse_json(await read_limited(request, 256 * 1024), 'Send {"embedding": [...], "k": 5}.')
         vector, k = _query(body)
 
         def work() -> dict:

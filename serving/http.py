@@ -4,6 +4,7 @@ kind maps to, the PAI-EAS error codes, request size limits, and who may call (ke
 from __future__ import annotations
 
 import ipaddress
+import json
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -95,7 +96,19 @@ async def read_limited(request: Request, limit: int = MAX_REQUEST_BYTES) -> byte
     return bytes(body)
 
 
+def parse_json(body: bytes, fix: str) -> object:
+    """The JSON value of a request body; InputFormatError for invalid, non-UTF-8 or too deeply nested JSON (Python's
+    parser gives up near 1,000 levels with a RecursionError)."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputFormatError("The body is not valid JSON.", fix=fix) from None
+    except RecursionError:
+        raise InputFormatError("The JSON body nests too deeply.", fix=fix) from None
+
+
 def too_large(size: int, limit: int) -> errors.FactoryError:
-    return errors.FactoryError(f"The request is {size:,} bytes, over the {limit // 2 ** 20} MB limit.",
+    shown = f"{limit // 2 ** 20} MB" if limit >= 2 ** 20 else f"{limit // 2 ** 10} KB"
+    return errors.FactoryError(f"The request is {size:,} bytes, over the {shown} limit.",
                                fix="Send a smaller image (resize it on the client) or fewer images per batch.",
                                code="PAYLOAD_TOO_LARGE")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ from fastapi import FastAPI, Request
 
 from factory.errors import FactoryError
 from factory.tasks import task_of
-from serving.http import InputFormatError, read_limited
+from serving.http import InputFormatError, parse_json, read_limited
 from targets.predictor import Predictor, decode_image, preprocess
 
 MAX_BATCH = 64
@@ -54,10 +53,7 @@ async def request_images(request: Request, many: bool) -> tuple[list[bytes], dic
         options = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         images = [await f.read() for f in files]
     elif ctype.startswith("application/json") or body[:1] in (b"{", b"["):
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputFormatError("The body is not valid JSON.", fix='Send {"image": "<base64>"}.') from None
+        payload = parse_json(body, 'Send {"image": "<base64>"}.')
         if not isinstance(payload, dict):
             raise InputFormatError("The JSON body must be an object.", fix='Send {"image": "<base64>"}.')
         raw = payload.get("images") if many else payload.get("image")

@@ -21,7 +21,7 @@ from factory.errors import ConfigError, MissingDependencyError, NotFoundError
 from factory.models import read_metadata, resolve_model
 from factory.tasks import task_of
 from serving import access
-from serving.http import read_limited
+from serving.http import parse_json, read_limited
 from serving.inference import request_images, result_shape, run_predict
 
 WEB = Path(__file__).with_name("web")
@@ -114,10 +114,7 @@ def mount(app: FastAPI) -> None:
         from benchmarks import api as bench_api
 
         link, _, meta = await anyio.to_thread.run_sync(_link, app, token)
-        try:
-            body = json.loads(await read_limited(request, 64 * 1024))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ConfigError("The measurement must be JSON.", fix="Send {latency_ms: {p50, p90, p99}, user_agent}.") from None
+        body = parse_json(await read_limited(request, 64 * 1024), "Send {latency_ms: {p50, p90, p99}, user_agent}.")
         if not isinstance(body, dict):
             raise ConfigError("The measurement must be a JSON object.", fix="Send {latency_ms: {p50, p90, p99}}.")
         device = device_from_agent(str(body.get("user_agent") or request.headers.get("user-agent", "")))

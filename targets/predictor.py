@@ -5,6 +5,7 @@ the server, `edgefactory predict` and the benchmarks; the phone page mirrors it 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from factory.catalog import Catalog
-from factory.datasets.images import MAX_PIXELS, letterbox, to_rgb
+from factory.datasets.images import FORMATS, MAX_PIXELS, letterbox, open_image, to_rgb
 from factory.errors import FactoryError, NotFoundError, UnsupportedSpecError
 from factory.models import load_model, read_metadata, resolve_model
 from factory.tasks import task_of
@@ -34,27 +35,40 @@ class ImageInputError(FactoryError):
     code = "IMAGE_DECODE_ERROR"
 
 
+DECODE_MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; a model reads at most a few megapixels of it
+LARGE_DECODE = 4_000_000  # pixels from which a decode takes one of the few large-decode slots
+_LARGE_DECODES = threading.BoundedSemaphore(4)  # 4 x 50 MP in RGB with its copies: about 1 GB at the worst
+
+
 def decode_image(data: bytes) -> Image.Image:
-    """Bytes -> RGB image; refuses empty input, non-images and decompression bombs with a clear error."""
+    """Bytes -> RGB image; refuses empty input, formats other than images.FORMATS (never EPS: Ghostscript),
+    decompression bombs and images over DECODE_MAX_PIXELS with a clear error; large images decode a few at a time."""
     if not data:
         raise ImageInputError("The image is empty (0 bytes).", fix="Send the image file's bytes.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                if img.size[0] * img.size[1] > MAX_PIXELS:
+            with open_image(io.BytesIO(data)) as img:
+                pixels = img.size[0] * img.size[1]
+                if pixels > MAX_PIXELS:
                     raise ImageInputError(f"The image is {img.size[0]}x{img.size[1]} pixels, over the "
                                           f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?).",
                                           fix="Send a smaller image.", code="DECOMPRESSION_BOMB")
-                img.load()
-                return to_rgb(ImageOps.exif_transpose(img))  # upright, as a phone's browser shows a photo
+                if pixels > DECODE_MAX_PIXELS:
+                    raise ImageInputError(f"The image is {img.size[0]}x{img.size[1]} pixels ({pixels / 1e6:.0f} MP), "
+                                          f"over the {DECODE_MAX_PIXELS / 1e6:.0f} MP this server decodes.",
+                                          fix="Resize it on the client (the model reads at most a few megapixels).",
+                                          code="IMAGE_TOO_LARGE")
+                with _LARGE_DECODES if pixels > LARGE_DECODE else contextlib.nullcontext():
+                    img.load()
+                    return to_rgb(ImageOps.exif_transpose(img))  # upright, as a phone's browser shows a photo
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageInputError(f"The image was refused as a decompression bomb ({exc}).", fix="Send a smaller image.",
                               code="DECOMPRESSION_BOMB") from None
     except Image.UnidentifiedImageError:
-        raise ImageInputError("The data is not an image in a format this server reads.",
+        raise ImageInputError(f"The data is not an image in a format this server reads ({', '.join(FORMATS)}).",
                               fix="Send a JPEG, PNG, BMP or WebP file.") from None
     except Exception as exc:  # PIL raises many types for truncated or corrupt data
         raise ImageInputError(f"The data is not a decodable image ({type(exc).__name__}: {str(exc)[:120]}).",

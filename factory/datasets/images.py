@@ -13,6 +13,14 @@ from PIL import Image
 MIN_SIDE = 30
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
+# the formats Pillow may decode here: never EPS/PS (it runs Ghostscript on the file's code), nor any other plugin
+# Pillow would try on bytes that claim to be an image (a phone's multi-picture JPEG opens as JPEG, then says MPO)
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+
+
+def open_image(source) -> Image.Image:
+    """Image.open restricted to FORMATS (a path or a binary file); UnidentifiedImageError for anything else."""
+    return Image.open(source, formats=FORMATS)
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,7 @@ def check_image(path: Path) -> ImageCheck:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with open_image(io.BytesIO(data)) as img:
                 width, height = img.size
                 if width * height > MAX_PIXELS:
                     return ImageCheck(digest, width, height, img.mode, "DECOMPRESSION_BOMB")
@@ -48,7 +56,7 @@ def check_image(path: Path) -> ImageCheck:
 
 def load_rgb(path: Path) -> Image.Image:
     """Open an image file as RGB."""
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return to_rgb(img)
 
 

@@ -388,9 +388,9 @@ def _split_of(rel: str) -> str | None:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+    from factory.datasets.images import open_image
 
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return img.size
 
 
