@@ -193,31 +193,6 @@ def test_arcface_loss_trains_and_resumes(tmp_path: Path):
     assert ckpt["loss"]["W"].shape == (16, 8)  # ArcFace's own weights (dim x training identities) are kept
 
 
-def test_the_projection_starts_at_the_pretrained_features_principal_directions():
-    """pca_head: the new head's rows are the features' top principal directions and the BN-neck's statistics their
-    variances, so the first embedding is the (pretrained) features PCA-whitened, not a random projection of them."""
-    import torch
-
-    from factory.tasks.retrieval.models import build_embedder
-    from factory.tasks.retrieval.training import pca_head
-
-    torch.manual_seed(0)
-    model = build_embedder("tiny_cls", 8)
-    images = [(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), torch.tensor(0)) for _ in range(40)]
-    mean, std = torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.25)
-    assert pca_head(model, "fc", images, mean, std) == 8
-    w = model.body.fc.weight
-    assert torch.allclose(w @ w.T, torch.eye(8), atol=1e-5)  # orthonormal directions
-    model.eval()
-    from factory.training.data import normalize
-
-    x = normalize(torch.stack([im for im, _ in images]), mean, std)
-    with torch.no_grad():
-        whitened = model.neck(model.body(x))
-    assert whitened.mean(0).abs().max() < 1e-3 and torch.allclose(whitened.var(0), torch.ones(8), atol=0.05)  # BN eps
-    assert pca_head(build_embedder("tiny_cls", 8), "fc", [], mean, std) == 0  # nothing to learn from: left alone
-
-
 def test_task_options_are_checked(retrieval_home: Path, shapes_dir: Path, tmp_path: Path):
     with pytest.raises(FactoryError, match="Unknown retrieval loss 'triplet_typo'"):
         api.resolve_training({"dataset": "ids", "model": "tiny_cls", "loss": "triplet_typo"}, home=retrieval_home)

@@ -151,10 +151,8 @@ class Retrieval(Task):
 
     def trainer(self, cfg, model: nn.Module, train, val, preprocessing: dict, run_dir: Path, resolved: dict,
                 **kwargs) -> RetrievalTrainer:
-        pretrained = resolved["pretrained"] == "imagenet"
         return RetrievalTrainer(cfg, model, train, val, preprocessing, run_dir, loss=resolved["loss"],
-                                embedding_dim=int(resolved["embedding_dim"]),
-                                pretrained_head=MODELS.get(resolved["model"]).head if pretrained else None, **kwargs)
+                                embedding_dim=int(resolved["embedding_dim"]), **kwargs)
 
     # -- evaluation ----------------------------------------------------------------------------------
     def embed(self, model: nn.Module, meta: dict, root: Path, entries: list[dict]) -> np.ndarray:

@@ -12,23 +12,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from factory.training.data import augment, normalize
+from factory.training.data import augment
 from factory.training.engine import Trainer, predict_logits
 from factory.tasks.retrieval.metrics import retrieval_metrics
 from factory.tasks.retrieval.models import LOSSES, PER_IDENTITY
 
 ROTATION_DEG = 15.0
-PCA_SAMPLES = 1024  # training images whose pretrained features start the projection (pca_head)
 
 
 class RetrievalTrainer(Trainer):
     metric = "recall@1"
 
-    def __init__(self, cfg, model, train, val, preprocessing, run_dir, *, loss: str, embedding_dim: int,
-                 pretrained_head: str | None = None, **kwargs):
+    def __init__(self, cfg, model, train, val, preprocessing, run_dir, *, loss: str, embedding_dim: int, **kwargs):
         super().__init__(cfg, model, train, val, preprocessing, run_dir, **kwargs)
-        if pretrained_head is not None:  # the new head of a backbone that starts from pretrained weights
-            pca_head(self.model, pretrained_head, train, self.mean, self.std)
         used = torch.unique(train.labels)
         self.remap = torch.full((int(train.labels.max()) + 1 if len(train.labels) else 1,), -1, dtype=torch.long)
         self.remap[used] = torch.arange(len(used))  # identity indices of the training split, 0..n-1 for the loss
@@ -91,43 +87,6 @@ class RetrievalTrainer(Trainer):
         counts = np.bincount(self.val.labels.numpy()) if len(self.val) else np.zeros(1)
         n = counts.sum()
         return float((counts * (counts - 1)).sum() / max(n * (n - 1), 1))
-
-
-@torch.no_grad()
-def pca_head(model, head: str, data, mean: torch.Tensor, std: torch.Tensor, samples: int = PCA_SAMPLES) -> int:
-    """Start the projection (the backbone's new head) at the top principal directions of the pretrained pooled
-    features of up to `samples` training images, and the BN-neck's statistics at their variances: before any step
-    the embedding is the pretrained features, PCA-whitened, and training refines that instead of a random
-    projection. Returns the number of directions set (the rest of the rows keep their random start)."""
-    layer = model.body.get_submodule(head)
-    if not isinstance(layer, torch.nn.Linear) or not len(data):
-        return 0
-    picks = torch.linspace(0, len(data) - 1, min(samples, len(data))).long().unique().tolist()
-    feats: list[torch.Tensor] = []
-    hook = layer.register_forward_hook(lambda module, inputs, output: feats.append(inputs[0].float().cpu()))
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(picks), 64):
-            images = torch.stack([data[i][0] for i in picks[start:start + 64]]).to(mean.device)
-            model.body(normalize(images, mean, std))
-    finally:
-        hook.remove()
-        model.train(was_training)
-    x = torch.cat(feats).double()
-    centre = x.mean(0)
-    _, sing, vt = torch.linalg.svd(x - centre, full_matrices=False)
-    k = min(layer.out_features, len(sing) - 1 if len(sing) > 1 else 0)
-    if k <= 0:
-        return 0
-    layer.weight[:k] = vt[:k].to(layer.weight.dtype)
-    if layer.bias is not None:
-        layer.bias[:k] = -(vt[:k] @ centre).to(layer.bias.dtype)
-    neck = getattr(model, "neck", None)
-    if isinstance(neck, torch.nn.BatchNorm1d):
-        neck.running_mean[:k] = 0
-        neck.running_var[:k] = (sing[:k] ** 2 / max(len(x) - 1, 1)).clamp_min(1e-6).to(neck.running_var.dtype)
-    return k
 
 
 def rotate(x: torch.Tensor, degrees: float, generator: torch.Generator) -> torch.Tensor:
