@@ -94,7 +94,8 @@ def build_blocks(assistant: Assistant) -> gr.Blocks:
 
         def respond(message, conv_id):
             conv_id = conv_id or f"web-{uuid.uuid4().hex[:12]}"
-            assistant.chat(conv_id, (message or {}).get("text", ""), (message or {}).get("files") or [])
+            files = uploaded_only((message or {}).get("files") or [], blocks.upload_file_set)
+            assistant.chat(conv_id, (message or {}).get("text", ""), files)
             return (None, conv_id, _history(assistant.messages(conv_id)), *_tabs(assistant, conv_id))
 
         def tick(conv_id):
@@ -115,6 +116,13 @@ def build_blocks(assistant: Assistant) -> gr.Blocks:
 
         gr.api(chat, api_name="chat")
     return blocks
+
+
+def uploaded_only(files: list, uploaded: set[str]) -> list[str]:
+    """The files that came through Gradio's upload route: a message naming any other path on this machine (sent to
+    the queue by hand) gets none of it, not even the copy Gradio makes in its cache."""
+    paths = [f if isinstance(f, str) else (f or {}).get("path", "") for f in files]
+    return [p for p in paths if p in uploaded]
 
 
 def local_only(request) -> str | None:

@@ -5,7 +5,6 @@ only after the user said yes in the conversation."""
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field
 from factory import api as core_api
 from factory.tasks import all_tasks
 from factory.jobs import JobManager
+from factory.workspace import Workspace
 
 
 class DocsQuery(BaseModel):
@@ -104,8 +104,8 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
 
     def import_demo(name: str = "digits", kind: str = "digits") -> dict:
         task = next(t for t in all_tasks() if t.demo and t.demo["kind"] == kind)
-        with tempfile.TemporaryDirectory(prefix="edgefactory-demo-") as tmp:  # the import copies what it keeps
-            return core_api.import_dataset(task.write_demo(Path(tmp) / kind), name, task=task.name, home=home)
+        with Workspace.open(home).scratch("demo-") as tmp:  # the import copies what it keeps
+            return core_api.import_dataset(task.write_demo(tmp / kind), name, task=task.name, home=home)
 
     def start_training(**kwargs: Any) -> dict:
         config = {k: v for k, v in kwargs.items() if v is not None}
@@ -129,12 +129,12 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
         (start_training, "start_training", "Start training in the background; returns the run id.", TrainArgs, True),
         (lambda run_id: core_api.run_status(run_id, home=home), "training_status", "Status and progress of a run.", RunRef, False),
         (stop_training, "stop_training", "Stop a running training job (keeps the last checkpoint).", RunRef, False),
-        (lambda model: core_api.evaluate(model, home=home), "evaluate", "Evaluate a model version on its test split.", ModelRef, False),
+        (lambda model: core_api.evaluate(model, home=home), "evaluate", "Evaluate a model version on its test split (writes its evaluation).", ModelRef, True),
         (lambda model, target, precision="int8", max_drop=1.0: targets_api.export(
             model, target, precision=precision, max_drop=max_drop, home=home), "export",
          "Export a model to a target runtime with parity checks under an accuracy budget.", ExportArgs, True),
         (lambda model: bench_api.report(model, home=home), "benchmark_report",
-         "Measure every artifact here, estimate the device profiles, write the HTML + JSON report.", ModelRef, False),
+         "Measure every artifact here, estimate the device profiles, write the HTML + JSON report.", ModelRef, True),
         (lambda model, target=None: serving_api.deploy(model, target=target, home=home), "deploy",
          "Serve a model version under its name.", DeployArgs, True),
         (lambda name, models=None: serving_api.create_key(name, models=models, home=home), "create_api_key",

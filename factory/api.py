@@ -7,7 +7,6 @@ and raises a `FactoryError` subclass whose message says what went wrong and how 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Iterator
@@ -227,8 +226,8 @@ def demo(*, home: Home = None, model: str = "mobilenet_v3_small", time_budget_mi
          epochs: int | None = None, on_event: Callable[[Event], None] | None = None,
          progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Import scikit-learn's digits (real handwriting, 32 px), train, evaluate: the offline demo."""
-    with tempfile.TemporaryDirectory(prefix="edgefactory-digits-") as tmp:
-        imported = import_dataset(write_digits(Path(tmp) / "digits"), "digits", home=home, progress=progress)
+    with Workspace.open(home).scratch("digits-") as tmp:
+        imported = import_dataset(write_digits(tmp / "digits"), "digits", home=home, progress=progress)
     # defaults only, as a new user gets them: the options are resolved from the data (factory.training.defaults)
     cfg = {"dataset": f"digits:v{imported['version']}", "model": model, "time_budget_min": time_budget_min,
            "epochs": epochs}

@@ -1,6 +1,6 @@
 """The workspace on disk: `$EDGEFACTORY_HOME` (default `./workspace`) and atomic writes.
 
-Layout (DESIGN.md): catalog.sqlite, datasets/, runs/, models/, artifacts/, reports/.
+Layout (DESIGN.md): catalog.sqlite, datasets/, runs/, models/, artifacts/, reports/ (and tmp/: scratch folders).
 Every dataset version, checkpoint and model version is written under a temporary name and renamed
 into place, so a crash or Ctrl-C never leaves a half-written file or folder where a reader looks.
 """
@@ -33,7 +33,33 @@ class Workspace:
         ws = cls(Path(home).resolve() if home else default_home())
         for sub in SUBDIRS:
             (ws.home / sub).mkdir(parents=True, exist_ok=True)
+        _private(ws.home)
+        ws.clean_scratch()
         return ws
+
+    @contextlib.contextmanager
+    def scratch(self, prefix: str = "") -> Iterator[Path]:
+        """A temporary folder inside the workspace (tmp/<pid>-<prefix><random>), removed on exit; one a killed process
+        left behind is removed by the next open (never the system's temp folder, where nothing would find it)."""
+        root = self.home / "tmp"
+        root.mkdir(exist_ok=True)
+        path = root / f"{os.getpid()}-{prefix}{uuid.uuid4().hex[:8]}"
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def clean_scratch(self) -> int:
+        """Remove the scratch folders of processes that are gone; returns how many."""
+        root = self.home / "tmp"
+        removed = 0
+        for path in root.iterdir() if root.is_dir() else ():
+            pid = path.name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
 
     @property
     def catalog_path(self) -> Path:
@@ -47,6 +73,27 @@ class Workspace:
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _private(home: Path) -> None:
+    """The workspace folder open to its owner only: the catalog, its WAL and the QR codes (each a live preview link)
+    inside stay unreadable to other users whatever their own modes."""
+    mode = home.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            home.chmod(mode & 0o700)
+        except PermissionError:  # another user's workspace, shared on purpose: leave it
+            pass
 
 
 def _tmp_sibling(path: Path) -> Path:

@@ -212,7 +212,7 @@ def build_index(ws: Workspace, catalog: Catalog, name: str, embed: Embedder, ite
     """Embed `items` with `embed` and publish version 1 (or the next) of index `name`."""
     from factory.datasets.publish import validate_name
 
-    validate_name(name)
+    validate_name(name, "Index")
     if kind not in faiss_index.KINDS:
         raise ConfigError(f"Unknown index kind {kind!r}.", fix=f"Use one of: {', '.join(faiss_index.KINDS)}.")
     if not items:

@@ -9,7 +9,10 @@ import hmac
 import json
 import os
 import secrets
+import sqlite3
+import threading
 import time
+from typing import Callable
 
 from factory.catalog import Catalog, Schema, register_schema
 from factory.errors import ConfigError, FactoryError, NotFoundError
@@ -70,8 +73,40 @@ def active_keys(catalog: Catalog) -> int:
     return catalog.select("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL")[0]["n"]
 
 
-def check_key(catalog: Catalog, presented: str | None, model: str | None) -> dict:
-    """The key row for `presented` if it is valid for `model` (None: any model); raises AuthError."""
+class KeyUse:
+    """When each key was last used, kept in memory and written in one transaction now and then (`flush`, from a
+    worker thread): a request never writes the catalog, so another process holding its write lock stalls no one."""
+
+    def __init__(self):
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def touch(self, key_id: str) -> None:
+        with self._lock:
+            self._seen[key_id] = time.time()
+
+    def flush(self, catalog: Catalog) -> int:
+        """Write the uses seen since the last flush; kept for the next one when the catalog is busy."""
+        with self._lock:
+            seen, self._seen = self._seen, {}
+        if not seen:
+            return 0
+        try:
+            with catalog.transaction():
+                catalog.conn.executemany("UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+                                         [(t, k) for k, t in seen.items()])
+        except sqlite3.OperationalError:  # locked by another process: try again next time
+            with self._lock:
+                for k, t in seen.items():
+                    self._seen[k] = max(t, self._seen.get(k, 0))
+            return 0
+        return len(seen)
+
+
+def check_key(catalog: Catalog, presented: str | None, model: str | None,
+              touch: Callable[[str], None] | None = None) -> dict:
+    """The key row for `presented` if it is valid for `model` (None: any model); raises AuthError. `touch` records
+    the use (the server's KeyUse); without it the use is written at once."""
     if not presented:
         raise AuthError("This server needs an API key.", fix="Send `Authorization: Bearer <key>` (create one with "
                         "`edgefactory keys create --name NAME`).")
@@ -85,8 +120,11 @@ def check_key(catalog: Catalog, presented: str | None, model: str | None) -> dic
                                                                   for s in row["scopes"]):
         raise AuthError(f"The API key {row['id']} is not allowed to use model {model!r} (scopes: {', '.join(row['scopes'])}).",
                         fix="Use a key created with --models including this model.", code="FORBIDDEN")
-    with catalog.transaction():
-        catalog.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (time.time(), row["id"]))
+    if touch is not None:
+        touch(row["id"])
+    else:
+        with catalog.transaction():
+            catalog.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (time.time(), row["id"]))
     return row
 
 

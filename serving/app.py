@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import anyio
 from fastapi import FastAPI, Request
@@ -26,7 +27,8 @@ from factory.errors import FactoryError, NotFoundError
 from factory.refs import parse_ref
 from factory.tasks import task_of
 from factory.workspace import Workspace
-from serving import access, deployments, gallery, gallery_preview, preview
+from serving import access, deployments, gallery, gallery_preview, preview, qr
+from serving.hosts import HostGuard, allowed_hosts
 from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, parse_json, read_limited
 from serving.inference import b64decode, int_option, min_score_option, request_images, result_shape, run_predict
 from serving.jobs import ApiJobs
@@ -46,6 +48,13 @@ class Metrics:
                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5))
 
 
+# how uvicorn serves the app (`edgefactory serve` and the tests' loopback server): the client's address is the
+# socket's peer, never an X-Forwarded-For header (a proxy on this host passing it through verbatim would make every
+# client "local"); idle keep-alive connections close after 5 s
+KEY_USE_FLUSH_S = 30.0  # how often the keys' last-used times are written (never by a request)
+UVICORN_OPTIONS = {"proxy_headers": False, "log_level": "warning", "timeout_keep_alive": 5}
+
+
 def create_app(home: str | Path | None = None, *, log=print, base_url: str = "http://127.0.0.1:8000",
                apps: bool = True) -> FastAPI:
     ws = Workspace.open(home)
@@ -61,18 +70,34 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
 
     pool = deployments.ModelPool(ws, catalog)
 
+    key_use = access.KeyUse()
+
+    def flush_key_use() -> None:
+        with catalog() as cat:
+            key_use.flush(cat)
+
+    async def flush_every(seconds: float) -> None:
+        while True:
+            await anyio.sleep(seconds)
+            await anyio.to_thread.run_sync(flush_key_use)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await anyio.to_thread.run_sync(lambda: pool.load_deployments(log))
         with catalog() as cat:
             if access.active_keys(cat) == 0:
                 log("no API keys: serving loopback clients only (create one with `edgefactory keys create --name NAME`)")
+        flusher = asyncio.get_running_loop().create_task(flush_every(KEY_USE_FLUSH_S))
         yield
+        flusher.cancel()
+        await anyio.to_thread.run_sync(flush_key_use)
 
-    app = FastAPI(title="edgefactory", version=VERSION, lifespan=lifespan,
+    # /docs and /openapi.json are the app's own routes below: the same access rule as the API's
+    app = FastAPI(title="edgefactory", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Models trained, compressed and exported by edgefactory, served with keys, a PAI-EAS "
                               "compatible route, jobs with progress events and phone previews.")
-    app.state.ws, app.state.pool, app.state.catalog = ws, pool, catalog
+    app.add_middleware(HostGuard, hosts=allowed_hosts(base_url, qr.lan_ip()))  # DNS rebinding, cross-site POSTs
+    app.state.ws, app.state.pool, app.state.catalog, app.state.key_use = ws, pool, catalog, key_use
     app.state.metrics, app.state.jobs = Metrics(), ApiJobs(ws.home)
     _errors(app)
     _observe(app)
@@ -122,10 +147,22 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, f"HTTP_{exc.status_code}")
+        code = {400: InputFormatError.code, 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code,
+                                                                                           f"HTTP_{exc.status_code}")
         count(request, code)
         return JSONResponse({"error": {"code": code, "message": f"{request.method} {request.url.path}: {exc.detail}.",
                                        "fix": "See the API at /docs."}}, status_code=exc.status_code)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def catalog_busy(request: Request, exc: sqlite3.OperationalError):
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            return await unexpected(request, exc)
+        busy = FactoryError("The catalog is locked by another process writing to it (an import, a training run).",
+                            fix="Try again in a moment.", code="CATALOG_BUSY")
+        count(request, busy.code)
+        if request.url.path.startswith("/api/predict/"):
+            return pai_error(busy)
+        return JSONResponse({"error": busy.to_dict()}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -155,7 +192,7 @@ def authorize(request: Request, model: str | None = None) -> None:
     """Keys configured: a valid key scoped to `model`. No keys: loopback clients only."""
     with request.app.state.catalog() as cat:
         if access.active_keys(cat):
-            access.check_key(cat, bearer(request), model)
+            access.check_key(cat, bearer(request), model, touch=request.app.state.key_use.touch)
         elif not is_loopback(request):
             raise access.AuthError("This server has no API keys, so it serves only this machine.",
                                    fix="Create a key (`edgefactory keys create --name NAME`) and send "
@@ -169,14 +206,31 @@ def _service_routes(app: FastAPI) -> None:
         return Response(status_code=204)
 
     @app.get("/healthz", tags=["service"])
-    async def healthz() -> dict:
-        """Liveness and what is loaded; never waits for inference."""
+    async def healthz(request: Request) -> dict:
+        """Liveness; what is loaded too for a client the API would serve. Never waits for inference."""
+        try:
+            authorize(request)
+        except access.AuthError:
+            return {"status": "ok"}
         return {"status": "ok", **app.state.pool.status()}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
-    async def metrics() -> PlainTextResponse:
+    async def metrics(request: Request) -> PlainTextResponse:
         """Prometheus metrics: requests, latency histogram, errors by code, per model."""
+        authorize(request)
         return PlainTextResponse(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        authorize(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        authorize(request)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="edgefactory API")
 
 
 def _model_routes(app: FastAPI) -> None:
@@ -292,11 +346,12 @@ def _report_routes(app: FastAPI) -> None:
 
 
 def _job_routes(app: FastAPI) -> None:
-    @app.post("/v1/jobs", tags=["jobs"], status_code=202)
-    async def start_job(request: Request, body: dict[str, Any]) -> dict:
+    @app.post("/v1/jobs", tags=["jobs"], status_code=202, openapi_extra=_job_body())
+    async def start_job(request: Request) -> dict:
         """Start a job: {"kind": "train", "params": {dataset, model, epochs, ...}} | {"kind": "export",
         "params": {model, target, precision}} | {"kind": "bench", "params": {model, target?, precision?}}."""
-        if not isinstance(body.get("kind"), str) or not isinstance(body.get("params", {}), dict):
+        body = parse_json(await read_limited(request, 64 * 1024), 'Send {"kind": "train|export|bench", "params": {...}}.')
+        if not isinstance(body, dict) or not isinstance(body.get("kind"), str) or not isinstance(body.get("params", {}), dict):
             raise InputFormatError("A job needs {\"kind\": \"train|export|bench\", \"params\": {...}}.", fix="See /docs.")
         ref = body.get("params", {}).get("model")
         # training makes a new model (a key for every model is needed); export / bench act on the model named
@@ -341,6 +396,12 @@ def _predict_body(many: bool) -> dict:
     return {"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": {field: file_schema, **options}}},
         "application/json": {"schema": {"type": "object", "required": [field], "properties": {field: b64, **options}}}}}}
+
+
+def _job_body() -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["train", "export", "bench"]},
+                                                                "params": {"type": "object"}}}}}}}
 
 
 def _pai_body() -> dict:

@@ -20,7 +20,7 @@ def cmd_serve(a: argparse.Namespace) -> dict:
 
     from factory.workspace import Workspace
     from serving import qr, tls
-    from serving.app import create_app
+    from serving.app import UVICORN_OPTIONS, create_app
 
     ws = Workspace.open(a.home)
     ssl = {}
@@ -36,7 +36,7 @@ def cmd_serve(a: argparse.Namespace) -> dict:
         _err(f"on the LAN: {scheme}://{qr.lan_ip()}:{a.port}")
     public = qr.lan_ip() if a.host in ("0.0.0.0", "::") else a.host
     app = create_app(ws.home, log=_err, base_url=f"{scheme}://{public}:{a.port}")
-    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", **ssl)
+    uvicorn.run(app, host=a.host, port=a.port, **UVICORN_OPTIONS, **ssl)
     return {"stopped": True}
 
 

@@ -4,10 +4,11 @@ model's name, and the pool of loaded runners (loaded at start-up, then on demand
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 import time
 
 from factory.catalog import Catalog, Schema, register_schema
-from factory.errors import FactoryError, NotFoundError
+from factory.errors import ConfigError, FactoryError, NotFoundError
 from factory.models import resolve_model
 from factory.registry import suggest
 from factory.workspace import Workspace
@@ -55,6 +56,9 @@ def get_deployment(catalog: Catalog, name: str) -> dict:
     return rows[0]
 
 
+MAX_EXTRAS = 4  # loaded artifacts besides the deployments' own (other versions or runtimes clients asked for)
+
+
 class ModelPool:
     """Loaded predictors keyed by (name, version, target, precision); thread-safe, loads each once."""
 
@@ -64,6 +68,8 @@ class ModelPool:
         self._failed: dict[str, dict] = {}
         self._lock = threading.Lock()  # guards the dicts only; each load holds its own key's lock
         self._key_locks: dict[tuple, threading.Lock] = {}
+        self._kept: set[tuple] = set()  # deployments' own artifacts: never evicted
+        self._extras: OrderedDict[tuple, None] = OrderedDict()  # the others, least recently used first
 
     def load_deployments(self, log=print) -> None:
         with self.catalog_factory() as catalog:
@@ -78,26 +84,48 @@ class ModelPool:
                 log(f"could not load {dep['name']}: {exc}")
 
     def get(self, name: str, version: int | None = None, target: str | None = None) -> Predictor:
+        if version is not None and version < 1:
+            raise ConfigError(f"version must be 1 or more, got {version}.", fix="Leave it out for the deployed version.")
         with self.catalog_factory() as catalog:
             dep = get_deployment(catalog, name)
-            version = version or dep["version"]
-            precision = dep["precision"] if target in (None, dep["target"]) and version == dep["version"] else None
-        return self.load(name, version, target or dep["target"], precision)
+            version = dep["version"] if version is None else version
+            deployed = target in (None, dep["target"]) and version == dep["version"]
+        return self.load(name, version, target or dep["target"], dep["precision"] if deployed else None, extra=not deployed)
 
-    def load(self, name: str, version: int, target: str | None = None, precision: str | None = None) -> Predictor:
-        """The predictor of `name:vVERSION` (default target: the fastest here), loaded once."""
+    def load(self, name: str, version: int, target: str | None = None, precision: str | None = None, *,
+             extra: bool = True) -> Predictor:
+        """The predictor of `name:vVERSION` (default target: the fastest here), loaded once. An `extra` (not a
+        deployment's own artifact: another version or runtime a client asked for) is dropped again once MAX_EXTRAS
+        others were used after it."""
         key = (name, version, target, precision)
         with self._lock:
             if key in self._loaded:
-                return self._loaded[key]
+                return self._used(key, extra)
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:  # a slow load (a compile) blocks only requests for this same artifact
-            if key not in self._loaded:
+            with self._lock:
+                have = self._loaded.get(key)
+            if have is None:
                 with self.catalog_factory() as catalog:
                     predictor = load_predictor(self.ws, catalog, f"{name}:v{version}", target, precision)
                 with self._lock:
                     self._loaded[key] = predictor
-        return self._loaded[key]
+        with self._lock:
+            return self._used(key, extra)
+
+    def _used(self, key: tuple, extra: bool) -> Predictor:
+        """Mark `key` used (the caller holds the lock); evict the least recently used extras past MAX_EXTRAS."""
+        predictor = self._loaded[key]
+        if extra and key not in self._kept:
+            self._extras.pop(key, None)
+            self._extras[key] = None
+            while len(self._extras) > MAX_EXTRAS:
+                old, _ = self._extras.popitem(last=False)
+                self._loaded.pop(old, None)
+        elif not extra:
+            self._kept.add(key)
+            self._extras.pop(key, None)
+        return predictor
 
     def loaded_names(self) -> set[str]:
         with self._lock:

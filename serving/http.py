@@ -21,7 +21,8 @@ STATUS = {  # error kind -> HTTP status; the code in the body says exactly what
     ImageInputError: 400, AuthError: 401,
 }
 CODE_STATUS = {"FORBIDDEN": 403, "PAYLOAD_TOO_LARGE": 413, "INPUT_FORMAT_ERROR": 400, "DECOMPRESSION_BOMB": 400,
-               "LINK_EXPIRED": 403, "LINK_REVOKED": 403, "LINK_INVALID": 403, "LOOPBACK_ONLY": 403}
+               "LINK_EXPIRED": 403, "LINK_REVOKED": 403, "LINK_INVALID": 403, "LOOPBACK_ONLY": 403, "RATE_LIMITED": 429,
+               "CATALOG_BUSY": 503}
 
 
 class InputFormatError(errors.FactoryError):
@@ -50,9 +51,11 @@ def pai_error(exc: Exception) -> JSONResponse:
         pair, status = ("1001", "INPUT_FORMAT_ERROR"), 400
     elif isinstance(exc, ImageInputError):
         pair, status = ("1002", "IMAGE_DECODE_ERROR"), 400
-    elif isinstance(exc, AuthError):
-        return JSONResponse({"success": False, "errorCode": "401", "errorMsg": "UNAUTHORIZED",
-                             "message": exc.message}, status_code=status_of(exc))
+    elif isinstance(exc, AuthError):  # the code says what the status says: 401 no or bad key, 403 out of scope
+        status = status_of(exc)
+        return JSONResponse({"success": False, "errorCode": str(status),
+                             "errorMsg": "FORBIDDEN" if status == 403 else "UNAUTHORIZED",
+                             "message": exc.message}, status_code=status)
     elif isinstance(exc, errors.NotFoundError):  # no such service: the client's mistake, PAI's code
         pair, status = ("2002", "GET_INSTANCE_ERROR"), 404
     elif isinstance(exc, (errors.MissingDependencyError, errors.UnsupportedSpecError, errors.ModelFileError)):
@@ -68,11 +71,12 @@ def pai_error(exc: Exception) -> JSONResponse:
 
 
 def is_loopback(request: Request) -> bool:
+    """Whether the socket's peer is this host (an address, never a name: uvicorn gives the peer's address)."""
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return host in ("localhost", "testclient")
+        return False
 
 
 def bearer(request: Request) -> str | None:

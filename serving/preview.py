@@ -9,6 +9,8 @@ import datetime
 import hashlib
 import json
 import re
+import threading
+import time
 from html import escape
 from pathlib import Path
 
@@ -17,11 +19,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from factory.errors import ConfigError, MissingDependencyError, NotFoundError
+from factory.errors import FactoryError, MissingDependencyError, NotFoundError
 from factory.models import read_metadata, resolve_model
 from factory.tasks import task_of
 from serving import access
-from serving.http import parse_json, read_limited
+from serving.http import InputFormatError, parse_json, read_limited
 from serving.inference import request_images, result_shape, run_predict
 
 WEB = Path(__file__).with_name("web")
@@ -67,6 +69,46 @@ def page(link: dict, meta: dict, model_meta: dict) -> str:
     return (WEB / "preview.html").read_text().replace("{{title}}", escape(f"{link['model']}:v{link['version']}")).replace("{{facts}}", rows)
 
 
+MEASUREMENTS_PER_HOUR = 30  # per link: the page sends one after 20 runs, then one every 500
+LATENCY_KEYS = ("p50", "p90", "p99", "mean")
+
+
+def measurement(body) -> tuple[dict, str, int | None]:
+    """(latency_ms, backend, threads) of a measurement body, each checked; InputFormatError says what is wrong."""
+    fix = 'Send {"latency_ms": {"p50": 12.5, "p90": 14.0, "p99": 20.1}, "backend": "wasm", "threads": 4}.'
+    if not isinstance(body, dict) or not isinstance(body.get("latency_ms"), dict):
+        raise InputFormatError("The measurement needs `latency_ms`, an object of milliseconds.", fix=fix)
+    lat = {k: v for k, v in body["latency_ms"].items() if k in LATENCY_KEYS}
+    if "p50" not in lat or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e6
+                                   for v in lat.values()):
+        raise InputFormatError("latency_ms needs p50 (and may hold p90, p99, mean): milliseconds above 0.", fix=fix)
+    backend = body.get("backend", "wasm")
+    if backend not in ("wasm", "webgpu"):
+        raise InputFormatError(f"backend must be wasm or webgpu, got {str(backend)[:40]!r}.", fix=fix)
+    threads = body.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256):
+        raise InputFormatError("threads must be a whole number from 1 to 256.", fix=fix)
+    return {k: float(v) for k, v in lat.items()}, backend, threads
+
+
+class RateLimit:
+    """At most `count` events per `seconds` for each key (a sliding window, in memory)."""
+
+    def __init__(self, count: int, seconds: float):
+        self.count, self.seconds = count, seconds
+        self._times: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._times.get(key, []) if now - t < self.seconds]
+            if len(recent) >= self.count:
+                raise FactoryError(f"This link sent {len(recent)} measurements in the last hour, the most it may.",
+                                   fix="Send the latency once a run is done (the page does it itself).", code="RATE_LIMITED")
+            self._times[key] = recent + [now]
+
+
 def mount(app: FastAPI) -> None:
     if ORT_DIR.is_dir():
         app.mount("/static/ort", StaticFiles(directory=ORT_DIR), name="ort")
@@ -108,6 +150,8 @@ def mount(app: FastAPI) -> None:
         return {"model": predictor.model, "version": predictor.version, "target": predictor.target,
                 "precision": predictor.precision, **result_shape(predictor, images[0], results[0]), "timing_ms": timing}
 
+    limiter = RateLimit(MEASUREMENTS_PER_HOUR, 3600.0)
+
     @app.post("/p/{token}/measurement", tags=["preview"])
     async def preview_measurement(token: str, request: Request) -> JSONResponse:
         """The page's measured latency: stored as a measured row of this phone in the benchmark report."""
@@ -115,15 +159,12 @@ def mount(app: FastAPI) -> None:
 
         link, _, meta = await anyio.to_thread.run_sync(_link, app, token)
         body = parse_json(await read_limited(request, 64 * 1024), "Send {latency_ms: {p50, p90, p99}, user_agent}.")
-        if not isinstance(body, dict):
-            raise ConfigError("The measurement must be a JSON object.", fix="Send {latency_ms: {p50, p90, p99}}.")
-        device = device_from_agent(str(body.get("user_agent") or request.headers.get("user-agent", "")))
-        device["runtime_device"] = f"browser-{body.get('backend', 'wasm')}"
-        lat = body.get("latency_ms")
-        p50 = lat.get("p50") if isinstance(lat, dict) else None
+        lat, backend, threads = measurement(body)
+        limiter.take(link["id"])
+        device = device_from_agent(str(body.get("user_agent") or request.headers.get("user-agent", ""))[:512])
+        device["runtime_device"] = f"browser-{backend}"
         result = {"latency_ms": lat, "size_mb": meta["size_mb"],
-                  "throughput": {"images_per_s": 1000 / p50, "batch": 1, "threads": body.get("threads")}
-                  if isinstance(p50, (int, float)) and p50 > 0 else None}
+                  "throughput": {"images_per_s": 1000 / lat["p50"], "batch": 1, "threads": threads}}
         row = await anyio.to_thread.run_sync(lambda: bench_api.record_measurement(
             f"{link['model']}:v{link['version']}", link["target"], link["precision"], device, result, home=app.state.ws.home))
         return JSONResponse({"recorded": True, "device": device, "latency_ms": row["latency_ms"]}, status_code=201)

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import uvicorn
 
-from serving.app import create_app
+from serving.app import UVICORN_OPTIONS, create_app
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -27,7 +27,7 @@ def running_server(home: Path, host: str = "127.0.0.1", **ssl) -> Iterator[str]:
     logs: list[str] = []
     scheme = "https" if ssl else "http"
     app = create_app(home, log=logs.append, base_url=f"{scheme}://127.0.0.1:{port}")
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **ssl))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **UVICORN_OPTIONS, **ssl))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60

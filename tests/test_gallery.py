@@ -222,7 +222,8 @@ def test_rest_search_add_delete_with_scoped_keys(embedder_home: Path, tmp_path: 
         assert pai["result"]["output"][0]["body"][0]["label"] == "item_12_004"
         pai_body = {"dataArray": [{"body": base64.b64encode(query).decode()}]}
         assert httpx.post(f"{url}/api/predict/shop", json=pai_body, headers={"Authorization": reader}).status_code == 200
-        assert httpx.post(f"{url}/api/predict/shop", json=pai_body, headers={"Authorization": model_only}).status_code == 403
+        out = httpx.post(f"{url}/api/predict/shop", json=pai_body, headers={"Authorization": model_only})
+        assert out.status_code == 403 and out.json()["errorCode"] == "403"  # the code matches the status
 
 
 @pytest.mark.slow

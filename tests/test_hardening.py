@@ -26,11 +26,17 @@ NESTED = b"[" * 20_000 + b"]" * 20_000  # 40 KB: under every body limit, 20x pas
 
 
 @pytest.fixture(scope="module")
-def served(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
+def served_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("hardening") / "ws"
     copy_home(trained_home, home)
     targets_api.export(f"{MODEL}:v1", "web", home=home)
     serving_api.deploy(MODEL, home=home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def served(served_home: Path):
+    home = served_home
     with running_server(home) as url:
         token = serving_api.preview_link(MODEL, base_url=url, home=home)["url"].rsplit("/", 1)[1]
         yield url, token
@@ -80,3 +86,181 @@ def test_a_small_limit_is_named_in_kilobytes(served):
     r = httpx.post(f"{url}/p/{token}/measurement", content=b"{" + b" " * 70_000 + b"}",
                    headers={"Content-Type": "application/json"})
     assert code(r) == (413, "PAYLOAD_TOO_LARGE") and "64 KB limit" in r.json()["error"]["message"]
+
+
+def test_a_forwarded_for_header_does_not_change_who_is_local(served):
+    """The client is the socket's peer: X-Forwarded-For neither makes a local client remote nor (behind a proxy on
+    this host that passes it through) a remote one local."""
+    url, _ = served
+    assert httpx.get(f"{url}/v1/models", headers={"X-Forwarded-For": "10.1.2.3"}).status_code == 200
+    from starlette.requests import Request
+
+    from serving.http import is_loopback
+
+    def peer(host: str) -> Request:
+        return Request({"type": "http", "client": (host, 1), "headers": []})
+
+    assert is_loopback(peer("127.0.0.1")) and is_loopback(peer("::1"))
+    assert not is_loopback(peer("localhost")) and not is_loopback(peer("testclient"))  # names, not addresses
+
+
+def test_every_chat_tool_that_writes_waits_for_a_yes(tmp_path: Path):
+    from chat_ui.tools import build_tools
+
+    tools = build_tools(tmp_path / "ws", jobs=None, docs_search=lambda query: [])
+    asks = {name for name, tool in tools.items() if (tool.metadata or {}).get("needs_confirmation")}
+    assert {"evaluate", "benchmark_report", "export", "deploy", "start_training", "import_dataset"} <= asks
+    assert not asks & {"search_docs", "list_datasets", "inspect_dataset", "training_status", "resolve_training"}
+
+
+def test_the_workspace_is_private_to_its_owner(tmp_path: Path):
+    import os
+
+    from factory.workspace import Workspace
+
+    home = tmp_path / "ws"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    Workspace.open(home)
+    assert home.stat().st_mode & 0o777 == 0o700  # other users cannot reach the catalog or the QR codes inside
+
+
+def test_a_bad_model_name_is_called_a_model_name(trained_home: Path, tmp_path: Path):
+    from factory import api
+    from factory.errors import ConfigError
+
+    home = copy_home(trained_home, tmp_path / "ws")
+    with pytest.raises(ConfigError, match="^Model name 'bad name!' is not allowed"):
+        api.train({"dataset": "shapes", "name": "bad name!", "epochs": 1}, home=home)
+
+
+def test_dns_rebinding_and_cross_site_posts_are_refused(served):
+    """A page on another site that rebinds its name to 127.0.0.1 sends its own name as Host; a cross-site form or
+    fetch sends its Origin. Neither reaches the keyless loopback API."""
+    from serving.hosts import hostname
+
+    url, _ = served
+    r = httpx.get(f"{url}/v1/models", headers={"Host": "attacker.example:8000"})
+    assert code(r) == (400, "HOST_NOT_ALLOWED") and "EDGEFACTORY_ALLOWED_HOSTS" in r.json()["error"]["fix"]
+    assert httpx.get(f"{url}/v1/models", headers={"Host": "localhost:8000"}).status_code == 200
+    job = {"kind": "bench", "params": {"model": MODEL}}
+    for origin in ("http://attacker.example", "null"):
+        r = httpx.post(f"{url}/v1/jobs", json=job, headers={"Origin": origin})
+        assert code(r) == (403, "CROSS_SITE_REQUEST"), origin
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(buf, format="PNG")
+    ok = httpx.post(f"{url}/v1/models/{MODEL}/predict", files={"image": ("a.png", buf.getvalue())}, headers={"Origin": url})
+    assert ok.status_code == 200  # the server's own pages post with their own origin
+    assert httpx.get(f"{url}/v1/models", headers={"Origin": "http://attacker.example"}).status_code == 200  # reads: CORS
+    assert [hostname(h) for h in ("[::1]:8000", "Example.COM:80", "127.0.0.1", "http://[::1]:9/x", "::1")] == \
+        ["::1", "example.com", "127.0.0.1", "::1", "::1"]
+
+
+def test_a_locked_catalog_stalls_no_request(trained_home: Path, tmp_path: Path):
+    """With keys, checking one used to write its last-used time inside the request: another process holding the
+    catalog's write lock stalled every request, then failed it with a 500. Now the uses are written later."""
+    import sqlite3
+
+    from factory.catalog import BUSY_TIMEOUT_S, Catalog
+    from serving.access import create_key, list_keys
+
+    home = copy_home(trained_home, tmp_path / "ws")
+    serving_api.deploy(MODEL, home=home)
+    catalog = Catalog(home / "catalog.sqlite")
+    key = create_key(catalog, "phone", [MODEL])["key"]
+    catalog.close()
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(buf, format="PNG")
+    with running_server(home) as url:
+        other = sqlite3.connect(home / "catalog.sqlite", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process writing: holds the write lock throughout
+        try:
+            r = httpx.post(f"{url}/v1/models/{MODEL}/predict", files={"image": ("a.png", buf.getvalue())},
+                           headers={"Authorization": f"Bearer {key}"}, timeout=BUSY_TIMEOUT_S + 30)
+            assert r.status_code == 200, r.text
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    catalog = Catalog(home / "catalog.sqlite")
+    assert list_keys(catalog)[0]["last_used_at"] is not None  # written when the server stopped
+    catalog.close()
+
+
+def test_measurements_are_checked_and_limited_per_link(served, served_home: Path):
+    url, _ = served
+    token = serving_api.preview_link(MODEL, base_url=url, home=served_home)["url"].rsplit("/", 1)[1]
+    route = f"{url}/p/{token}/measurement"
+    for bad in ({"latency_ms": {"p50": "fast"}}, {"latency_ms": {"p90": 3}}, {"latency_ms": {"p50": 3}, "backend": "x" * 5000},
+                {"latency_ms": {"p50": 3}, "threads": True}, ["latency_ms"]):
+        assert code(httpx.post(route, json=bad)) == (400, "INPUT_FORMAT_ERROR"), bad
+    good = {"latency_ms": {"p50": 12.5, "p90": 14.0, "p99": 20.0}, "backend": "wasm", "threads": 2, "user_agent": "x" * 60_000}
+    from serving.preview import MEASUREMENTS_PER_HOUR
+
+    for _ in range(MEASUREMENTS_PER_HOUR):
+        r = httpx.post(route, json=good)
+        assert r.status_code == 201 and len(r.json()["device"]["user_agent"]) <= 512
+    assert code(httpx.post(route, json=good)) == (429, "RATE_LIMITED")
+
+
+def test_metrics_docs_and_health_details_follow_the_access_rule(served_home: Path):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    app = create_app(served_home, log=lambda *a: None, apps=False)
+    with TestClient(app, client=("10.1.2.3", 5000), base_url="http://127.0.0.1") as remote, \
+            TestClient(app, client=("127.0.0.1", 5000), base_url="http://127.0.0.1") as local:
+        for path in ("/metrics", "/openapi.json", "/docs"):  # no keys: this machine only
+            assert remote.get(path).status_code == 403, path
+            assert local.get(path).status_code == 200, path
+        assert remote.get("/healthz").json() == {"status": "ok"}  # alive, and nothing about what is loaded
+        assert MODEL in str(local.get("/healthz").json())
+
+
+def test_the_pool_keeps_deployments_and_drops_the_least_recently_used_extras(monkeypatch):
+    """Any client may ask for another version or runtime of a deployed model: those stay loaded only while fewer
+    than MAX_EXTRAS others were used after them; the deployment's own artifact stays. Version 0 is refused."""
+    import contextlib
+
+    from factory.errors import ConfigError
+    from serving import deployments
+
+    monkeypatch.setattr(deployments, "get_deployment", lambda catalog, name: {"version": 3, "target": "openvino",
+                                                                              "precision": "int8"})
+    monkeypatch.setattr(deployments, "load_predictor", lambda ws, catalog, ref, target, precision: (ref, target))
+    monkeypatch.setattr(deployments, "MAX_EXTRAS", 2)
+    pool = deployments.ModelPool(None, contextlib.nullcontext)
+    assert pool.get("m") == ("m:v3", "openvino")
+    for version in (1, 2, 1, 4):  # v1 used again before v4 came: v2 is the least recently used
+        pool.get("m", version)
+    assert sorted(pool.status()["loaded"]) == ["m:v1 openvino None", "m:v3 openvino int8", "m:v4 openvino None"]
+    pool.get("m", 3, "onnxruntime")
+    assert "m:v3 openvino int8" in pool.status()["loaded"] and len(pool.status()["loaded"]) == 3
+    with pytest.raises(ConfigError, match="version must be 1 or more"):
+        pool.get("m", 0)
+
+
+def test_scratch_folders_live_in_the_workspace_and_a_killed_processes_are_cleaned(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from factory.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    with ws.scratch("demo-") as tmp:
+        assert tmp.parent == ws.home / "tmp" and tmp.is_dir()
+    assert not tmp.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = ws.home / "tmp" / f"{int(dead.stdout)}-demo-0123abcd"  # what a kill -9 during an import leaves
+    (left / "digits").mkdir(parents=True)
+    with ws.scratch() as mine:
+        assert Workspace.open(ws.home) and not left.exists() and mine.is_dir()  # the next open cleans; live ones stay
+
+
+def test_the_chat_takes_only_files_that_came_through_the_upload_route():
+    from chat_ui.app import uploaded_only
+
+    uploaded = {"/tmp/gradio/abc/shapes.zip"}
+    sent = ["/tmp/gradio/abc/shapes.zip", "/home/user/secret.zip", {"path": "/etc/passwd"},
+            {"path": "/tmp/gradio/abc/shapes.zip"}]
+    assert uploaded_only(sent, uploaded) == ["/tmp/gradio/abc/shapes.zip", "/tmp/gradio/abc/shapes.zip"]

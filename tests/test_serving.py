@@ -281,7 +281,8 @@ def test_remote_clients_cannot_reach_the_chat_or_workspace_files(serve_home: Pat
     from serving.app import create_app
 
     app = create_app(serve_home, log=lambda *a: None)
-    remote, local = TestClient(app, client=("10.1.2.3", 5000)), TestClient(app)
+    remote = TestClient(app, client=("10.1.2.3", 5000), base_url="http://127.0.0.1")
+    local = TestClient(app, client=("127.0.0.1", 5000), base_url="http://127.0.0.1")
     assert local.get("/").status_code == 200 and remote.get("/").status_code == 401  # the chat acts as the owner
     for path in ("catalog.sqlite", "serving/link-secret"):
         assert remote.get(f"/gradio_api/file={serve_home / path}").status_code in (401, 403)

@@ -29,9 +29,10 @@ class CheckedRecord:
     check: ImageCheck
 
 
-def validate_name(name: str) -> str:
+def validate_name(name: str, what: str = "Dataset") -> str:
+    """`name` if it is a valid catalog name of a `what` (Dataset, Model, Index), else ConfigError naming it."""
     if not NAME_RE.match(name):
-        raise ConfigError(f"Dataset name {name!r} is not allowed.",
+        raise ConfigError(f"{what} name {name!r} is not allowed.",
                           fix="Use 1-64 characters: letters, digits, '_', '-', '.', starting with a letter.")
     return name
 

@@ -54,7 +54,7 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     data = DatasetSplits.open(ws, ds)
     extra = task.resolve(ws, ds, arch, res, data.entries("train"), data.root)
     defaults.resolve_schedule(res)
-    name = validate_name(cfg.name or f"{ds['name']}-{arch}".replace("_", "-"))
+    name = validate_name(cfg.name or f"{ds['name']}-{arch}".replace("_", "-"), "Model")
     return {**cfg.to_dict(), **res.values, "model": arch, "dataset": f"{ds['name']}:v{ds['version']}", "name": name,
             "classes": ds["classes"], "task": task.name, **extra, "why": res.why, "torch_version": torch.__version__}
 
