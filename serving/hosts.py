@@ -6,6 +6,7 @@ with, EDGEFACTORY_ALLOWED_HOSTS); a request that changes state and carries an Or
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -47,17 +48,29 @@ class HostGuard:
         if scope["type"] in ("http", "websocket"):
             headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             host, origin = headers.get(b"host", ""), headers.get(b"origin")
-            if host and hostname(host) not in self.hosts:
+            if host and not self.allowed(hostname(host)):
                 return await self._refuse(scope, send, 400, "HOST_NOT_ALLOWED",
                                           f"This server does not answer to the name {hostname(host)!r}.",
                                           f"Use its address, or add the name to {ENV} (comma-separated) and restart it.")
             method = scope.get("method", "GET")
             # "null" is what a sandboxed frame or a file:// page sends: never one of this server's own pages
-            if origin and method not in SAFE_METHODS and (origin == "null" or hostname(origin) not in self.hosts):
+            if origin and method not in SAFE_METHODS and (origin == "null" or not (
+                    hostname(origin) in self.hosts or hostname(origin) == hostname(host))):  # same origin, or ours
                 return await self._refuse(scope, send, 403, "CROSS_SITE_REQUEST",
                                           f"A {method} from the page at {origin} was refused (another site).",
                                           "Call the API from its own pages, or without an Origin (curl, SDKs).")
         await self.app(scope, receive, send)
+
+    def allowed(self, name: str) -> bool:
+        """One of this server's names, or an address typed as such (an IP literal cannot be rebound: a page that
+        reaches this server by an address is the browser talking to that address, not to another site's name)."""
+        if name in self.hosts:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     @staticmethod
     async def _refuse(scope, send, status: int, code: str, message: str, fix: str) -> None:

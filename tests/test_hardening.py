@@ -143,6 +143,7 @@ def test_dns_rebinding_and_cross_site_posts_are_refused(served):
     r = httpx.get(f"{url}/v1/models", headers={"Host": "attacker.example:8000"})
     assert code(r) == (400, "HOST_NOT_ALLOWED") and "EDGEFACTORY_ALLOWED_HOSTS" in r.json()["error"]["fix"]
     assert httpx.get(f"{url}/v1/models", headers={"Host": "localhost:8000"}).status_code == 200
+    assert httpx.get(f"{url}/v1/models", headers={"Host": "10.9.8.7:8000"}).status_code == 200  # an address: not rebindable
     job = {"kind": "bench", "params": {"model": MODEL}}
     for origin in ("http://attacker.example", "null"):
         r = httpx.post(f"{url}/v1/jobs", json=job, headers={"Origin": origin})
