@@ -25,6 +25,7 @@ from factory import api as core_api
 from factory.catalog import Catalog
 from factory.errors import FactoryError, NotFoundError
 from factory.refs import parse_ref
+from factory.registry import suggest
 from factory.tasks import task_of
 from factory.workspace import Workspace
 from serving import access, deployments, gallery, gallery_preview, preview, qr
@@ -253,9 +254,11 @@ def _model_routes(app: FastAPI) -> None:
         from targets import api as targets_api
 
         home = app.state.ws.home
-        rows = [r for r in core_api.list_models(home=home) if r["model"] == name]
-        if not rows:
-            core_api.show_model(name, home=home)  # raises NotFoundError with a suggestion
+        everything = core_api.list_models(home=home)
+        rows = [r for r in everything if r["model"] == name]
+        if not rows:  # 404 as predict answers, whether or not the name could exist (never 422 for 数字)
+            raise NotFoundError(f"No model named {name!r}.{suggest(name, sorted({r['model'] for r in everything}))}",
+                                fix="GET /v1/models lists them.")
         with app.state.catalog() as cat:
             dep = next((d for d in deployments.list_deployments(cat) if d["name"] == name), None)
         versions = []

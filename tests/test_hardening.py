@@ -265,3 +265,12 @@ def test_the_chat_takes_only_files_that_came_through_the_upload_route():
     sent = ["/tmp/gradio/abc/shapes.zip", "/home/user/secret.zip", {"path": "/etc/passwd"},
             {"path": "/tmp/gradio/abc/shapes.zip"}]
     assert uploaded_only(sent, uploaded) == ["/tmp/gradio/abc/shapes.zip", "/tmp/gradio/abc/shapes.zip"]
+
+
+def test_an_unknown_model_is_404_on_every_route_whatever_its_name(served):
+    url, _ = served
+    for name in ("数字", "no-such-model", "shapes-tin"):
+        r = httpx.get(f"{url}/v1/models/{name}")
+        assert code(r) == (404, "NOT_FOUND"), name
+        assert code(httpx.post(f"{url}/v1/models/{name}/predict", json={"image": "eA=="})) == (404, "NOT_FOUND"), name
+    assert f"Did you mean '{MODEL}'" in httpx.get(f"{url}/v1/models/shapes-tin").json()["error"]["message"]
