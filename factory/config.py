@@ -4,6 +4,7 @@ messages that name the fix, and unknown keys rejected with suggestions."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -58,6 +59,7 @@ class TrainConfig:
         return cfg
 
     def check(self) -> None:
+        self.check_types()
         rules = [
             ("epochs", self.epochs is None or 1 <= self.epochs <= 10_000, "an integer from 1 to 10000"),
             ("time_budget_min", self.time_budget_min is None or 0 < self.time_budget_min <= 24 * 60,
@@ -88,6 +90,22 @@ class TrainConfig:
         if self.pretrained == "imagenet" and self.from_model:
             raise ConfigError("Both --pretrained and --from were given.",
                               fix="Use --from to continue an earlier model, or --pretrained to start from ImageNet.")
+
+    def check_types(self) -> None:
+        """Each value of the type its field declares (a JSON or job body holds anything): ConfigError names the field.
+        bool is not an int, "5" is not a number, 32.5 is not a whole number."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and "None" in str(f.type):
+                continue
+            kind = str(f.type).split(" |")[0]
+            number = not isinstance(value, bool)
+            ok = {"int": number and isinstance(value, numbers.Integral), "float": number and isinstance(value, numbers.Real),
+                  "str": isinstance(value, str)}.get(kind, True)
+            if not ok:
+                expected = {"int": "a whole number", "float": "a number", "str": "a string"}[kind]
+                raise ConfigError(f"Training option {f.name}={value!r} is not {expected}.",
+                                  fix=f"Send {f.name} as {expected}" + (" (or leave it out)." if "None" in str(f.type) else "."))
 
     def filled(self) -> "TrainConfig":
         """This config with ENGINE_FALLBACKS in place of every option left unresolved (None)."""

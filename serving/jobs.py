@@ -60,6 +60,8 @@ class ApiJobs:
         from targets import api as targets_api
 
         args = _pick(params, {"model", "target"}, {"precision", "max_drop", "keep_if_slower", "calibration_size"})
+        _typed(args, {"model": str, "target": str, "precision": str, "max_drop": (0, 100), "keep_if_slower": bool,
+                      "calibration_size": range(1, 100_001)}, required={"model", "target"})
 
         def work(on_event: Callable) -> dict:
             model, target = args.pop("model"), args.pop("target")
@@ -71,6 +73,7 @@ class ApiJobs:
         from benchmarks import api as bench_api
 
         args = _pick(params, {"model"}, {"target", "precision", "report"})
+        _typed(args, {"model": str, "target": str, "precision": str, "report": bool}, required={"model"})
 
         def work(on_event: Callable) -> dict:
             if args.get("report") or "target" not in args:
@@ -112,3 +115,21 @@ def _pick(params: dict, required: set[str], optional: set[str]) -> dict:
                                                              + ([f"unknown {', '.join(unknown)}"] if unknown else [])) + ".",
                           fix=f"Required: {', '.join(sorted(required))}; optional: {', '.join(sorted(optional))}.")
     return dict(params)
+
+
+def _typed(args: dict, spec: dict, required: set[str]) -> None:
+    """Every job parameter of its type: str, bool, a number within (lo, hi), or a whole number in a range (null: left
+    out, for an optional one); ConfigError names the parameter (bool is never a number)."""
+    for key, value in args.items():
+        want = spec[key]
+        if value is None and key not in required:
+            continue
+        if isinstance(want, range):
+            ok, expected = type(value) is int and value in want, f"a whole number from {want.start} to {want.stop - 1}"
+        elif isinstance(want, tuple):
+            ok = type(value) in (int, float) and want[0] <= value <= want[1]
+            expected = f"a number from {want[0]} to {want[1]}"
+        else:
+            ok, expected = type(value) is want, {str: "a string", bool: "true or false"}[want]
+        if not ok:
+            raise ConfigError(f"Job parameter {key}={value!r} is not {expected}.", fix=f"Send {key} as {expected}.")

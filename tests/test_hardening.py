@@ -274,3 +274,17 @@ def test_an_unknown_model_is_404_on_every_route_whatever_its_name(served):
         assert code(r) == (404, "NOT_FOUND"), name
         assert code(httpx.post(f"{url}/v1/models/{name}/predict", json={"image": "eA=="})) == (404, "NOT_FOUND"), name
     assert f"Did you mean '{MODEL}'" in httpx.get(f"{url}/v1/models/shapes-tin").json()["error"]["message"]
+
+
+def test_job_parameters_are_type_checked_and_name_the_field(served):
+    """The probe's bodies: a string for a number, a list for a number, 32.5 for a whole number, true for a number,
+    10**12 calibration images. Each is refused with the field named, before any job starts."""
+    url, _ = served
+    cases = [("train", {"dataset": "shapes", "epochs": "5"}, "epochs"), ("train", {"dataset": "shapes", "lr": [0.1]}, "lr"),
+             ("train", {"dataset": "shapes", "img_size": 32.5}, "img_size"), ("train", {"dataset": "shapes", "epochs": True}, "epochs"),
+             ("export", {"model": MODEL, "target": "onnxruntime", "calibration_size": 10**12}, "calibration_size"),
+             ("export", {"model": MODEL, "target": "onnxruntime", "keep_if_slower": "yes"}, "keep_if_slower"),
+             ("bench", {"model": MODEL, "report": 1}, "report")]
+    for kind, params, field in cases:
+        r = httpx.post(f"{url}/v1/jobs", json={"kind": kind, "params": params})
+        assert r.status_code == 422 and field in r.json()["error"]["message"], (kind, params, r.text)
