@@ -268,12 +268,11 @@ def remove_items(ws: Workspace, catalog: Catalog, ref: str, *, labels: list[str]
     if not keep:
         raise ConfigError("That would remove every item of the gallery.", fix="Build a new index instead.")
     index = old.index
-    if row["kind"] in faiss_index.RELISTS:
-        pass  # the next version's lists are written from the vectors kept
-    elif row["kind"] not in faiss_index.REBUILDS_ON_REMOVE:
+    if row["kind"] in faiss_index.REBUILDS_ON_REMOVE:
+        if index.ntotal - len(keep) > faiss_index.TOMBSTONES * len(keep):
+            index = None  # HNSW cannot remove (faiss#3339): hidden items past the share rebuild it from the vectors
+    elif row["kind"] not in faiss_index.RELISTS:  # on-disk lists: the next version's are written from the vectors kept
         index.remove_ids(np.asarray(sorted(drop), dtype=np.int64))
-    elif index.ntotal - len(keep) > faiss_index.TOMBSTONES * len(keep):
-        index = None  # HNSW cannot remove (faiss#3339): hidden items past the share rebuild it from the vectors
     out = _write_version(ws, catalog, row["name"], _base(row), old.vectors[keep], [old.items[i] for i in keep],
                          row["kind"], row["why"], {}, old.folder, None, index=index)
     return {**out, "removed": len(drop)}

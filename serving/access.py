@@ -103,10 +103,9 @@ class KeyUse:
         return len(seen)
 
 
-def check_key(catalog: Catalog, presented: str | None, model: str | None,
-              touch: Callable[[str], None] | None = None) -> dict:
+def check_key(catalog: Catalog, presented: str | None, model: str | None, touch: Callable[[str], None]) -> dict:
     """The key row for `presented` if it is valid for `model` (None: any model); raises AuthError. `touch` records
-    the use (the server's KeyUse); without it the use is written at once."""
+    the use (the server's KeyUse, which writes it later: never inside a request)."""
     if not presented:
         raise AuthError("This server needs an API key.", fix="Send `Authorization: Bearer <key>` (create one with "
                         "`edgefactory keys create --name NAME`).")
@@ -120,11 +119,7 @@ def check_key(catalog: Catalog, presented: str | None, model: str | None,
                                                                   for s in row["scopes"]):
         raise AuthError(f"The API key {row['id']} is not allowed to use model {model!r} (scopes: {', '.join(row['scopes'])}).",
                         fix="Use a key created with --models including this model.", code="FORBIDDEN")
-    if touch is not None:
-        touch(row["id"])
-    else:
-        with catalog.transaction():
-            catalog.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (time.time(), row["id"]))
+    touch(row["id"])
     return row
 
 

@@ -49,10 +49,10 @@ class Metrics:
                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5))
 
 
+KEY_USE_FLUSH_S = 30.0  # how often the keys' last-used times are written (never by a request)
 # how uvicorn serves the app (`edgefactory serve` and the tests' loopback server): the client's address is the
 # socket's peer, never an X-Forwarded-For header (a proxy on this host passing it through verbatim would make every
 # client "local"); idle keep-alive connections close after 5 s
-KEY_USE_FLUSH_S = 30.0  # how often the keys' last-used times are written (never by a request)
 UVICORN_OPTIONS = {"proxy_headers": False, "log_level": "warning", "timeout_keep_alive": 5}
 
 

@@ -4,8 +4,8 @@ model's name, and the pool of loaded runners (loaded at start-up, then on demand
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 import time
+from collections import OrderedDict
 
 from factory.catalog import Catalog, Schema, register_schema
 from factory.errors import ConfigError, FactoryError, NotFoundError

@@ -219,38 +219,34 @@ def register(sub, add_command) -> None:
 
 # -- REST ------------------------------------------------------------------------------------------
 class LoadedGalleries:
-    """Loaded index versions with their embedders, by index name; a newer version replaces the loaded one."""
+    """Loaded index versions by index name (a newer version replaces the loaded one), and their embedders, each
+    loaded once."""
 
     def __init__(self, ws, catalog_cm):
         self.ws, self.catalog = ws, catalog_cm
         self._lock = threading.Lock()
-        self._loaded: dict[str, tuple[gallery.Gallery, PredictorEmbedder | None]] = {}
-
-    def get(self, ref: str) -> tuple[gallery.Gallery, PredictorEmbedder]:
-        with self.catalog() as cat:
-            row = gallery.resolve_index(cat, ref)
-            with self._lock:
-                have = self._loaded.get(ref)
-                if have is None or have[0].row["version"] != row["version"] or have[1] is None:
-                    embed = embedder(self.ws, cat, row["model"], row["target"], row["precision"])
-                    have = self._loaded[ref] = (self._current(ref, row), embed)
-        return have
+        self._indexes: dict[str, gallery.Gallery] = {}
+        self._embedders: dict[tuple[str, str, str], PredictorEmbedder] = {}
 
     def index(self, ref: str) -> gallery.Gallery:
-        """The index version alone (a search with a vector made elsewhere, e.g. on the phone: no embedder loaded)."""
+        """The index's current version alone (a search with a vector made elsewhere, e.g. on the phone)."""
         with self.catalog() as cat:
             row = gallery.resolve_index(cat, ref)
         with self._lock:
-            have = self._loaded.get(ref)
-            if have is not None and have[0].row["version"] == row["version"]:
-                return have[0]
-            loaded = self._current(ref, row)
-            self._loaded[ref] = (loaded, None)
-            return loaded
+            have = self._indexes.get(ref)
+            if have is None or have.row["version"] != row["version"]:
+                have = self._indexes[ref] = gallery.load_gallery(self.ws, row)
+        return have
 
-    def _current(self, ref: str, row: dict) -> gallery.Gallery:
-        have = self._loaded.get(ref)
-        return have[0] if have is not None and have[0].row["version"] == row["version"] else gallery.load_gallery(self.ws, row)
+    def get(self, ref: str) -> tuple[gallery.Gallery, PredictorEmbedder]:
+        """The index's current version and the embedder that made it."""
+        loaded = self.index(ref)
+        key = (loaded.row["model"], loaded.row["target"], loaded.row["precision"])
+        with self._lock:
+            if key not in self._embedders:
+                with self.catalog() as cat:
+                    self._embedders[key] = embedder(self.ws, cat, *key)
+            return loaded, self._embedders[key]
 
 
 def _public(item: dict, base: str) -> dict:
@@ -325,7 +321,7 @@ def add_routes(app, authorize: Callable) -> None:
     @app.get("/v1/indexes/{name}/items/{item_id}/thumbnail", tags=["indexes"], response_class=FileResponse)
     async def thumbnail(name: str, item_id: int, request: Request) -> FileResponse:
         authorize(request, f"index:{name}")
-        loaded, _ = await anyio.to_thread.run_sync(lambda: galleries.get(name))
+        loaded = await anyio.to_thread.run_sync(galleries.index, name)
         if not any(it["id"] == item_id for it in loaded.items):
             raise NotFoundError(f"Index {loaded.ref} has no item {item_id}.", fix="Use an id from a search result.")
         return FileResponse(loaded.folder / "thumbs" / f"{item_id}.jpg", media_type="image/jpeg")

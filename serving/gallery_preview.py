@@ -40,29 +40,28 @@ def _galleries_of(catalog, link: dict) -> list[dict]:
     return sorted(newest.values(), key=lambda r: -r["created_at"])
 
 
+def _url(token: str, name: str) -> str:
+    return f"/p/{token}/indexes/{name}"
+
+
 def _describe(token: str, row: dict) -> dict:
     return {"index": row["name"], "version": row["version"], "items": row["items"], "dim": row["dim"],
             "kind": row["kind"], "embedder": {"target": row["target"], "precision": row["precision"]},
-            "search_on": "phone" if row["items"] <= PHONE_MAX_ITEMS else "server",
-            "url": f"/p/{token}/indexes/{row['name']}"}
+            "search_on": "phone" if row["items"] <= PHONE_MAX_ITEMS else "server", "url": _url(token, row["name"])}
 
 
 def add_routes(app) -> None:
     galleries = app.state.galleries  # serving.gallery.add_routes made it
 
-    def allowed(token: str, name: str) -> dict:
-        """The index row `name` if the token is a valid link of the model version that embedded it."""
+    def loaded(token: str, name: str) -> gallery.Gallery:
+        """Index `name` if the token is a valid link of the model version that embedded it."""
         with app.state.catalog() as cat:
             link = access.check_link(app.state.ws, cat, token)
-            rows = [r for r in _galleries_of(cat, link) if r["name"] == name]
-        if not rows:
+            ours = any(r["name"] == name for r in _galleries_of(cat, link))
+        if not ours:
             raise NotFoundError(f"{link['model']}:v{link['version']} has no gallery index {name!r}.",
                                 fix=f"Build one: edgefactory index build {link['model']}:v{link['version']} "
                                     f"--gallery FOLDER --name {name}")
-        return rows[0]
-
-    def loaded(token: str, name: str) -> gallery.Gallery:
-        allowed(token, name)
         return galleries.index(name)
 
     @app.get("/p/{token}/indexes", tags=["preview"])
@@ -99,7 +98,7 @@ def add_routes(app) -> None:
                                 code="INDEX_CHANGED")
         if found.row["items"] > PHONE_MAX_ITEMS:
             raise InputFormatError(f"Index {name} holds {found.row['items']} items: the phone searches at most "
-                                   f"{PHONE_MAX_ITEMS} itself.", fix=f"POST the embedding to {_describe(token, found.row)['url']}/search.")
+                                   f"{PHONE_MAX_ITEMS} itself.", fix=f"POST the embedding to {_url(token, name)}/search.")
         body = encode_vectors(found.vectors, dtype)
         return Response(body, media_type="application/octet-stream",
                         headers={"X-Vectors-Shape": f"{len(found.vectors)},{found.vectors.shape[1]}",
@@ -116,7 +115,7 @@ def add_routes(app) -> None:
             if vector.shape[1] != found.row["dim"]:
                 raise InputFormatError(f"The embedding has {vector.shape[1]} values; index {name} holds "
                                        f"{found.row['dim']}-d vectors.", fix="Embed with the model that built the index.")
-            base = _describe(token, found.row)["url"]
+            base = _url(token, name)
             return {"index": name, "version": found.row["version"],
                     "results": [{"id": r["id"], "label": r["label"], "score": r["score"],
                                  "thumbnail_url": f"{base}/items/{r['id']}/thumbnail"}
