@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from factory import processes
 from factory.errors import CatalogError
 
 BUSY_TIMEOUT_S = 30.0
@@ -58,6 +59,10 @@ MIGRATIONS: list[str] = [
         owner TEXT PRIMARY KEY, version INTEGER NOT NULL, model_tables TEXT NOT NULL DEFAULT '[]');
     INSERT INTO schema_owners (owner, version, model_tables)
         SELECT 'benchmarks', 0, '["benchmarks"]' WHERE EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'benchmarks');
+    """,
+    # 8: when a run's process started, beside its PID (a reused PID or a zombie is not the run's process)
+    """
+    ALTER TABLE runs ADD COLUMN pid_started REAL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -223,10 +228,11 @@ class Catalog:
 
     # -- runs -----------------------------------------------------------------------------------
     def create_run(self, run_id: str, kind: str, config: dict, pid: int) -> None:
+        """A queued run of process `pid`, with that process's start time (`processes.alive` checks both)."""
         now = time.time()
         with self.transaction():
             self.insert("runs", {"id": run_id, "kind": kind, "status": "queued", "config": config,
-                                 "pid": pid, "created_at": now, "updated_at": now})
+                                 "pid": pid, "pid_started": processes.started(pid), "created_at": now, "updated_at": now})
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()

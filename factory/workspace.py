@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from factory import processes
+
 SUBDIRS = ("datasets", "runs", "models", "artifacts", "reports")
 
 
@@ -39,11 +41,11 @@ class Workspace:
 
     @contextlib.contextmanager
     def scratch(self, prefix: str = "") -> Iterator[Path]:
-        """A temporary folder inside the workspace (tmp/<pid>-<prefix><random>), removed on exit; one a killed process
+        """A temporary folder inside the workspace (tmp/<pid>.<start>-<prefix><random>), removed on exit; one a killed process
         left behind is removed by the next open (never the system's temp folder, where nothing would find it)."""
         root = self.home / "tmp"
         root.mkdir(exist_ok=True)
-        path = root / f"{os.getpid()}-{prefix}{uuid.uuid4().hex[:8]}"
+        path = root / f"{os.getpid()}.{int(processes.started() or 0)}-{prefix}{uuid.uuid4().hex[:8]}"
         path.mkdir()
         try:
             yield path
@@ -55,8 +57,8 @@ class Workspace:
         root = self.home / "tmp"
         removed = 0
         for path in root.iterdir() if root.is_dir() else ():
-            pid = path.name.split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            pid, _, start = path.name.split("-", 1)[0].partition(".")
+            if pid.isdigit() and not processes.alive(int(pid), int(start) if start.isdigit() else None):
                 shutil.rmtree(path, ignore_errors=True)
                 removed += 1
         return removed
@@ -73,16 +75,6 @@ class Workspace:
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _private(home: Path) -> None:

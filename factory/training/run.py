@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from factory import processes
 from factory.catalog import Catalog
 from factory.config import TrainConfig
 from factory.datasets.publish import validate_name
@@ -197,22 +198,11 @@ def registered(row: dict, run_id: str, metrics: dict, warnings: list[dict], head
             "warnings": warnings}
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def mark_orphans(catalog: Catalog) -> list[str]:
-    """Runs left 'running' by a process that died (crash, kill, reboot) become 'interrupted'."""
-    orphans = [r["id"] for r in catalog.runs()
-               if r["status"] in ("running", "queued") and r["pid"] != os.getpid() and not pid_alive(r["pid"])]
+    """Runs left 'running' by a process that died (crash, kill, reboot) become 'interrupted': one whose PID now
+    names another process (reused) or a zombie is dead too."""
+    orphans = [r["id"] for r in catalog.runs() if r["status"] in ("running", "queued") and r["pid"] != os.getpid()
+               and not processes.alive(r["pid"], r.get("pid_started"))]
     for run_id in orphans:
         catalog.update_run(run_id, status="interrupted")
     return orphans
