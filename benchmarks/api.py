@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, ClassVar
+
+from pydantic import Field
 
 from benchmarks import report as reports
 from benchmarks import store
@@ -11,6 +13,7 @@ from benchmarks.device import local_device
 from benchmarks.galleries import gallery_rows
 from benchmarks.harness import BenchSpec, Timing
 from benchmarks.measure import measurable, run_isolated
+from factory import params
 from factory.api import Home, session
 from factory.catalog import Catalog
 from factory.errors import BudgetError, ConfigError, FactoryError, UnsupportedSpecError
@@ -38,6 +41,17 @@ def _record(catalog: Catalog, result: dict, device: dict, measured: bool = True)
     store.add_benchmark(catalog, {"model": result["model"], "version": result["version"], "target": result["target"],
                            "precision": result["precision"], "device_id": device["id"], "device": device,
                            "measured": measured, "result": result, "created_at": time.time()})
+
+
+class BenchParams(params.Params):
+    """A bench job's parameters (REST /v1/jobs, `edgefactory bench` / `report`): a target measures one artifact;
+    without one (or with report) every runnable artifact is measured and the report written."""
+
+    what: ClassVar[str] = "Bench parameter"
+    model: str = Field(description="model NAME or NAME:vN")
+    target: str | None = Field(default=None, description="runtime of the artifact to measure")
+    precision: str = Field(default="fp32", description="fp32, fp16 or int8")
+    report: bool = Field(default=False, description="write the whole benchmark report")
 
 
 def bench(ref: str, target: str, *, precision: str = "fp32", device: str = "cpu", home: Home = None,

@@ -16,6 +16,7 @@ from factory import api as core_api
 from factory.tasks import all_tasks
 from factory.jobs import JobManager
 from factory.workspace import Workspace
+from targets.api import ExportParams
 
 
 class DocsQuery(BaseModel):
@@ -57,11 +58,10 @@ class ModelRef(BaseModel):
     model: str = Field(description="model NAME or NAME:vN")
 
 
-class ExportArgs(BaseModel):
-    model: str
-    target: str = Field(description="runtime: openvino, onnxruntime, tflite, executorch, ncnn, coreml, tensorrt, web")
+class ExportArgs(ExportParams):
+    """The export job's own schema (types, ranges), INT8 by default in the chat."""
+
     precision: str = Field(default="int8", description="fp32, fp16 or int8")
-    max_drop: float = Field(default=1.0, ge=0, le=100, description="accuracy budget in points")
 
 
 class ResolveArgs(BaseModel):
@@ -130,8 +130,8 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
         (lambda run_id: core_api.run_status(run_id, home=home), "training_status", "Status and progress of a run.", RunRef, False),
         (stop_training, "stop_training", "Stop a running training job (keeps the last checkpoint).", RunRef, False),
         (lambda model: core_api.evaluate(model, home=home), "evaluate", "Evaluate a model version on its test split (writes its evaluation).", ModelRef, True),
-        (lambda model, target, precision="int8", max_drop=1.0: targets_api.export(
-            model, target, precision=precision, max_drop=max_drop, home=home), "export",
+        (lambda model, target, precision="int8", **options: targets_api.export(
+            model, target, precision=precision, home=home, **options), "export",
          "Export a model to a target runtime with parity checks under an accuracy budget.", ExportArgs, True),
         (lambda model: bench_api.report(model, home=home), "benchmark_report",
          "Measure every artifact here, estimate the device profiles, write the HTML + JSON report.", ModelRef, True),

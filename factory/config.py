@@ -4,10 +4,13 @@ messages that name the fix, and unknown keys rejected with suggestions."""
 from __future__ import annotations
 
 import dataclasses
-import numbers
+import typing
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, create_model
+
+from factory import params
 from factory.errors import ConfigError
 from factory.registry import suggest
 
@@ -59,53 +62,12 @@ class TrainConfig:
         return cfg
 
     def check(self) -> None:
-        self.check_types()
-        rules = [
-            ("epochs", self.epochs is None or 1 <= self.epochs <= 10_000, "an integer from 1 to 10000"),
-            ("time_budget_min", self.time_budget_min is None or 0 < self.time_budget_min <= 24 * 60,
-             "minutes, above 0 and at most 1440"),
-            ("img_size", self.img_size is None or 16 <= self.img_size <= 1024, "pixels from 16 to 1024"),
-            ("batch_size", self.batch_size is None or 1 <= self.batch_size <= 4096, "from 1 to 4096"),
-            ("lr", self.lr is None or 0 < self.lr < 1, "above 0 and below 1 (AdamW usually 1e-4 to 3e-3)"),
-            ("weight_decay", 0 <= self.weight_decay < 1, "from 0 to 1"),
-            ("warmup_epochs", 0 <= self.warmup_epochs <= 100, "from 0 to 100"),
-            ("label_smoothing", 0 <= self.label_smoothing < 1, "from 0 to below 1"),
-            ("patience", self.patience is None or self.patience >= 1, "at least 1"),
-            ("pretrained", self.pretrained in (None, "imagenet", "none"), "'imagenet', 'none' or left out"),
-            ("hflip", self.hflip is None or 0 <= self.hflip <= 1, "a probability from 0 to 1"),
-            ("crop_scale", self.crop_scale is None or 0.05 <= self.crop_scale <= 1, "from 0.05 to 1"),
-            ("color_jitter", 0 <= self.color_jitter <= 1, "from 0 to 1"),
-            ("workers", self.workers is None or 0 <= self.workers <= 64, "from 0 to 64"),
-            ("device", self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
-            ("embedding_dim", self.embedding_dim is None or (type(self.embedding_dim) is int and
-                                                             8 <= self.embedding_dim <= 4096), "an integer from 8 to 4096"),
-            ("loss", self.loss is None or isinstance(self.loss, str), "a loss name"),
-        ]
-        for name, ok, expected in rules:
-            if not ok:
-                raise ConfigError(f"Training option {name}={getattr(self, name)!r} is out of range.",
-                                  fix=f"Use {expected}.")
-        if self.model is not None and not isinstance(self.model, str):
-            raise ConfigError(f"Training option model={self.model!r} is not a name.", fix="Use e.g. mobilenet_v3_small.")
+        """Each value of its field's type and range (the shared job schema, `TRAIN_PARAMS`), then the rules
+        between fields; ConfigError names the field."""
+        params.check(TRAIN_PARAMS, self.to_dict())
         if self.pretrained == "imagenet" and self.from_model:
             raise ConfigError("Both --pretrained and --from were given.",
                               fix="Use --from to continue an earlier model, or --pretrained to start from ImageNet.")
-
-    def check_types(self) -> None:
-        """Each value of the type its field declares (a JSON or job body holds anything): ConfigError names the field.
-        bool is not an int, "5" is not a number, 32.5 is not a whole number."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and "None" in str(f.type):
-                continue
-            kind = str(f.type).split(" |")[0]
-            number = not isinstance(value, bool)
-            ok = {"int": number and isinstance(value, numbers.Integral), "float": number and isinstance(value, numbers.Real),
-                  "str": isinstance(value, str)}.get(kind, True)
-            if not ok:
-                expected = {"int": "a whole number", "float": "a number", "str": "a string"}[kind]
-                raise ConfigError(f"Training option {f.name}={value!r} is not {expected}.",
-                                  fix=f"Send {f.name} as {expected}" + (" (or leave it out)." if "None" in str(f.type) else "."))
 
     def filled(self) -> "TrainConfig":
         """This config with ENGINE_FALLBACKS in place of every option left unresolved (None)."""
@@ -118,3 +80,25 @@ class TrainConfig:
         cfg = dataclasses.replace(self, **changes)
         cfg.check()
         return cfg
+
+
+# The ranges of TrainConfig's fields, and the pydantic model that checks types and ranges for every caller: the
+# REST API's train jobs, the CLI and the chat's start_training all build a TrainConfig.
+_RANGES: dict[str, Any] = {
+    "epochs": Field(ge=1, le=10_000), "time_budget_min": Field(gt=0, le=24 * 60), "img_size": Field(ge=16, le=1024),
+    "batch_size": Field(ge=1, le=4096), "lr": Field(gt=0, lt=1), "weight_decay": Field(ge=0, lt=1),
+    "warmup_epochs": Field(ge=0, le=100), "label_smoothing": Field(ge=0, lt=1), "patience": Field(ge=1),
+    "hflip": Field(ge=0, le=1), "crop_scale": Field(ge=0.05, le=1), "color_jitter": Field(ge=0, le=1),
+    "workers": Field(ge=0, le=64), "embedding_dim": Field(ge=8, le=4096),
+}
+_CHOICES: dict[str, Any] = {"pretrained": Literal["imagenet", "none"] | None, "device": Literal["auto", "cpu", "cuda"]}
+
+
+class _TrainParams(params.Params):
+    what: typing.ClassVar[str] = "Training option"
+
+
+TRAIN_PARAMS = create_model("TrainParams", __base__=_TrainParams, **{
+    f.name: (Annotated[_CHOICES.get(f.name, typing.get_type_hints(TrainConfig)[f.name]), _RANGES.get(f.name, Field())],
+             ... if f.default is dataclasses.MISSING else f.default)
+    for f in fields(TrainConfig)})

@@ -29,7 +29,11 @@ SCHEMA = register_schema(Schema("serving.access", migrations=(
     CREATE TABLE IF NOT EXISTS preview_links (
         id TEXT PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL, target TEXT NOT NULL,
         precision TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL);
-    """,), json_columns=frozenset({"scopes"})))
+    """,
+    # 2: which key started each REST job (a key reads its own jobs; a key for every model reads all)
+    """
+    CREATE TABLE job_owners (job_id TEXT PRIMARY KEY, key_id TEXT NOT NULL);
+    """), json_columns=frozenset({"scopes"})))
 
 
 class AuthError(FactoryError):
@@ -103,6 +107,15 @@ class KeyUse:
         return len(seen)
 
 
+def allows(key: dict | None, scope: str) -> bool:
+    """Whether `key` (a key row; None: no keys, a loopback client) may use `scope` (a model name, `index:NAME`,
+    `index:NAME:write`, or `*` for everything). A scope grants itself and what it extends: "index:NAME:write" may
+    also search index NAME ("index:NAME")."""
+    if key is None or "*" in key["scopes"]:
+        return True
+    return scope != "*" and any(s == scope or s.startswith(scope + ":") for s in key["scopes"])
+
+
 def check_key(catalog: Catalog, presented: str | None, model: str | None, touch: Callable[[str], None]) -> dict:
     """The key row for `presented` if it is valid for `model` (None: any model); raises AuthError. `touch` records
     the use (the server's KeyUse, which writes it later: never inside a request)."""
@@ -114,9 +127,7 @@ def check_key(catalog: Catalog, presented: str | None, model: str | None, touch:
         raise AuthError("The API key is wrong or revoked.", fix="Check the key, or create a new one with "
                         "`edgefactory keys create --name NAME`.")
     row = rows[0]
-    # a scope grants itself and what it extends: "index:NAME:write" may also search index NAME ("index:NAME")
-    if model is not None and "*" not in row["scopes"] and not any(s == model or s.startswith(model + ":")
-                                                                  for s in row["scopes"]):
+    if model is not None and not allows(row, model):
         raise AuthError(f"The API key {row['id']} is not allowed to use model {model!r} (scopes: {', '.join(row['scopes'])}).",
                         fix="Use a key created with --models including this model.", code="FORBIDDEN")
     touch(row["id"])

@@ -17,6 +17,7 @@ from typing import Iterator
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +34,7 @@ from serving.hosts import HostGuard, allowed_hosts
 from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, parse_json, read_limited
 from serving.inference import b64decode, int_option, min_score_option, request_images, result_shape, run_predict
 from serving.jobs import ApiJobs
+from serving.protocol import FramingGuard, GuardedH11Protocol
 
 disable_created_metrics()
 VERSION = "1"
@@ -52,8 +54,10 @@ class Metrics:
 KEY_USE_FLUSH_S = 30.0  # how often the keys' last-used times are written (never by a request)
 # how uvicorn serves the app (`edgefactory serve` and the tests' loopback server): the client's address is the
 # socket's peer, never an X-Forwarded-For header (a proxy on this host passing it through verbatim would make every
-# client "local"); idle keep-alive connections close after 5 s
-UVICORN_OPTIONS = {"proxy_headers": False, "log_level": "warning", "timeout_keep_alive": 5}
+# client "local"); idle keep-alive connections close after 5 s, a request head must arrive within 10 s and a body
+# may pause 30 s at most (serving.protocol); past 256 connections at once new requests get 503
+UVICORN_OPTIONS = {"proxy_headers": False, "log_level": "warning", "timeout_keep_alive": 5, "http": GuardedH11Protocol,
+                   "limit_concurrency": 256}
 
 
 def create_app(home: str | Path | None = None, *, log=print, base_url: str = "http://127.0.0.1:8000",
@@ -98,6 +102,7 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
                   description="Models trained, compressed and exported by edgefactory, served with keys, a PAI-EAS "
                               "compatible route, jobs with progress events and phone previews.")
     app.add_middleware(HostGuard, hosts=allowed_hosts(base_url, qr.lan_ip()))  # DNS rebinding, cross-site POSTs
+    app.add_middleware(FramingGuard)  # Content-Length and chunked at once: refused before anything reads the body
     app.state.ws, app.state.pool, app.state.catalog, app.state.key_use = ws, pool, catalog, key_use
     app.state.metrics, app.state.jobs = Metrics(), ApiJobs(ws.home)
     _errors(app)
@@ -107,6 +112,8 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
     gallery.add_routes(app, authorize)
     gallery_preview.add_routes(app)
     preview.mount(app)
+
+    _methods_not_allowed(app)
 
     # the API's own 404 for its prefixes, before the chat app takes every other path at /
     async def no_route(request: Request):
@@ -122,6 +129,24 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
         for plugin in entry_points(group="edgefactory.apps"):
             plugin.load()(app, ws.home, base_url)
     return app
+
+
+def _methods_not_allowed(app: FastAPI) -> None:
+    """Each API path answers the methods it lacks with 405 and an Allow header, in the error shape (the chat app
+    mounted at / would otherwise take those requests and answer its own 404)."""
+    served: dict[str, set[str]] = {}
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            served.setdefault(route.path, set()).update(route.methods)
+    def refuse(allow: str):
+        async def not_allowed(request: Request):
+            raise StarletteHTTPException(405, f"Method Not Allowed (this path takes {allow})", headers={"Allow": allow})
+        return not_allowed
+
+    for path, methods in served.items():
+        others = sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods)
+        if others:
+            app.add_api_route(path, refuse(", ".join(sorted(methods))), methods=others, include_in_schema=False)
 
 
 # -- errors and metrics ----------------------------------------------------------------------------
@@ -151,8 +176,12 @@ def _errors(app: FastAPI) -> None:
         code = {400: InputFormatError.code, 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code,
                                                                                            f"HTTP_{exc.status_code}")
         count(request, code)
-        return JSONResponse({"error": {"code": code, "message": f"{request.method} {request.url.path}: {exc.detail}.",
-                                       "fix": "See the API at /docs."}}, status_code=exc.status_code)
+        message = f"{request.method} {request.url.path}: {exc.detail}."
+        if request.url.path.startswith("/api/predict/"):  # PAI-EAS clients read its shape, the status as the code
+            return JSONResponse({"success": False, "errorCode": str(exc.status_code), "errorMsg": code, "message": message},
+                                status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse({"error": {"code": code, "message": message,
+                                       "fix": "See the API at /docs."}}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(sqlite3.OperationalError)
     async def catalog_busy(request: Request, exc: sqlite3.OperationalError):
@@ -189,15 +218,17 @@ def _observe(app: FastAPI) -> None:
 
 
 # -- auth ------------------------------------------------------------------------------------------
-def authorize(request: Request, model: str | None = None) -> None:
-    """Keys configured: a valid key scoped to `model`. No keys: loopback clients only."""
+def authorize(request: Request, model: str | None = None) -> dict | None:
+    """Keys configured: a valid key scoped to `model` (None: any key), returned for the routes that show only what
+    it may use. No keys: loopback clients only (None returned: they may use everything)."""
     with request.app.state.catalog() as cat:
         if access.active_keys(cat):
-            access.check_key(cat, bearer(request), model, touch=request.app.state.key_use.touch)
-        elif not is_loopback(request):
+            return access.check_key(cat, bearer(request), model, touch=request.app.state.key_use.touch)
+        if not is_loopback(request):
             raise access.AuthError("This server has no API keys, so it serves only this machine.",
                                    fix="Create a key (`edgefactory keys create --name NAME`) and send "
                                        "`Authorization: Bearer <key>`.", code="LOOPBACK_ONLY")
+    return None
 
 
 # -- routes: one function per group, each adding its routes to the app ----------------------------------
@@ -210,10 +241,10 @@ def _service_routes(app: FastAPI) -> None:
     async def healthz(request: Request) -> dict:
         """Liveness; what is loaded too for a client the API would serve. Never waits for inference."""
         try:
-            authorize(request)
+            key = authorize(request)
         except access.AuthError:
             return {"status": "ok"}
-        return {"status": "ok", **app.state.pool.status()}
+        return {"status": "ok", **app.state.pool.status(lambda name: access.allows(key, name))}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
@@ -237,13 +268,13 @@ def _service_routes(app: FastAPI) -> None:
 def _model_routes(app: FastAPI) -> None:
     @app.get("/v1/models", tags=["models"])
     async def models(request: Request) -> dict:
-        """Every registered model with its versions and whether (and how) it is deployed."""
-        authorize(request)
+        """Every registered model the key may use, with its versions and whether (and how) it is deployed."""
+        key = authorize(request)
         home = app.state.ws.home
         with app.state.catalog() as cat:
             deployed = {d["name"]: d for d in deployments.list_deployments(cat)}
         rows = core_api.list_models(home=home)
-        names = sorted({r["model"] for r in rows})
+        names = sorted({r["model"] for r in rows if access.allows(key, r["model"])})
         return {"models": [{"name": n, "versions": [r["version"] for r in rows if r["model"] == n],
                             "deployment": deployed.get(n)} for n in names]}
 
@@ -358,19 +389,20 @@ def _job_routes(app: FastAPI) -> None:
             raise InputFormatError("A job needs {\"kind\": \"train|export|bench\", \"params\": {...}}.", fix="See /docs.")
         ref = body.get("params", {}).get("model")
         # training makes a new model (a key for every model is needed); export / bench act on the model named
-        authorize(request, "*" if body["kind"] == "train" or not isinstance(ref, str) else parse_ref(ref)[0])
-        return await anyio.to_thread.run_sync(lambda: app.state.jobs.start(body["kind"], body.get("params", {})))
+        key = authorize(request, "*" if body["kind"] == "train" or not isinstance(ref, str) else parse_ref(ref)[0])
+        return await anyio.to_thread.run_sync(lambda: app.state.jobs.start(body["kind"], body.get("params", {}), key))
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])
     async def job(job_id: str, request: Request) -> dict:
-        authorize(request)
-        return await anyio.to_thread.run_sync(app.state.jobs.status, job_id)
+        """A job's status: for the key that started it, or a key for every model."""
+        key = authorize(request)
+        return await anyio.to_thread.run_sync(app.state.jobs.status, job_id, key)
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"])
     async def job_events(job_id: str, request: Request) -> StreamingResponse:
         """Server-sent events: every progress event of the job, then `event: end` with its status."""
-        authorize(request)
-        await anyio.to_thread.run_sync(app.state.jobs.status, job_id)  # 404 for an unknown job
+        key = authorize(request)
+        await anyio.to_thread.run_sync(app.state.jobs.status, job_id, key)  # 404 for an unknown job, or another key's
 
         async def stream():
             sent = 0
@@ -402,9 +434,16 @@ def _predict_body(many: bool) -> dict:
 
 
 def _job_body() -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["train", "export", "bench"]},
-                                                                "params": {"type": "object"}}}}}}}
+    """The job kinds' own parameter schemas (the ones the CLI and the chat tools check against)."""
+    from benchmarks.api import BenchParams
+    from factory.config import TRAIN_PARAMS
+    from targets.api import ExportParams
+
+    kinds = {"train": TRAIN_PARAMS, "export": ExportParams, "bench": BenchParams}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+        {"type": "object", "title": f"{kind} job", "required": ["kind", "params"], "additionalProperties": False,
+         "properties": {"kind": {"const": kind}, "params": schema.model_json_schema()}}
+        for kind, schema in kinds.items()]}}}}}
 
 
 def _pai_body() -> dict:

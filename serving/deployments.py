@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import Callable
 
 from factory.catalog import Catalog, Schema, register_schema
 from factory.errors import ConfigError, FactoryError, NotFoundError
@@ -131,6 +132,8 @@ class ModelPool:
         with self._lock:
             return {key[0] for key in self._loaded}
 
-    def status(self) -> dict:
+    def status(self, shown: Callable[[str], bool] = lambda name: True) -> dict:
+        """What is loaded and what failed to, for the models `shown` accepts (those a key may use)."""
         with self._lock:
-            return {"loaded": [f"{n}:v{v} {t} {p}" for n, v, t, p in self._loaded], "failed": dict(self._failed)}
+            return {"loaded": [f"{n}:v{v} {t} {p}" for n, v, t, p in self._loaded if shown(n)],
+                    "failed": {n: why for n, why in self._failed.items() if shown(n)}}

@@ -27,6 +27,7 @@ from factory.refs import dataset_row_for
 from factory.tasks import task_of
 from factory.text import table
 from retrieval import gallery
+from serving import access
 from serving.http import InputFormatError
 from serving.inference import int_option, request_images
 from targets.predictor import Predictor, decode_image, load_predictor
@@ -261,9 +262,9 @@ def add_routes(app, authorize: Callable) -> None:
 
     @app.get("/v1/indexes", tags=["indexes"])
     async def indexes(request: Request) -> dict:
-        authorize(request, None)
-        with app.state.catalog() as cat:
-            return {"indexes": [summary(r) for r in gallery.index_rows(cat)]}
+        key = authorize(request, None)
+        with app.state.catalog() as cat:  # the indexes this key may search
+            return {"indexes": [summary(r) for r in gallery.index_rows(cat) if access.allows(key, f"index:{r['name']}")]}
 
     @app.get("/v1/indexes/{name}", tags=["indexes"])
     async def index(name: str, request: Request) -> dict:

@@ -21,7 +21,7 @@ STATUS = {  # error kind -> HTTP status; the code in the body says exactly what
     ImageInputError: 400, AuthError: 401,
 }
 CODE_STATUS = {"FORBIDDEN": 403, "PAYLOAD_TOO_LARGE": 413, "INPUT_FORMAT_ERROR": 400, "DECOMPRESSION_BOMB": 400,
-               "LINK_EXPIRED": 403, "LINK_REVOKED": 403, "LINK_INVALID": 403, "LOOPBACK_ONLY": 403, "RATE_LIMITED": 429,
+               "LINK_EXPIRED": 403, "LINK_REVOKED": 403, "LINK_INVALID": 403, "LOOPBACK_ONLY": 403, "RATE_LIMITED": 429, "TOO_MANY_JOBS": 429,
                "CATALOG_BUSY": 503}
 
 

@@ -11,21 +11,56 @@ import uuid
 from typing import Any, Callable
 
 from factory import api as core_api
+from factory import params
 from factory.api import Home, session
 from factory.errors import ConfigError, FactoryError, NotFoundError
 from factory.jobs import JobManager
+from factory.models import resolve_model
 
 KINDS = ("train", "export", "bench")
+MAX_RUNNING = 4  # jobs running at once in this server (each trains, exports or measures on the same cores)
+MAX_RUNNING_PER_KEY = 2
+
+
+class TooManyJobs(FactoryError):
+    code = "TOO_MANY_JOBS"
 
 
 class ApiJobs:
+    """The server's jobs: each recorded with the key that started it (None: a loopback client on a server with no
+    keys), readable by that key or a key for every model, and at most MAX_RUNNING at once (MAX_RUNNING_PER_KEY
+    for one key)."""
+
     def __init__(self, home: Home):
         self.home, self.manager = home, JobManager()
         self.kinds: dict[str, str] = {}
+        self.owners: dict[str, str | None] = {}  # job id -> key id, for this server's jobs (kept in the catalog too)
+        self._lock = threading.Lock()
 
-    def start(self, kind: str, params: dict[str, Any]) -> dict:
+    def start(self, kind: str, params: Any, key: dict | None = None) -> dict:
         if kind not in KINDS:
             raise ConfigError(f"Unknown job kind {kind!r}.", fix=f"Use one of: {', '.join(KINDS)}.")
+        owner = key["id"] if key else None
+        with self._lock:  # two requests never both take the last place
+            self._check_room(owner)
+            job = self._start(kind, params)
+            self.owners[job["id"]] = owner
+        if owner is not None:
+            with session(self.home) as (_, catalog), catalog.transaction():
+                catalog.insert("job_owners", {"job_id": job["id"], "key_id": owner})
+        return job
+
+    def _check_room(self, owner: str | None) -> None:
+        running = [job_id for job_id in self.owners if not self.finished(job_id)]
+        if len(running) >= MAX_RUNNING:
+            raise TooManyJobs(f"{len(running)} jobs are running, the most this server runs at once.",
+                              fix="Wait for one to finish (GET /v1/jobs/{id}/events), then start this one.")
+        mine = [job_id for job_id in running if self.owners[job_id] == owner]
+        if owner is not None and len(mine) >= MAX_RUNNING_PER_KEY:
+            raise TooManyJobs(f"This key has {len(mine)} jobs running, the most one key may run at once.",
+                              fix=f"Wait for {mine[0]} to finish, then start this one.")
+
+    def _start(self, kind: str, params: Any) -> dict:
         if kind == "train":
             job_id = core_api.start_training(params, self.manager, home=self.home)
         else:
@@ -56,12 +91,11 @@ class ApiJobs:
                 return result
         return run
 
-    def _export(self, params: dict) -> Callable[[Callable], dict]:
+    def _export(self, given: Any) -> Callable[[Callable], dict]:
         from targets import api as targets_api
 
-        args = _pick(params, {"model", "target"}, {"precision", "max_drop", "keep_if_slower", "calibration_size"})
-        _typed(args, {"model": str, "target": str, "precision": str, "max_drop": (0, 100), "keep_if_slower": bool,
-                      "calibration_size": range(1, 100_001)}, required={"model", "target"})
+        args = params.check(targets_api.ExportParams, given)
+        self._known(args["model"])
 
         def work(on_event: Callable) -> dict:
             model, target = args.pop("model"), args.pop("target")
@@ -69,14 +103,14 @@ class ApiJobs:
                                       log=lambda line: on_event({"type": "log", "message": line}))
         return work
 
-    def _bench(self, params: dict) -> Callable[[Callable], dict]:
+    def _bench(self, given: Any) -> Callable[[Callable], dict]:
         from benchmarks import api as bench_api
 
-        args = _pick(params, {"model"}, {"target", "precision", "report"})
-        _typed(args, {"model": str, "target": str, "precision": str, "report": bool}, required={"model"})
+        args = params.check(bench_api.BenchParams, given)
+        self._known(args["model"])
 
         def work(on_event: Callable) -> dict:
-            if args.get("report") or "target" not in args:
+            if args.get("report") or args.get("target") is None:
                 out = bench_api.report(args["model"], home=self.home, log=lambda line: on_event({"type": "log", "message": line}),
                                        progress=lambda stage, done, total: on_event({"type": "progress", "stage": stage,
                                                                                      "done": done, "total": total}))
@@ -84,9 +118,18 @@ class ApiJobs:
             return bench_api.bench(args["model"], args["target"], precision=args.get("precision", "fp32"), home=self.home)
         return work
 
-    def status(self, job_id: str) -> dict:
+    def _known(self, ref: str) -> None:
+        """An unknown model is refused now (404 with a suggestion), not reported later by a failed job."""
+        with session(self.home) as (_, catalog):
+            resolve_model(catalog, ref)
+
+    def status(self, job_id: str, key: dict | None = None) -> dict:
+        """The job's status; a key that neither started it nor may use every model is told there is no such job."""
         with session(self.home) as (_, catalog):
             run = catalog.run(job_id)
+            owner = catalog.select("SELECT key_id FROM job_owners WHERE job_id = ?", (job_id,))
+        if run is not None and key is not None and "*" not in key["scopes"] and [{"key_id": key["id"]}] != owner:
+            run = None
         if run is None:
             raise NotFoundError(f"No job {job_id!r}.", fix="Start one with POST /v1/jobs, or list runs with `edgefactory runs list`.")
         events = self.events(job_id)
@@ -106,30 +149,3 @@ class ApiJobs:
         except NotFoundError:
             return True
 
-
-def _pick(params: dict, required: set[str], optional: set[str]) -> dict:
-    missing = sorted(required - set(params))
-    unknown = sorted(set(params) - required - optional)
-    if missing or unknown:
-        raise ConfigError("Bad job parameters: " + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
-                                                             + ([f"unknown {', '.join(unknown)}"] if unknown else [])) + ".",
-                          fix=f"Required: {', '.join(sorted(required))}; optional: {', '.join(sorted(optional))}.")
-    return dict(params)
-
-
-def _typed(args: dict, spec: dict, required: set[str]) -> None:
-    """Every job parameter of its type: str, bool, a number within (lo, hi), or a whole number in a range (null: left
-    out, for an optional one); ConfigError names the parameter (bool is never a number)."""
-    for key, value in args.items():
-        want = spec[key]
-        if value is None and key not in required:
-            continue
-        if isinstance(want, range):
-            ok, expected = type(value) is int and value in want, f"a whole number from {want.start} to {want.stop - 1}"
-        elif isinstance(want, tuple):
-            ok = type(value) in (int, float) and want[0] <= value <= want[1]
-            expected = f"a number from {want[0]} to {want[1]}"
-        else:
-            ok, expected = type(value) is want, {str: "a string", bool: "true or false"}[want]
-        if not ok:
-            raise ConfigError(f"Job parameter {key}={value!r} is not {expected}.", fix=f"Send {key} as {expected}.")

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
+from pydantic import Field
+
+from factory import params
 from factory.api import Home, session
 from factory.errors import ConfigError, FactoryError
 from factory.models import resolve_model
@@ -16,6 +19,18 @@ from targets.compress import CompressPlan
 from targets.compress import compress as run_compress
 from targets.driver import ExportJob, ExportPlan, export_in_child
 from targets.predictor import decode_image, image_files, load_predictor
+
+
+class ExportParams(params.Params):
+    """An export job's parameters (REST /v1/jobs, `edgefactory export`, the chat's export tool)."""
+
+    what: ClassVar[str] = "Export parameter"
+    model: str = Field(description="model NAME or NAME:vN")
+    target: str = Field(description="runtime: openvino, onnxruntime, tflite, executorch, ncnn, coreml, tensorrt, web")
+    precision: str = Field(default="fp32", description="fp32, fp16 or int8")
+    max_drop: float = Field(default=1.0, ge=0, le=100, description="accuracy budget in points")
+    calibration_size: int = Field(default=300, ge=1, le=100_000, description="INT8 calibration images")
+    keep_if_slower: bool = Field(default=False, description="keep an INT8 artifact that is not faster than FP32")
 
 
 def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 1.0, device: str | None = None,
@@ -33,6 +48,8 @@ def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 
     The work runs in a child process (converters are native code that can crash): a crash raises
     ExportError with code NATIVE_CRASH. `in_process=True` runs it here (debuggers, patched drivers).
     """
+    params.check(ExportParams, {"model": ref, "target": target, "precision": precision, "max_drop": max_drop,
+                                "calibration_size": calibration_size, "keep_if_slower": keep_if_slower})
     plan = ExportPlan(target=target, precision=precision, device=device, max_drop=max_drop,
                       calibration_size=calibration_size, dynamic_batch=dynamic_batch, keep_if_slower=keep_if_slower,
                       options={"strategies": tuple(strategies)} if strategies else {})

@@ -218,6 +218,48 @@ def test_metrics_docs_and_health_details_follow_the_access_rule(served_home: Pat
         assert MODEL in str(local.get("/healthz").json())
 
 
+def test_a_scoped_key_sees_only_its_models_and_its_own_jobs_and_jobs_are_capped(served_home: Path, tmp_path: Path,
+                                                                                  monkeypatch):
+    """A key scoped to model A listed every model and deployment and read any job's config and paths; jobs had no
+    owner and no cap. Now lists are filtered by scope, each job records its key, and running jobs are capped."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from factory.catalog import Catalog
+    from serving import access, jobs
+    from serving.app import create_app
+
+    home = tmp_path / "ws"
+    copy_home(served_home, home)
+    cat = Catalog(home / "catalog.sqlite")
+    admin, mine, other, elsewhere = (access.create_key(cat, name, scopes)["key"] for name, scopes in
+                                     (("admin", None), ("a", [MODEL]), ("b", [MODEL]), ("c", ["another-model"])))
+    monkeypatch.setattr(jobs, "MAX_RUNNING_PER_KEY", 1)
+    app = create_app(home, log=lambda *a: None, apps=False)
+    with TestClient(app, client=("10.1.2.3", 5000), base_url="http://127.0.0.1") as client:
+        def get(path: str, key: str) -> httpx.Response:
+            return client.get(path, headers={"Authorization": f"Bearer {key}"})
+
+        assert [m["name"] for m in get("/v1/models", elsewhere).json()["models"]] == []
+        assert [m["name"] for m in get("/v1/models", mine).json()["models"]] == [MODEL]
+        assert MODEL not in str(get("/healthz", elsewhere).json()) and MODEL in str(get("/healthz", mine).json())
+        export = {"kind": "export", "params": {"model": MODEL, "target": "onnxruntime", "max_drop": 100}}
+        started = client.post("/v1/jobs", json=export, headers={"Authorization": f"Bearer {mine}"})
+        assert started.status_code == 202, started.text
+        job = started.json()["id"]
+        again = client.post("/v1/jobs", json=export, headers={"Authorization": f"Bearer {mine}"})
+        assert code(again) == (429, "TOO_MANY_JOBS") and job in again.json()["error"]["fix"]
+        for key, status in ((mine, 200), (admin, 200), (other, 404), (elsewhere, 404)):
+            assert get(f"/v1/jobs/{job}", key).status_code == status
+            assert get(f"/v1/jobs/{job}/events", key).status_code == status
+        assert cat.select("SELECT key_id FROM job_owners WHERE job_id = ?", (job,))[0]["key_id"] == mine.split("_")[1]
+        deadline = time.time() + 300
+        while get(f"/v1/jobs/{job}", mine).json()["status"] in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.5)
+        assert get(f"/v1/jobs/{job}", mine).json()["status"] == "completed"
+
+
 def test_the_pool_keeps_deployments_and_drops_the_least_recently_used_extras(monkeypatch):
     """Any client may ask for another version or runtime of a deployed model: those stay loaded only while fewer
     than MAX_EXTRAS others were used after them; the deployment's own artifact stays. Version 0 is refused."""
@@ -258,6 +300,97 @@ def test_scratch_folders_live_in_the_workspace_and_a_killed_processes_are_cleane
         assert Workspace.open(ws.home) and not left.exists() and mine.is_dir()  # the next open cleans; live ones stay
 
 
+def test_a_run_whose_pid_was_reused_or_is_a_zombie_is_interrupted(tmp_path: Path):
+    """Orphan detection by PID alone kept a dead run "running" while its PID lived on: in a zombie, or in another
+    process the system gave the number to. The start time stored beside the PID tells them apart."""
+    import subprocess
+    import sys
+
+    from factory import processes
+    from factory.catalog import Catalog
+    from factory.training.run import mark_orphans
+    from factory.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    cat = Catalog(ws.catalog_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, never reaped until wait() below
+    try:
+        import time
+
+        while processes.started(zombie.pid) is not None:  # until it has exited (a zombie)
+            time.sleep(0.05)
+        cat.create_run("mine-alive", "train", {}, other.pid)  # started now, by the live process
+        cat.create_run("in-a-zombie", "train", {}, zombie.pid)
+        cat.create_run("reused", "train", {}, other.pid)
+        cat.update_run("reused", pid_started=processes.started(other.pid) - 3600)  # the PID's earlier owner
+        for run_id in ("mine-alive", "in-a-zombie", "reused"):
+            cat.update_run(run_id, status="running")
+        assert sorted(mark_orphans(cat)) == ["in-a-zombie", "reused"]
+        assert cat.run("mine-alive")["status"] == "running" and cat.run("reused")["status"] == "interrupted"
+        # a scratch folder of a live PID with another start time was its earlier owner's: cleaned too
+        left = ws.home / "tmp" / f"{other.pid}.{int(processes.started(other.pid)) - 3600}-demo-0123abcd"
+        kept = ws.home / "tmp" / f"{other.pid}.{int(processes.started(other.pid))}-demo-4567abcd"
+        left.mkdir(parents=True)
+        kept.mkdir()
+        Workspace.open(ws.home)
+        assert not left.exists() and kept.exists()
+    finally:
+        other.kill()
+        other.wait()
+        zombie.wait()
+
+
+def test_half_sent_requests_time_out_and_double_framing_is_refused(served_home: Path, monkeypatch):
+    """500 half-sent requests were still open after 63 s, and a request with both Content-Length and chunked
+    encoding was accepted. A head now has a deadline (even one arriving a byte at a time), a body an idle limit."""
+    import socket
+    import time
+
+    from serving import protocol
+
+    monkeypatch.setattr(protocol, "HEAD_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(protocol, "BODY_IDLE_S", 1.0)
+
+    def answer(sock: socket.socket, limit: float = 10) -> tuple[bytes, float]:
+        """Everything the server sends until it closes the connection, and how long that took."""
+        start, got = time.monotonic(), b""
+        sock.settimeout(limit)
+        while chunk := sock.recv(65536):
+            got += chunk
+        return got, time.monotonic() - start
+
+    with running_server(served_home) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:  # a head that never ends
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            got, took = answer(sock)
+            assert got.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in got and took < 5
+        with socket.create_connection((host, int(port))) as sock:  # a head a byte at a time (slowloris)
+            sock.settimeout(10)
+            start, closed = time.monotonic(), False
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.05)
+            assert closed or sock.recv(65536).startswith(b"HTTP/1.1 408")
+            assert time.monotonic() - start < 6
+        with socket.create_connection((host, int(port))) as sock:  # a body that stops half way
+            sock.sendall(b"POST /v1/models/x/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"image\": ")
+            got, took = answer(sock)
+            assert b" 408 " in got.split(b"\r\n")[0] and took < 5
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/models/x/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            got, _ = answer(sock)
+            assert got.startswith(b"HTTP/1.1 400") and b"INPUT_FORMAT_ERROR" in got
+        assert httpx.get(f"{url}/healthz").status_code == 200  # whole requests are served as before
+
+
 def test_the_chat_takes_only_files_that_came_through_the_upload_route():
     from chat_ui.app import uploaded_only
 
@@ -288,3 +421,72 @@ def test_job_parameters_are_type_checked_and_name_the_field(served):
     for kind, params, field in cases:
         r = httpx.post(f"{url}/v1/jobs", json={"kind": kind, "params": params})
         assert r.status_code == 422 and field in r.json()["error"]["message"], (kind, params, r.text)
+
+
+def error_shape_problem(path: str, response: httpx.Response) -> str | None:
+    """Why a response is outside the documented shapes (None: it is inside): any status under 500, and an error
+    is {"error": {"code", "message", "fix"}} (the PAI-EAS route: {"success": false, "errorCode", "errorMsg"})."""
+    if response.status_code >= 500:
+        return f"HTTP {response.status_code}"
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return "an error that is not JSON"
+    if path.startswith("/api/predict/"):
+        ok = body.get("success") is False and isinstance(body.get("errorCode"), str) and isinstance(body.get("errorMsg"), str)
+    else:
+        error = body.get("error") if isinstance(body, dict) else None
+        ok = isinstance(error, dict) and all(isinstance(error.get(k), str) for k in ("code", "message", "fix"))
+    return None if ok else f"error shape {str(body)[:120]}"
+
+
+@pytest.mark.slow
+def test_fuzzing_every_route_and_method_finds_no_500_and_one_error_shape(served_home: Path, tmp_path: Path):
+    """schemathesis over the whole OpenAPI schema: every operation (the PAI-EAS route among them) with valid and
+    invalid inputs, at least 1,000 examples, then every method the schema does not list on each path."""
+    import math
+
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+
+    home = tmp_path / "ws"
+    copy_home(served_home, home)
+    with running_server(home) as url:
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert any(op.path == "/api/predict/{service}" for op in operations)
+        per_operation = max(math.ceil(2000 / len(operations) / 2), 50)  # some stop early: the space is small
+        problems: list[tuple] = []
+        sent = 0
+
+        for operation in operations:
+            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+                @settings(max_examples=per_operation, deadline=None, suppress_health_check=list(HealthCheck),
+                          database=None, derandomize=True)
+                @given(case=operation.as_strategy(generation_mode=mode))
+                def fuzz(case):
+                    nonlocal sent
+                    response = case.call(base_url=url, timeout=60)
+                    sent += 1
+                    problem = error_shape_problem(case.formatted_path, response)
+                    if problem:
+                        problems.append((case.method, case.formatted_path, problem))
+
+                try:
+                    fuzz()
+                except Unsatisfiable:  # no invalid input exists: an operation that takes no parameters
+                    assert mode == schemathesis.GenerationMode.NEGATIVE, operation.path
+        paths = {op.path: {o.method.upper() for o in operations if o.path == op.path} for op in operations}
+        for path, documented in paths.items():
+            concrete = path.replace("{name}", MODEL).replace("{service}", MODEL).replace("{version}", "1") \
+                .replace("{job_id}", "nope").replace("{token}", "x.y").replace("{item_id}", "1")
+            for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - documented:
+                response = httpx.request(method, url + concrete, timeout=60)
+                sent += 1
+                if problem := error_shape_problem(concrete, response):
+                    problems.append((method, concrete, problem))
+    assert sent >= 1000
+    assert problems == [], sorted(set(problems))[:10]

@@ -186,7 +186,7 @@ def test_jobs_stream_progress_and_persist(server: str, serve_home: Path):
     status = httpx.get(f"{server}/v1/jobs/{job}").json()
     assert status["status"] == "completed" and status["kind"] == "export"
     bad = httpx.post(f"{server}/v1/jobs", json={"kind": "export", "params": {"model": MODEL}})
-    assert bad.status_code == 422 and "missing target" in bad.json()["error"]["message"]
+    assert bad.status_code == 422 and "target is missing" in bad.json()["error"]["message"]
     assert httpx.get(f"{server}/v1/jobs/nope").status_code == 404
 
 
