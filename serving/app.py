@@ -29,10 +29,10 @@ from factory.refs import parse_ref
 from factory.registry import suggest
 from factory.tasks import task_of
 from factory.workspace import Workspace
-from serving import access, deployments, gallery, gallery_preview, preview, qr
+from serving import access, deployments, gallery, gallery_preview, memory, preview, qr
 from serving.hosts import HostGuard, allowed_hosts
 from serving.http import InputFormatError, bearer, error_response, is_loopback, pai_error, parse_json, read_limited
-from serving.inference import b64decode, int_option, min_score_option, request_images, result_shape, run_predict
+from serving.inference import PREDICT_THREADS, b64decode, int_option, min_score_option, request_images, result_shape, run_predict
 from serving.jobs import ApiJobs
 from serving.protocol import FramingGuard, GuardedH11Protocol
 
@@ -81,20 +81,24 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
         with catalog() as cat:
             key_use.flush(cat)
 
-    async def flush_every(seconds: float) -> None:
+    async def every(seconds: float, work) -> None:
         while True:
             await anyio.sleep(seconds)
-            await anyio.to_thread.run_sync(flush_key_use)
+            await anyio.to_thread.run_sync(work)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.predict_slots = anyio.CapacityLimiter(PREDICT_THREADS)  # decode + infer: see serving.inference
         await anyio.to_thread.run_sync(lambda: pool.load_deployments(log))
         with catalog() as cat:
             if access.active_keys(cat) == 0:
                 log("no API keys: serving loopback clients only (create one with `edgefactory keys create --name NAME`)")
-        flusher = asyncio.get_running_loop().create_task(flush_every(KEY_USE_FLUSH_S))
+        loop = asyncio.get_running_loop()
+        chores = [loop.create_task(every(KEY_USE_FLUSH_S, flush_key_use)),
+                  loop.create_task(every(memory.TRIM_EVERY_S, memory.trim))]  # what a burst of photos freed
         yield
-        flusher.cancel()
+        for chore in chores:
+            chore.cancel()
         await anyio.to_thread.run_sync(flush_key_use)
 
     # /docs and /openapi.json are the app's own routes below: the same access rule as the API's
@@ -350,7 +354,7 @@ def _predict_routes(app: FastAPI) -> None:
                                    fix="Send the PAI-EAS request body.") from None
         image = b64decode(raw, "dataArray[0].body")
         if searches:
-            return await anyio.to_thread.run_sync(gallery.pai_search, app, service, image)
+            return await anyio.to_thread.run_sync(gallery.pai_search, app, service, image, limiter=app.state.predict_slots)
         predictor = await anyio.to_thread.run_sync(lambda: app.state.pool.get(service))
         images, results, _ = await run_predict(app, predictor, [image])
         width, height = images[0]

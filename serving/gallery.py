@@ -291,7 +291,7 @@ def add_routes(app, authorize: Callable) -> None:
                     "results": [_public(r, f"/v1/indexes/{name}") for r in found],
                     "timing_ms": {"embed": (t1 - t0) * 1000, "search": (time.perf_counter() - t1) * 1000}}
 
-        return await anyio.to_thread.run_sync(work)
+        return await anyio.to_thread.run_sync(work, limiter=app.state.predict_slots)
 
     @app.post("/v1/indexes/{name}/items", tags=["indexes"], status_code=201)
     async def add_route(name: str, request: Request) -> dict:
@@ -306,7 +306,7 @@ def add_routes(app, authorize: Callable) -> None:
         def work() -> dict:
             return _add_uploads(app.state.ws, app.state.catalog, galleries, name, data, label.strip(), decode_image)
 
-        return await anyio.to_thread.run_sync(work)
+        return await anyio.to_thread.run_sync(work, limiter=app.state.predict_slots)
 
     @app.delete("/v1/indexes/{name}/items/{item_id}", tags=["indexes"])
     async def delete_route(name: str, item_id: int, request: Request) -> dict:

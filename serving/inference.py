@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import time
 from typing import Any
 
@@ -18,6 +19,11 @@ from serving.http import InputFormatError, parse_json, read_limited
 from targets.predictor import Predictor, decode_image, preprocess
 
 MAX_BATCH = 64
+IN_LOOP_BYTES = 64 * 1024  # a JSON body this small is parsed on the event loop; larger ones in a worker thread
+# decode + preprocess + infer run in at most this many worker threads at once: the work is CPU-bound, so more
+# threads than cores only contend for the GIL (delaying the event loop, /healthz included) and hold more decoded
+# images in memory at once; requests past it wait their turn
+PREDICT_THREADS = max(2, min(8, os.cpu_count() or 2))
 
 
 def b64decode(text: Any, where: str) -> bytes:
@@ -29,6 +35,17 @@ def b64decode(text: Any, where: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InputFormatError(f"{where} is not valid base64.", fix="Base64-encode the image file's bytes.") from None
+
+
+def json_images(body: bytes, many: bool) -> tuple[list[bytes], dict]:
+    """The images (base64 `image` or `images`) and the options of a JSON body."""
+    payload = parse_json(body, 'Send {"image": "<base64>"}.')
+    if not isinstance(payload, dict):
+        raise InputFormatError("The JSON body must be an object.", fix='Send {"image": "<base64>"}.')
+    raw = payload.get("images") if many else payload.get("image")
+    raw = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    images = [b64decode(r, f"images[{i}]" if many else "image") for i, r in enumerate(raw)]
+    return images, {k: v for k, v in payload.items() if k not in ("image", "images")}
 
 
 async def request_images(request: Request, many: bool) -> tuple[list[bytes], dict]:
@@ -53,13 +70,10 @@ async def request_images(request: Request, many: bool) -> tuple[list[bytes], dic
         options = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         images = [await f.read() for f in files]
     elif ctype.startswith("application/json") or body[:1] in (b"{", b"["):
-        payload = parse_json(body, 'Send {"image": "<base64>"}.')
-        if not isinstance(payload, dict):
-            raise InputFormatError("The JSON body must be an object.", fix='Send {"image": "<base64>"}.')
-        raw = payload.get("images") if many else payload.get("image")
-        raw = raw if isinstance(raw, list) else [raw] if raw is not None else []
-        images = [b64decode(r, f"images[{i}]" if many else "image") for i, r in enumerate(raw)]
-        options = {k: v for k, v in payload.items() if k not in ("image", "images")}
+        if len(body) < IN_LOOP_BYTES:
+            images, options = json_images(body, many)
+        else:  # parsing and base64-decoding megabytes would hold the event loop (and /healthz) for milliseconds
+            images, options = await anyio.to_thread.run_sync(json_images, body, many, limiter=request.app.state.predict_slots)
     else:
         raise InputFormatError(f"Unsupported content type {ctype or 'none'!r}.",
                                fix="Send multipart/form-data with an `image` file, or JSON {\"image\": \"<base64>\"}.")
@@ -114,7 +128,7 @@ async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top
                                fix="Report this with the image.", code="MODEL_FORWARD_ERROR") from exc
         return sizes, results, {"decode_ms": (t1 - t0) * 1000, "inference_ms": (time.perf_counter() - t1) * 1000}
 
-    sizes, results, timing = await anyio.to_thread.run_sync(work)
+    sizes, results, timing = await anyio.to_thread.run_sync(work, limiter=app.state.predict_slots)
     app.state.metrics.inference.labels(predictor.model if predictor.model in app.state.pool.loaded_names() else "").observe(
         timing["inference_ms"] / 1000)
     return sizes, results, timing

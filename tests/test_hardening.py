@@ -423,6 +423,27 @@ def test_job_parameters_are_type_checked_and_name_the_field(served):
         assert r.status_code == 422 and field in r.json()["error"]["message"], (kind, params, r.text)
 
 
+def test_a_short_soak_of_mixed_requests_gets_each_its_status_and_no_500(served_home: Path, tmp_path: Path):
+    """The soak benchmark's mix, small: good images, the PAI route, undecodable bytes, a 12 MP photo, a 64 MP image
+    past the decode cap, JSON nested past the parser, a wrong key and none. Each gets its own status; none a 5xx.
+    (Its speed and memory goals are the benchmark's: `python -m benchmarks.perf.soak`.)"""
+    import os
+
+    import psutil
+
+    from benchmarks.perf import soak
+
+    home = tmp_path / "ws"
+    copy_home(served_home, home)
+    key = serving_api.create_key("soak", home=home)["key"]
+    with running_server(home) as url:
+        result = soak.soak(url, MODEL, key, psutil.Process(os.getpid()), total=120, concurrency=8, settle_s=0)
+    expected = {"good": {200}, "pai": {200}, "bad_bytes": {400}, "large_photo": {200}, "past_decode_cap": {400},
+                "nested_json": {400}, "wrong_key": {401}, "no_key": {401}}
+    assert {kind: set(seen) for kind, seen in result["statuses"].items()} == expected
+    assert result["server_errors"] == 0 and result["healthz_samples"] > 0
+
+
 def error_shape_problem(path: str, response: httpx.Response) -> str | None:
     """Why a response is outside the documented shapes (None: it is inside): any status under 500, and an error
     is {"error": {"code", "message", "fix"}} (the PAI-EAS route: {"success": false, "errorCode", "errorMsg"})."""

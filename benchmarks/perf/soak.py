@@ -74,40 +74,63 @@ def memory_mb(proc: psutil.Process) -> float:
     return proc.memory_info().rss / 2 ** 20
 
 
-def soak(url: str, model: str, key: str, server: psutil.Process, total: int, concurrency: int) -> dict:
+def probe_health(url: str, every_s: float, stop, out) -> None:
+    """/healthz every `every_s` seconds until `stop` is set, in its own process (the load generator's threads
+    would otherwise delay the probe, not the server); sends the latencies in ms through `out`."""
+    times = []
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set():
+            t = time.perf_counter()
+            client.get(f"{url}/healthz")
+            times.append((time.perf_counter() - t) * 1000)
+            time.sleep(every_s)
+    out.send(times)
+
+
+def soak(url: str, model: str, key: str, server: psutil.Process, total: int, concurrency: int,
+         settle_s: float = SETTLE_S) -> dict:
+    import http.client
+    import multiprocessing
+
     images = payloads()
     rng = np.random.default_rng(1)
     kinds, weights = zip(*MIX)
     plan = list(rng.choice(kinds, size=total, p=np.array(weights) / sum(weights)))
+    requests = {kind: request_for(kind, url, model, key, images) for kind in kinds}  # encoded once
     with httpx.Client(timeout=120) as client:  # one of each first: runtimes loaded, code paths warm
-        for kind in kinds:
-            method, target, body, headers = request_for(kind, url, model, key, images)
+        for method, target, body, headers in requests.values():
             client.request(method, target, content=body, headers=headers)
     start_mb = memory_mb(server)
     statuses: dict[str, Counter] = {kind: Counter() for kind in kinds}
-    health_ms: list[float] = []
-    peak_mb, lock, done = start_mb, threading.Lock(), threading.Event()
+    lock, done = threading.Lock(), threading.Event()
+    peak_mb = start_mb
+    host, port = url.removeprefix("http://").split(":")
 
     def worker(share: list[str]) -> None:
-        with httpx.Client(timeout=120) as client:
-            for kind in share:
-                method, target, body, headers = request_for(kind, url, model, key, images)
-                status = client.request(method, target, content=body, headers=headers).status_code
-                with lock:
-                    statuses[kind][status] += 1
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)  # keep-alive, and light on the client's CPU
+        for kind in share:
+            method, target, body, headers = requests[kind]
+            conn.request(method, target.removeprefix(url), body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.will_close:
+                conn.close()
+            with lock:
+                statuses[kind][response.status] += 1
+        conn.close()
 
-    def probe() -> None:
+    def watch_memory() -> None:
         nonlocal peak_mb
-        with httpx.Client(timeout=30) as client:
-            while not done.is_set():
-                t = time.perf_counter()
-                client.get(f"{url}/healthz")
-                health_ms.append((time.perf_counter() - t) * 1000)
-                peak_mb = max(peak_mb, memory_mb(server))
-                time.sleep(HEALTH_EVERY_S)
+        while not done.is_set():
+            peak_mb = max(peak_mb, memory_mb(server))
+            time.sleep(0.1)
 
-    prober = threading.Thread(target=probe)
+    spawn = multiprocessing.get_context("spawn")
+    stop, (receive, send) = spawn.Event(), spawn.Pipe(duplex=False)
+    prober = spawn.Process(target=probe_health, args=(url, HEALTH_EVERY_S, stop, send))
     prober.start()
+    watcher = threading.Thread(target=watch_memory)
+    watcher.start()
     workers = [threading.Thread(target=worker, args=(plan[i::concurrency],)) for i in range(concurrency)]
     began = time.perf_counter()
     for t in workers:
@@ -116,8 +139,11 @@ def soak(url: str, model: str, key: str, server: psutil.Process, total: int, con
         t.join()
     elapsed = time.perf_counter() - began
     done.set()
+    stop.set()
+    health_ms = receive.recv()
     prober.join()
-    time.sleep(SETTLE_S)
+    watcher.join()
+    time.sleep(settle_s)
     end_mb = memory_mb(server)
     seen = {kind: dict(sorted(c.items())) for kind, c in statuses.items()}
     errors_5xx = sum(n for c in statuses.values() for status, n in c.items() if status >= 500)
