@@ -365,7 +365,7 @@ class Guide:
     def _deploy(self, state: State) -> Reply:
         dep = self._call("deploy", model=state.model)
         key = self._call("create_api_key", name=f"chat-{dep['name']}", models=[dep["name"]])
-        link = self._call("preview_link", model=state.model, base_url=self.base_url)
+        link = self._call("preview_link", model=state.model)  # the phone listener of the server, never the API's URL
         state.deployment = {**dep, "key_id": key["id"], "qr": link["png"], "url": link["url"]}
         gallery = TASKS.get(state.task or DEFAULT_TASK).uses_gallery
         self._goto(state, "gallery" if gallery else "done")
@@ -375,6 +375,7 @@ class Guide:
                      f"Endpoint: `{endpoint}` (PAI-EAS route: `{self.base_url}{dep['pai_endpoint']}`)\n\n"
                      f"API key (shown once, keep it): `{key['key']}`\n\n```\n{curl}\n```\n\n"
                      f"Scan the QR code to run the model on your phone: {link['url']}"
+                     + (f"\n\nNote: {link['warning']}" if link.get("warning") else "")
                      + (f"\n\n{GALLERY_PROMPT.format(dataset=state.dataset)}" if gallery else ""),
                      images=[link["png"]], links={"qr": link["url"], "endpoint": endpoint}, secrets=[key["key"]])
 

@@ -11,7 +11,8 @@ from factory.api import Home, session
 from factory.errors import BudgetError, ConfigError
 from factory.models import read_metadata, resolve_model
 from factory.tasks import task_of
-from serving import access, deployments, qr
+from factory.workspace import Workspace
+from serving import access, deployments, listeners, qr
 from serving.access import DEFAULT_LINK_HOURS
 
 DEFAULT_PORT = 8000
@@ -73,14 +74,15 @@ def _web_artifact(ref: str, home: Home, log: Callable[[str], None]) -> tuple[str
         return f"{row['name']}:v{row['version']}", "fp32"
 
 
-def preview_link(ref: str, *, base_url: str | None = None, port: int = DEFAULT_PORT, https: bool = True,
+def preview_link(ref: str, *, base_url: str | None = None, port: int = listeners.PHONE_PORT, https: bool = True,
                  hours: float = DEFAULT_LINK_HOURS, out_dir: str | Path | None = None, home: Home = None,
                  log: Callable[[str], None] | None = None) -> dict:
     """A signed, expiring phone-preview link for model `NAME[:vN]` and its QR code.
 
-    The URL is `base_url` or https://<LAN address>:<port> (phones open the camera only on HTTPS:
-    run `edgefactory serve --https`), then /p/<token>. Exports the `web` artifact first if missing.
-    Returns: {url, png, svg, terminal, expires_at, link_id, model, version, precision, metrics}.
+    The URL is `base_url`, else the phone listener of the server running on this workspace, else the one
+    `edgefactory serve` will open (https://<LAN address>:<port>), then /p/<token>; `warning` says why a phone
+    cannot open it now (no server up, or no LAN address) and what to do. Exports the `web` artifact first if missing.
+    Returns: {url, png, svg, terminal, expires_at, link_id, model, version, precision, metrics, warning}.
     """
     log = log or (lambda line: None)
     ref, precision = _web_artifact(ref, home, log)
@@ -89,8 +91,11 @@ def preview_link(ref: str, *, base_url: str | None = None, port: int = DEFAULT_P
         meta = read_metadata(ws, row)
         link = access.create_link(ws, catalog, row["name"], row["version"], "web", precision, hours)
     if base_url and not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--base-url {base_url!r} must start with http:// or https://.", fix="e.g. https://192.168.1.20:8000")
-    base = (base_url or f"{'https' if https else 'http'}://{qr.lan_ip()}:{port}").rstrip("/")
+        raise ConfigError(f"--base-url {base_url!r} must start with http:// or https://.", fix="e.g. https://192.168.1.20:8443")
+    base, warning = base_url, None
+    if not base:
+        base, warning = phone_base(ws, port, https)
+    base = base.rstrip("/")
     url = f"{base}/p/{link['token']}"
     task = task_of(row)
     metric, label = task.metric, task.metric_label
@@ -106,7 +111,23 @@ def preview_link(ref: str, *, base_url: str | None = None, port: int = DEFAULT_P
     svg.write_bytes(qr.svg(url))
     return {"url": url, "png": str(png), "svg": str(svg), "terminal": qr.terminal(url), "link_id": link["id"],
             "expires_at": link["expires_at"], "model": row["name"], "version": row["version"], "precision": precision,
-            "metrics": row.get("metrics"), "created_at": row["created_at"], "caption": lines}
+            "metrics": row.get("metrics"), "created_at": row["created_at"], "caption": lines, "warning": warning}
+
+
+def phone_base(ws: Workspace, port: int = listeners.PHONE_PORT, https: bool = True) -> tuple[str, str | None]:
+    """Where phones reach this workspace's previews: the running server's phone listener; else the one `serve`
+    opens by default, with a warning that says it is not up yet. A warning also when no listener reaches phones."""
+    server = listeners.running(ws)
+    if server and server.get("phone"):
+        return server["phone"], None
+    lan = qr.lan_ip()
+    base = f"{'https' if https else 'http'}://{lan}:{port}"
+    if lan.startswith("127."):
+        return base, "This machine has no LAN address, so no phone can reach it: join the phone's Wi-Fi, then make the code again."
+    if server:
+        return base, (f"The server running now ({server['api']}) has no listener phones reach: restart it with "
+                      f"`edgefactory serve` (phones: {base}).")
+    return base, f"No server is running: start `edgefactory serve` and this code opens (phones: {base})."
 
 
 def list_links(*, home: Home = None) -> list[dict]:

@@ -8,7 +8,7 @@ import time
 import sys
 from typing import Callable
 
-from serving import api
+from serving import api, listeners
 
 
 def _err(line: str) -> None:
@@ -16,6 +16,10 @@ def _err(line: str) -> None:
 
 
 def cmd_serve(a: argparse.Namespace) -> dict:
+    """The API and the chat on --host:--port; phone previews over HTTPS on every interface (--phone-port), unless
+    the API's own listener already serves the LAN over HTTPS. Prints each deployment's QR code at start."""
+    import asyncio
+
     import uvicorn
 
     from factory.workspace import Workspace
@@ -23,21 +27,68 @@ def cmd_serve(a: argparse.Namespace) -> dict:
     from serving.app import UVICORN_OPTIONS, create_app
 
     ws = Workspace.open(a.home)
-    ssl = {}
-    scheme = "http"
-    if a.https:
-        cert = tls.ensure_certificate(ws.home / "serving" / "tls", qr.lan_ip())
-        ssl = {"ssl_certfile": cert["cert"], "ssl_keyfile": cert["key"]}
-        scheme = "https"
-        _err(f"HTTPS with a self-signed certificate, SHA-256 fingerprint {cert['sha256']}")
-        _err("phones warn about it once: check the fingerprint, then accept it to open the camera")
-    _err(f"serving on {scheme}://{a.host}:{a.port}  (API docs: /docs)")
-    if a.host in ("0.0.0.0", "::"):
-        _err(f"on the LAN: {scheme}://{qr.lan_ip()}:{a.port}")
-    public = qr.lan_ip() if a.host in ("0.0.0.0", "::") else a.host
-    app = create_app(ws.home, log=_err, base_url=f"{scheme}://{public}:{a.port}")
-    uvicorn.run(app, host=a.host, port=a.port, **UVICORN_OPTIONS, **ssl)
+    lan = qr.lan_ip()
+    on_lan = a.host in ("0.0.0.0", "::")
+    cert = tls.ensure_certificate(ws.home / "serving" / "tls", lan) if a.https or a.phone_port else None
+    tls_files = {"ssl_certfile": cert["cert"], "ssl_keyfile": cert["key"]} if cert else {}
+    scheme = "https" if a.https else "http"
+    api_url = f"{scheme}://{lan if on_lan else a.host}:{a.port}"
+    app = create_app(ws.home, log=_err, base_url=api_url)
+    servers = [uvicorn.Server(uvicorn.Config(app, host=a.host, port=a.port, **UVICORN_OPTIONS,
+                                             **(tls_files if a.https else {})))]
+    if on_lan and a.https:
+        phone_url = api_url  # the API's listener reaches phones itself
+    elif a.phone_port and not _port_free(a.phone_port):
+        _err(f"port {a.phone_port} is taken (another `edgefactory serve`?): phones cannot reach this server; "
+             "pass another --phone-port")
+        phone_url = None
+    elif a.phone_port:
+        phone_url = f"https://{lan}:{a.phone_port}"
+        servers.append(uvicorn.Server(uvicorn.Config(listeners.PhoneOnly(app, api_url), host="0.0.0.0", port=a.phone_port,
+                                                     lifespan="off", **UVICORN_OPTIONS, **tls_files)))
+    else:
+        phone_url = None
+    _err(f"serving the API and the chat on {api_url}  (API docs: /docs)")
+    if phone_url and lan.startswith("127."):
+        _err("no LAN address here (no network?): phones cannot reach this machine")
+        phone_url = None
+    if phone_url:
+        _err(f"phones: {phone_url}/p/...  (HTTPS, self-signed certificate, SHA-256 {cert['sha256']}; a phone warns once:"
+             " check the fingerprint, then accept it)")
+    listeners.record(ws, api_url, phone_url, cert["sha256"] if cert else None)
+    if phone_url:
+        _print_codes(ws.home, phone_url)
+    try:
+        asyncio.run(listeners.serve_all(servers))
+    finally:
+        listeners.clear(ws)
     return {"stopped": True}
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _print_codes(home, phone_url: str) -> None:
+    """Each deployment's QR code in the terminal, so a phone can scan it right away."""
+    from factory.errors import FactoryError
+
+    for dep in api.list_deployments(home=home):
+        try:
+            out = api.preview_link(dep["name"], base_url=phone_url, home=home)
+        except FactoryError as exc:  # e.g. no web artifact and the export failed: the server still starts
+            _err(f"no QR code for {dep['name']}: {exc}")
+            continue
+        _err(out["terminal"])
+        _err(f"{dep['name']}:v{out['version']}  {out['url']}")
 
 
 def cmd_deploy(a: argparse.Namespace) -> dict:
@@ -98,6 +149,8 @@ def cmd_qr(a: argparse.Namespace) -> dict:
             print(line + ("   " + caption[i - 2] if 2 <= i < len(caption) + 2 else ""))
         print(out["url"])
         print(f"png: {out['png']}\nsvg: {out['svg']}")
+        if out["warning"]:
+            _err(f"note: {out['warning']}")
     return {k: v for k, v in out.items() if k != "caption"}
 
 
@@ -105,7 +158,10 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp = add(sub, "serve", cmd_serve, "run the REST server (API, PAI-EAS route, phone previews)")
     sp.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the LAN (phones)")
     sp.add_argument("--port", type=int, default=api.DEFAULT_PORT)
-    sp.add_argument("--https", action="store_true", help="self-signed HTTPS (phones need it for the camera)")
+    sp.add_argument("--https", action="store_true", help="self-signed HTTPS for the API too (with --host 0.0.0.0 it "
+                    "serves phones itself)")
+    sp.add_argument("--phone-port", type=int, default=listeners.PHONE_PORT,
+                    help="HTTPS port on every interface for phone previews only (0: none)")
     sp = add(sub, "deploy", cmd_deploy, "serve a model version under its name")
     sp.add_argument("ref", help="model NAME[:vN]")
     sp.add_argument("--target", help="default: the fastest artifact here")
@@ -119,8 +175,8 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     add(ks, "revoke", cmd_keys_revoke, "revoke an API key").add_argument("id")
     sp = add(sub, "qr", cmd_qr, "a QR code that opens the model on a phone (runs in its browser)")
     sp.add_argument("ref", nargs="?", help="model NAME[:vN]")
-    sp.add_argument("--base-url", help="the server as phones reach it (default https://<LAN address>:PORT)")
-    sp.add_argument("--port", type=int, default=api.DEFAULT_PORT)
+    sp.add_argument("--base-url", help="the server as phones reach it (default: the running server's phone listener)")
+    sp.add_argument("--port", type=int, default=listeners.PHONE_PORT, help="the phone port when no server runs")
     sp.add_argument("--http", action="store_true", help="plain HTTP link (the phone's camera will not open)")
     sp.add_argument("--hours", type=float, default=api.DEFAULT_LINK_HOURS, help="link lifetime (default 72)")
     sp.add_argument("--revoke", metavar="LINK_ID", help="revoke a preview link instead")
