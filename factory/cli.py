@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     common.add_argument("--home", help="workspace folder (default $EDGEFACTORY_HOME or ./workspace)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--verbose", action="store_true",
+                        help="show the libraries' own output (converters, quantizers) in the terminal; by default it "
+                             "goes to the workspace's logs/ folder")
     p = argparse.ArgumentParser(prog="edgefactory", description="Local-first model factory for edge devices.")
     p.add_argument("--version", action="version", version=f"edgefactory {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -271,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ["EDGEFACTORY_VERBOSE"] = "1"  # read by the child processes (factory.isolated) too
     try:
         out = args.fn(args)
     except FactoryError as exc:

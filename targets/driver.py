@@ -390,6 +390,12 @@ def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) 
 CHILD_PRELOAD = ("factory.api", "compression.pruning", "onnx", "onnxruntime", "openvino", "nncf")
 
 
+def export_output_log(home: str | Path, ref: str, plan: ExportPlan) -> Path:
+    """Where an export's converters and quantizers write (their logs, progress bars): logs/ in the workspace,
+    one file per model, target and precision, each run appended (`--verbose` shows it in the terminal instead)."""
+    return Path(home) / "logs" / f"export-{ref.replace(':', '-')}-{plan.target}-{plan.precision}.log"
+
+
 def export_in_child(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
     """`export_here` in a child process: a converter or runtime that dies of a signal (ncnn,
     LiteRT and ExecuTorch have, now and then) fails this export with an ExportError instead of ending
@@ -408,7 +414,7 @@ def export_in_child(home: Path, ref: str, plan: ExportPlan, log: Log | None = No
         try:
             return run_isolated(export_here, {"home": Path(home), "ref": ref, "plan": plan}, log=log,
                                 on_crash=remove_staging, what=f"{plan.target} {plan.precision} export of {ref}",
-                                preload=CHILD_PRELOAD)
+                                preload=CHILD_PRELOAD, output=export_output_log(home, ref, plan))
         except ExportError as exc:
             if exc.code != "NATIVE_CRASH" or not tries_left:
                 raise
