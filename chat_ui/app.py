@@ -1,6 +1,6 @@
 """The Gradio app, mounted at / of the serving app (one server, one port): a chat with file upload
-and, beside it, tabs that show the same conversation's state: Datasets, Training, Models & Reports,
-Deployments. The chat function is also Gradio's `/chat` API (message in, reply out)."""
+and, beside it, tabs that show the conversation's state above everything the workspace holds: Datasets,
+Training, Models & Reports, Deployments. The chat function is also Gradio's `/chat` API (message in, reply out)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 from fastapi import FastAPI
 
+from chat_ui import workspace_view
 from chat_ui.assistant import Assistant
 from chat_ui.guide import describe_dataset, exports_table, metric_name, progress_text
 
@@ -30,7 +31,11 @@ def _history(messages: list[dict]) -> list[dict]:
 def _tabs(assistant: Assistant, conv_id: str) -> tuple:
     view = assistant.view(conv_id)
     state, run = view["state"], view["run"]
-    data_md = describe_dataset(state["dataset_summary"]) if state["dataset_summary"] else "No dataset yet."
+    home = assistant.home
+    summary = state["dataset_summary"]
+    current_data = f"{summary['dataset']}:v{summary['version']}" if summary else None
+    data_md = _joined(describe_dataset(summary) if summary else "", workspace_view.datasets(home, current_data),
+                      "No dataset yet: upload a .zip of images, or say **demo**.")
     gallery = []
     if state["dataset_summary"]:
         root = assistant.home / state["dataset_summary"]["path"]
@@ -44,23 +49,31 @@ def _tabs(assistant: Assistant, conv_id: str) -> tuple:
                  "series": [f"val {label}"] * len(history) + ["train loss"] * len(history)}
     else:
         train_md, curve = "No training yet.", {"epoch": [], "value": [], "series": []}
-    model_md, cm = "No model yet.", None
+    listed, newest_cm = workspace_view.models(home, state["model"])
+    model_md, cm = "", newest_cm
     if state["model"]:
         ev = state["evaluation"] or {}
         model_md = f"**{state['model']}**: test {metric_name(state['task'])} {ev.get('accuracy') or 0:.2%}."
-        cm = ev.get("files", {}).get("confusion_matrix_png")
+        cm = ev.get("files", {}).get("confusion_matrix_png") or newest_cm
         if state["exports"]:
             model_md += "\n\n" + exports_table(state["exports"], [])
         if state["report"]:
             name, version = state["model"].split(":v")
             model_md += f"\n\n[Benchmark report](/v1/models/{name}/versions/{version}/report)"
+    model_md = _joined(model_md, listed, "No model yet.")
     dep = state["deployment"]
-    dep_md = (f"**{dep['name']}:v{dep['version']}** ({dep['target']} {dep['precision']})\n\nEndpoint: "
-              f"`/v1/models/{dep['name']}/predict`; PAI-EAS: `/api/predict/{dep['name']}`; key id `{dep['key_id']}`\n\n"
-              f"Phone preview: {dep['url']}") if dep else "Not deployed yet."
+    deployed, newest_qr = workspace_view.deployments(home)
+    dep_md = _joined((f"**{dep['name']}:v{dep['version']}** ({dep['target']} {dep['precision']})\n\nEndpoint: "
+                      f"`/v1/models/{dep['name']}/predict`; PAI-EAS: `/api/predict/{dep['name']}`; key id `{dep['key_id']}`"
+                      f"\n\nPhone preview: {dep['url']}") if dep else "", deployed, "Not deployed yet.")
     import pandas as pd
 
-    return (data_md, gallery, train_md, pd.DataFrame(curve), model_md, cm, dep_md, dep["qr"] if dep else None)
+    return (data_md, gallery, train_md, pd.DataFrame(curve), model_md, cm, dep_md, dep["qr"] if dep else newest_qr)
+
+
+def _joined(mine: str, workspace: str, empty: str) -> str:
+    """The conversation's own item above what the whole workspace holds; `empty` when there is neither."""
+    return "\n\n".join(part for part in (mine, workspace) if part) or empty
 
 
 def build_blocks(assistant: Assistant) -> gr.Blocks:
@@ -82,7 +95,7 @@ def build_blocks(assistant: Assistant) -> gr.Blocks:
                         curve = gr.LinePlot(x="epoch", y="value", color="series", label="curves")
                     with gr.Tab("Models & Reports"):
                         model_md = gr.Markdown(elem_id="tab-models")
-                        cm = gr.Image(label="confusion matrix", type="filepath")
+                        cm = gr.Image(label="confusion matrix", type="filepath", elem_id="confusion")
                     with gr.Tab("Deployments"):
                         dep_md = gr.Markdown(elem_id="tab-deployments")
                         qr = gr.Image(label="QR code: scan with a phone", type="filepath", elem_id="qr")

@@ -102,3 +102,37 @@ def test_the_whole_flow_in_a_browser(chat_server, tmp_path: Path):
         report = page.locator("#chat a", has_text="/report").first.get_attribute("href")
         assert httpx.get(report).status_code == 200
         browser.close()
+
+
+@pytest.mark.browser
+def test_the_tabs_show_what_the_workspace_holds_whoever_made_it(trained_home: Path, tmp_path: Path):
+    """The demo (or the CLI) made a model, its report and a deployment: a fresh browser with no conversation sees
+    them in the tabs: the model with its confusion matrix and report link, the deployment with its QR code."""
+    if not CHROMIUM.is_file():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/setup installs it)")
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks import api as bench_api
+    from serving import api as serving_api
+
+    home = tmp_path / "ws"
+    copy_home(trained_home, home)
+    serving_api.deploy("shapes-tiny", home=home)
+    bench_api.report("shapes-tiny", measure=False, home=home)
+    serving_api.preview_link("shapes-tiny", home=home)  # what `edgefactory serve` does at start
+    with running_server(home) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(f"{url}/")
+        page.wait_for_selector("#message textarea", timeout=60000)
+        page.wait_for_function("document.querySelector('#tab-datasets').innerText.includes('shapes:v1')", timeout=30000)
+        page.get_by_role("tab", name="Models & Reports").click()
+        page.wait_for_function("document.querySelector('#tab-models').innerText.includes('shapes-tiny:v1')", timeout=30000)
+        link = page.locator("#tab-models a", has_text="report").first.get_attribute("href")
+        assert httpx.get(url + link).status_code == 200
+        page.wait_for_selector("#confusion img", timeout=30000)
+        page.get_by_role("tab", name="Deployments").click()
+        page.wait_for_selector("#qr img", timeout=30000)
+        assert "shapes-tiny:v1" in page.locator("#tab-deployments").inner_text()
+        page.screenshot(path=str(tmp_path / "deployments.png"))
+        browser.close()
