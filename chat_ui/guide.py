@@ -107,6 +107,7 @@ class Guide:
             return self._back(state)
         if "help" in p.intents:
             return Reply(CAPABILITIES)
+        _keep_slots(state, p)  # a device or budget said at any step is kept for the step that needs it
         if files and (state.step == "gallery" or state.step == "done" and state.index):
             return self._gallery_upload(state, files, p)
         if files:
@@ -178,15 +179,14 @@ class Guide:
         state.dataset_summary = summary
         state.task = task_of(summary).name
         self._goto(state, "target")
+        if state.devices:  # named already ("... on a Raspberry Pi, under 30 ms"): on to the recipe
+            then = self._target(state, Parsed(""))
+            return Reply(describe_dataset(summary) + "\n\n" + then.text, images=then.images, links=then.links)
         return Reply(describe_dataset(summary) + "\n\nWhere will the model run? For example *a Raspberry Pi 4 under "
                      f"30 ms*, *Android phones*, *an Intel NUC*, *a Jetson*; and how much {metric_name(state.task)} may "
                      "compression cost (*at most 1 point worse*)?")
 
     def _target(self, state: State, p: Parsed) -> Reply:
-        state.devices = p.devices or state.devices
-        state.latency_ms = p.latency_ms or state.latency_ms
-        state.size_mb = p.size_mb or state.size_mb
-        state.max_drop = p.max_drop if p.max_drop is not None else state.max_drop
         if not state.devices:
             known = ", ".join(sorted({prof.name.split(" (")[0] for prof in self.profiles.values()}))
             return Reply(f"I did not recognise a device in *{p.text}*. I know: {known}. Which one is closest? "
@@ -460,6 +460,14 @@ def _dataset_name(path: Path) -> str:
     stem = re.sub(r"[^a-z0-9_.-]+", "-", path.stem.lower()).strip("-._")
     stem = stem if stem[:1].isalpha() else f"data-{stem}".rstrip("-")
     return stem[:64] or "dataset"
+
+
+def _keep_slots(state: State, p: Parsed) -> None:
+    """The devices and budgets a message names, kept in the conversation whatever step it is at."""
+    state.devices = p.devices or state.devices
+    state.latency_ms = p.latency_ms or state.latency_ms
+    state.size_mb = p.size_mb or state.size_mb
+    state.max_drop = p.max_drop if p.max_drop is not None else state.max_drop
 
 
 def describe_dataset(s: dict) -> str:

@@ -31,7 +31,8 @@ PHRASES = [  # text, intents that must be found, slots that must be found
      {"devices": ["snapdragon_8_gen3"], "latency_ms": 50.0, "max_drop": 1.0}),
     ("an Intel NUC and a Jetson, model under 5 MB", set(), {"devices": ["intel_nuc_13", "jetson_orin_nano"], "size_mb": 5.0}),
     ("iPhone, 30 fps", set(), {"devices": ["apple_a17_pro"], "latency_ms": 1000 / 30}),
-    ("树莓派5，两百毫秒以内", set(), {"devices": ["raspberry_pi_5"]}),
+    ("树莓派5，两百毫秒以内", set(), {"devices": ["raspberry_pi_5"]}), ("部署到树莓派4上", set(), {"devices": ["raspberry_pi_4"]}),
+    ("我想识别照片里的文字", set(), {"task": "ocr"}), ("read the text on labels", set(), {"task": "ocr"}),
     ("no accuracy loss please, 0.5 s is fine", set(), {"max_drop": 0.0, "latency_ms": 500.0}),
     ("yes", {"confirm"}, {}), ("好的", {"confirm"}, {}), ("确认", {"confirm"}, {}), ("no", {"deny"}, {}), ("取消", {"deny"}, {}),
     ("how is it going?", {"status"}, {}), ("训练进度怎么样了", {"status"}, {}),
@@ -274,3 +275,17 @@ def test_the_flow_for_retrieval_with_a_gallery(tmp_path: Path):
     assert "not retrained" in a.chat(conv, "", [str(archive)]).text
     r = a.chat(conv, "yes")
     assert "products-tiny-cls-gallery:v2**: 86 photos" in r.text
+
+
+def test_a_device_and_budget_said_first_are_kept_and_reading_text_is_not_a_device(tmp_path: Path):
+    """The issue's conversation: device and latency in the first message (in Chinese), then 好的 to the demo data:
+    the next step was "Where will the model run?" as if they had not been said. And "我想识别照片里的文字" was read
+    as an unknown device name."""
+    a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
+    r = a.chat("zh", "我想用演示数据训练一个图像分类模型，部署到树莓派上，延迟小于30毫秒")
+    assert "digits" in r.text and "Shall I go ahead?" in r.text
+    r = a.chat("zh", "好的")
+    assert "Where will the model run?" not in r.text
+    assert "Raspberry Pi 5" in r.text and "under 30 ms" in r.text and "mobilenet_v3_small" in r.text
+    r = a.chat("ocr", "我想识别照片里的文字")
+    assert "OCR is not supported yet" in r.text and "did not recognise a device" not in r.text
