@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, ClassVar
 
 from pydantic import Field
@@ -102,6 +103,17 @@ def _export_missing(ref: str, targets: list[str], have: set[tuple[str, str]], ho
     return notes
 
 
+def report_folder(ws: Workspace, row: dict) -> Path:
+    """Where the benchmark report of model version `row` is written (report.html, report.json, devices/)."""
+    return ws.home / "reports" / row["name"] / f"v{row['version']}" / "benchmark"
+
+
+def report_path(ref: str, *, home: Home = None) -> Path:
+    """The benchmark report page of model `NAME[:vN]` (it may not be written yet)."""
+    with session(home) as (ws, catalog):
+        return report_folder(ws, resolve_model(catalog, ref)) / "report.html"
+
+
 def report(ref: str, *, home: Home = None, export: list[str] | None = None, measure: bool = True,
            budget: float = 1.0, timing: Timing | None = None, log: Log | None = None,
            progress: Progress | None = None) -> dict:
@@ -133,7 +145,7 @@ def report(ref: str, *, home: Home = None, export: list[str] | None = None, meas
         rep["export_notes"], rep["failed"] = export_notes, failed
         if task_of(row).uses_gallery:
             rep["retrieval"] = gallery_rows(ws, catalog, row, rep["results"], here["id"])
-        files = reports.write(rep, ws.home / "reports" / row["name"] / f"v{row['version']}" / "benchmark")
+        files = reports.write(rep, report_folder(ws, row))
     log(f"report {files['html']}")
     return {**files, "results": rep["results"], "warnings": rep["warnings"], "measured_rows": rep["measured_rows"],
             "failed": failed, "export_notes": export_notes, **({"retrieval": rep["retrieval"]} if "retrieval" in rep else {})}

@@ -97,7 +97,8 @@ class Guide:
 
     def _turn(self, state: State, message: str, files: list[str]) -> Reply:
         datasets = [d["dataset"] for d in self._call("list_datasets")]
-        p = parse(message, self.profiles, datasets)
+        models = self._call("list_models")
+        p = parse(message, self.profiles, datasets, sorted({m["model"] for m in models}))
         if "restart" in p.intents:
             state.__dict__.update(State().__dict__)
             return Reply("Starting over. " + CAPABILITIES)
@@ -108,6 +109,8 @@ class Guide:
         if "help" in p.intents:
             return Reply(CAPABILITIES)
         _keep_slots(state, p)  # a device or budget said at any step is kept for the step that needs it
+        if p.model_ref and p.intents & {"deploy", "report"} and not files:
+            return self._pick_up(state, p, models)
         if files and (state.step == "gallery" or state.step == "done" and state.index):
             return self._gallery_upload(state, files, p)
         if files:
@@ -415,6 +418,37 @@ class Guide:
                      f"```\ncurl -X POST {url} \\\n  -H 'Authorization: Bearer {key['key']}' -F image=@photo.jpg\n```"
                      "\n\nTo add new products, parts or people, upload a .zip of their photos (one folder each): "
                      "the model is not retrained.", secrets=[key["key"]])
+
+    # -- any model of the workspace, whoever made it ---------------------------------------------------
+    def _pick_up(self, state: State, p: Parsed, models: list[dict]) -> Reply:
+        """"deploy NAME", "show me the report of NAME[:vN]": the conversation takes that model up."""
+        name, _, version = p.model_ref.partition(":v")
+        rows = [m for m in models if m["model"] == name and (not version or m["version"] == int(version))]
+        if not rows:
+            return Reply(f"There is no **{p.model_ref}** in this workspace. The Models & Reports tab lists them.")
+        row = max(rows, key=lambda m: m["version"])
+        state.model, state.task, state.pending = row["ref"], row["task"], None
+        if "deploy" in p.intents:
+            self._goto(state, "deploy")
+            return self._ask(state, "__deploy__", {}, "", f"I will deploy **{row['ref']}** here (endpoint + API key) "
+                                                          "and make the QR code for your phone.")
+        return self._report_of(state, row)
+
+    def _report_of(self, state: State, row: dict) -> Reply:
+        url = f"{self.base_url}/v1/models/{row['model']}/versions/{row['version']}/report"
+        score = (row.get("metrics") or {}).get(TASKS.get(row["task"]).metric)
+        headline = f"**{row['ref']}**: test {metric_name(row['task'])} {score:.2%}." if score is not None else f"**{row['ref']}**."
+        if self._call("report_exists", model=row["ref"]):
+            return Reply(f"{headline}\n\n**Benchmark report:** [{url}]({url})", links={"report": url})
+        return self._ask(state, "benchmark_report", {"model": row["ref"]}, "then_report",
+                         f"{headline} It has no benchmark report yet: I will measure every artifact here and estimate "
+                         "the device profiles.")
+
+    def _then_report(self, state: State, out: dict) -> Reply:
+        name, version = state.model.split(":v")
+        url = f"{self.base_url}/v1/models/{name}/versions/{version}/report"
+        return Reply(f"**Benchmark report:** [{url}]({url}) ({out['measured_rows']} measured rows, estimates for the "
+                     "device profiles)", links={"report": url})
 
     # -- navigation and questions ----------------------------------------------------------------
     def _goto(self, state: State, step: str) -> None:

@@ -23,6 +23,8 @@ INTENTS: dict[str, list[str]] = {
     "status": [r"how is it going", r"how's it going", r"\bstatus\b", r"\bprogress\b", r"how far", r"进度", r"怎么样了", r"训练得?怎么样"],
     "back": [r"\bgo back\b", r"^\s*back\b", r"\bprevious step\b", r"返回", r"上一步", r"退回"],
     "restart": [r"\bstart over\b", r"\brestart\b", r"\breset\b", r"\bfrom scratch\b", r"重新开始", r"重来"],
+    "deploy": [r"\bdeploy\b", r"\bserve\b", r"部署", r"上线"],
+    "report": [r"\breport\b", r"\bbenchmarks?\b", r"报告"],
     "question": [r"^\s*(how do i|how to|how can i|what is|what are|what's|what does|why|which|can i|explain|tell me about)\b",
                  r"什么是", r"怎么", r"如何", r"为什么", r"是什么", r"\?\s*$", r"？\s*$"],
 }
@@ -53,6 +55,7 @@ class Parsed:
     img_size: int | None = None
     hflip: float | None = None  # "flips off" / "no mirroring" / "不要镜像": 0; "flips on" / "mirror": 0.5
     dataset: str | None = None
+    model_ref: str | None = None  # a model of the workspace named in the message: NAME or NAME:vN
 
 
 def _cn_number(text: str) -> str:
@@ -71,7 +74,7 @@ def _cn_number(text: str) -> str:
     return re.sub(r"[一二两三四五六七八九十]{1,3}(?=\s*(个|毫秒|秒|分钟|兆|点|百分点|mb|ms))", convert, text)
 
 
-def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = ()) -> Parsed:
+def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (), models: list[str] = ()) -> Parsed:
     raw = text.strip()
     low = _cn_number(raw.lower())
     p = Parsed(raw)
@@ -100,6 +103,9 @@ def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (
                    None)
     p.dataset = next((d for d in sorted(datasets, key=len, reverse=True) if re.search(rf"(?<![\w-]){re.escape(d.lower())}(?![\w-])", low)),
                      None)
+    found = next((m for m in (re.search(rf"(?<![\w-]){re.escape(name.lower())}(:v\d+)?(?![\w-])", low)
+                              for name in sorted(models, key=len, reverse=True)) if m), None)
+    p.model_ref = found.group(0) if found else None
     if p.latency_ms or p.size_mb or p.max_drop is not None:
         p.intents.discard("question")  # "under 30 ms?" is a budget, not a docs question
     return p

@@ -119,6 +119,9 @@ def build_tools(home: Path, jobs: JobManager, docs_search: Callable[[str], list[
     specs: list[tuple[Callable, str, str, type[BaseModel], bool]] = [
         (lambda query: docs_search(query), "search_docs", "Answer how-to / what-is questions from the project's docs.", DocsQuery, False),
         (lambda: core_api.list_datasets(home=home), "list_datasets", "List imported datasets.", BaseModel, False),
+        (lambda: core_api.list_models(home=home), "list_models", "List the model versions of the workspace.", BaseModel, False),
+        (lambda model: bench_api.report_path(model, home=home).is_file(), "report_exists",
+         "Whether a model version has a benchmark report.", ModelRef, False),
         (lambda ref: core_api.inspect_dataset(ref, home=home), "inspect_dataset", "Statistics and issues of a dataset.", DatasetRef, False),
         (lambda path, name, task="auto": core_api.import_dataset(path, name, task=task, home=home), "import_dataset",
          "Import and validate an uploaded .zip or folder as a dataset version.", ImportArgs, True),

@@ -289,3 +289,19 @@ def test_a_device_and_budget_said_first_are_kept_and_reading_text_is_not_a_devic
     assert "Raspberry Pi 5" in r.text and "under 30 ms" in r.text and "mobilenet_v3_small" in r.text
     r = a.chat("ocr", "我想识别照片里的文字")
     assert "OCR is not supported yet" in r.text and "did not recognise a device" not in r.text
+
+
+def test_the_chat_takes_up_any_model_of_the_workspace(assistant_home: Path, tmp_path: Path):
+    """A model the CLI (or the demo, or another conversation) made: "show me the report of ...", "deploy ..."."""
+    home = tmp_path / "ws"
+    copy_home(assistant_home, home)
+    a = Assistant(home, base_url="http://127.0.0.1:9")
+    r = a.chat("pick", "show me the report of shapes-tiny")
+    assert "shapes-tiny:v1" in r.text and "no benchmark report yet" in r.text and "Shall I go ahead?" in r.text
+    r = a.chat("pick", "yes")
+    assert "/v1/models/shapes-tiny/versions/1/report" in r.text
+    assert "/v1/models/shapes-tiny/versions/1/report" in a.chat("pick", "报告 shapes-tiny:v1").text  # now it exists
+    r = a.chat("pick", "部署 shapes-tiny")
+    assert "deploy **shapes-tiny:v1**" in r.text and "Shall I go ahead?" in r.text
+    r = a.chat("pick", "好的")
+    assert "Deployed **shapes-tiny:v1**" in r.text and "API key" in r.text and r.images
