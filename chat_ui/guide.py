@@ -109,6 +109,8 @@ class Guide:
         if "help" in p.intents:
             return Reply(CAPABILITIES)
         _keep_slots(state, p)  # a device or budget said at any step is kept for the step that needs it
+        if "continue" in p.intents and (p.model_ref or state.model) and state.step != "training" and not files:
+            return self._continue(state, p, models)
         if p.model_ref and p.intents & {"deploy", "report"} and not files:
             return self._pick_up(state, p, models)
         if files and (state.step == "gallery" or state.step == "done" and state.index):
@@ -433,6 +435,21 @@ class Guide:
             return self._ask(state, "__deploy__", {}, "", f"I will deploy **{row['ref']}** here (endpoint + API key) "
                                                           "and make the QR code for your phone.")
         return self._report_of(state, row)
+
+    def _continue(self, state: State, p: Parsed, models: list[dict]) -> Reply:
+        """"continue training it (or NAME) for 2 more minutes": a new version of that model from its weights."""
+        ref = p.model_ref or state.model
+        name, _, version = ref.partition(":v")
+        rows = [m for m in models if m["model"] == name and (not version or m["version"] == int(version))]
+        if not rows:
+            return Reply(f"There is no **{ref}** in this workspace. The Models & Reports tab lists them.")
+        row = max(rows, key=lambda m: m["version"])
+        minutes = p.minutes or 5.0
+        state.model, state.task, state.dataset, state.pending = row["ref"], row["task"], row["dataset"], None
+        return self._ask(state, "start_training", {"dataset": row["dataset"], "from_model": row["ref"], "name": row["model"],
+                                                   "time_budget_min": minutes}, "then_training",
+                         f"I will continue training **{row['ref']}** on **{row['dataset']}** from its weights for "
+                         f"{minutes:g} more minutes; the result is its next version.")
 
     def _report_of(self, state: State, row: dict) -> Reply:
         url = f"{self.base_url}/v1/models/{row['model']}/versions/{row['version']}/report"

@@ -23,6 +23,7 @@ INTENTS: dict[str, list[str]] = {
     "status": [r"how is it going", r"how's it going", r"\bstatus\b", r"\bprogress\b", r"how far", r"进度", r"怎么样了", r"训练得?怎么样"],
     "back": [r"\bgo back\b", r"^\s*back\b", r"\bprevious step\b", r"返回", r"上一步", r"退回"],
     "restart": [r"\bstart over\b", r"\brestart\b", r"\breset\b", r"\bfrom scratch\b", r"重新开始", r"重来"],
+    "continue": [r"\bcontinue\b", r"\bkeep training\b", r"\btrain (it )?(for )?[\d.]+ more\b", r"继续训练", r"再训练"],
     "deploy": [r"\bdeploy\b", r"\bserve\b", r"部署", r"上线"],
     "report": [r"\breport\b", r"\bbenchmarks?\b", r"报告"],
     "question": [r"^\s*(how do i|how to|how can i|what is|what are|what's|what does|why|which|can i|explain|tell me about)\b",
@@ -89,7 +90,7 @@ def parse(text: str, profiles: dict[str, DeviceProfile], datasets: list[str] = (
     p.latency_ms = _latency(low)
     p.size_mb = _size(low)
     p.max_drop = _drop(low)
-    m = re.search(NUM + r"\s*(?:min|minutes?|分钟)", low)
+    m = re.search(NUM + r"\s*(?:more\s+)?(?:min|minutes?|分钟)", low)
     p.minutes = float(m.group(1)) if m else None
     m = re.search(NUM + r"\s*(?:epochs?|轮)", low) or re.search(r"(?:epochs?|轮数)\s*[:=]?\s*" + NUM, low)
     p.epochs = int(float(m.group(1))) if m else None

@@ -42,7 +42,9 @@ class DemoArgs(BaseModel):
 
 class TrainArgs(BaseModel):
     dataset: str
-    model: str = Field(default="mobilenet_v3_small", description="registered architecture")
+    model: str | None = Field(default=None, description="registered architecture (default mobilenet_v3_small, or the "
+                                                         "architecture of from_model)")
+    from_model: str | None = Field(default=None, description="continue from an earlier model version NAME:vN")
     img_size: int | None = Field(default=None, ge=16, le=1024, description="input side; left out: from the data")
     hflip: float | None = Field(default=None, ge=0, le=1, description="flip probability; left out: from the data")
     time_budget_min: float | None = Field(default=None, gt=0, description="stop after this many minutes")

@@ -305,3 +305,16 @@ def test_the_chat_takes_up_any_model_of_the_workspace(assistant_home: Path, tmp_
     assert "deploy **shapes-tiny:v1**" in r.text and "Shall I go ahead?" in r.text
     r = a.chat("pick", "好的")
     assert "Deployed **shapes-tiny:v1**" in r.text and "API key" in r.text and r.images
+
+
+def test_continue_training_a_model_for_a_few_more_minutes(assistant_home: Path, tmp_path: Path):
+    home = tmp_path / "ws"
+    copy_home(assistant_home, home)
+    a = Assistant(home, base_url="http://127.0.0.1:9")
+    r = a.chat("more", "continue training shapes-tiny for 0.2 more minutes")
+    assert "continue training **shapes-tiny:v1**" in r.text and "0.2 more minutes" in r.text and "Shall I go ahead?" in r.text
+    assert "Training started" in a.chat("more", "yes").text
+    wait_until(a, "more", "export")
+    state, _ = a.load("more")
+    assert state.model == "shapes-tiny:v2"
+    assert core_api.show_model("shapes-tiny:v2", home=home).get("parent") == "shapes-tiny:v1"
