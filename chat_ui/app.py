@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from chat_ui import workspace_view
 from chat_ui.assistant import Assistant
-from chat_ui.guide import describe_dataset, exports_table, metric_name, progress_text
+from chat_ui.words import describe_dataset, exports_table, metric_name, progress_text
 
 WELCOME = ("Hello! I take you from images to a model on your device. Upload a .zip of images, say **demo** for "
            "handwritten digits, or ask *what can you do?*")
