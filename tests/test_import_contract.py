@@ -34,7 +34,8 @@ def package_of(name: str) -> str:
 # except "pkg.*" (every module of that package not named elsewhere) and "task packages" (factory/tasks/<task>/).
 FACTORY_LAYERS = [
     ("core", ["factory", "factory.errors", "factory.registry", "factory.workspace", "factory.config", "factory.catalog",
-              "factory.refs", "factory.progress", "factory.signal_stack", "factory.isolated", "factory.text"]),
+              "factory.refs", "factory.progress", "factory.signal_stack", "factory.isolated", "factory.text",
+              "factory.processes", "factory.params"]),
     ("datasets", ["factory.datasets.*"]),
     ("engine", ["factory.training", "factory.training.engine", "factory.training.data", "factory.training.defaults"]),
     ("task protocol", ["factory.tasks", "factory.tasks.base", "factory.tasks.cost", "factory.tasks.efficientnet_lite"]),
