@@ -358,8 +358,7 @@ class Guide:
         table = exports_table(state.exports, result["results"], metric_name(state.task))
         refused = "".join(f"\n- {r['target']} {r['precision']} not shipped: {r['why']}" for r in state.refused)
         warnings = "".join(f"\n- ⚠ {w['message']}" for w in state.report["warnings"])
-        name, version = state.model.split(":v")
-        url = f"{self.base_url}/v1/models/{name}/versions/{version}/report"
+        url = self._report_url(state.model)
         ask = self._ask(state, "__deploy__", {}, "", "Shall I deploy it here (endpoint + API key) and make the QR code "
                         "for your phone?")
         text = (f"Exports done:\n\n{table}" + (f"\n\nIn plain words:{refused}" if refused else "")
@@ -425,11 +424,9 @@ class Guide:
     # -- any model of the workspace, whoever made it ---------------------------------------------------
     def _pick_up(self, state: State, p: Parsed, models: list[dict]) -> Reply:
         """"deploy NAME", "show me the report of NAME[:vN]": the conversation takes that model up."""
-        name, _, version = p.model_ref.partition(":v")
-        rows = [m for m in models if m["model"] == name and (not version or m["version"] == int(version))]
-        if not rows:
+        row = _model_row(p.model_ref, models)
+        if row is None:
             return Reply(f"There is no **{p.model_ref}** in this workspace. The Models & Reports tab lists them.")
-        row = max(rows, key=lambda m: m["version"])
         state.model, state.task, state.pending = row["ref"], row["task"], None
         if "deploy" in p.intents:
             self._goto(state, "deploy")
@@ -440,11 +437,9 @@ class Guide:
     def _continue(self, state: State, p: Parsed, models: list[dict]) -> Reply:
         """"continue training it (or NAME) for 2 more minutes": a new version of that model from its weights."""
         ref = p.model_ref or state.model
-        name, _, version = ref.partition(":v")
-        rows = [m for m in models if m["model"] == name and (not version or m["version"] == int(version))]
-        if not rows:
+        row = _model_row(ref, models)
+        if row is None:
             return Reply(f"There is no **{ref}** in this workspace. The Models & Reports tab lists them.")
-        row = max(rows, key=lambda m: m["version"])
         minutes = p.minutes or 5.0
         state.model, state.task, state.dataset, state.pending = row["ref"], row["task"], row["dataset"], None
         return self._ask(state, "start_training", {"dataset": row["dataset"], "from_model": row["ref"], "name": row["model"],
@@ -453,7 +448,7 @@ class Guide:
                          f"{minutes:g} more minutes; the result is its next version.")
 
     def _report_of(self, state: State, row: dict) -> Reply:
-        url = f"{self.base_url}/v1/models/{row['model']}/versions/{row['version']}/report"
+        url = self._report_url(row["ref"])
         score = (row.get("metrics") or {}).get(TASKS.get(row["task"]).metric)
         headline = f"**{row['ref']}**: test {metric_name(row['task'])} {score:.2%}." if score is not None else f"**{row['ref']}**."
         if self._call("report_exists", model=row["ref"]):
@@ -463,10 +458,14 @@ class Guide:
                          "the device profiles.")
 
     def _then_report(self, state: State, out: dict) -> Reply:
-        name, version = state.model.split(":v")
-        url = f"{self.base_url}/v1/models/{name}/versions/{version}/report"
+        url = self._report_url(state.model)
         return Reply(f"**Benchmark report:** [{url}]({url}) ({out['measured_rows']} measured rows, estimates for the "
                      "device profiles)", links={"report": url})
+
+    def _report_url(self, ref: str) -> str:
+        """The benchmark report page of model version `ref` (NAME:vN) on this server."""
+        name, version = ref.split(":v")
+        return f"{self.base_url}/v1/models/{name}/versions/{version}/report"
 
     # -- navigation and questions ----------------------------------------------------------------
     def _goto(self, state: State, step: str) -> None:
@@ -512,6 +511,13 @@ def _dataset_name(path: Path) -> str:
     stem = re.sub(r"[^a-z0-9_.-]+", "-", path.stem.lower()).strip("-._")
     stem = stem if stem[:1].isalpha() else f"data-{stem}".rstrip("-")
     return stem[:64] or "dataset"
+
+
+def _model_row(ref: str, models: list[dict]) -> dict | None:
+    """The row of `list_models` that `ref` names: NAME:vN, or NAME's latest version; None when there is none."""
+    name, _, version = ref.partition(":v")
+    rows = [m for m in models if m["model"] == name and (not version or m["version"] == int(version))]
+    return max(rows, key=lambda m: m["version"]) if rows else None
 
 
 def _keep_slots(state: State, p: Parsed) -> None:
