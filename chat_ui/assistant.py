@@ -12,8 +12,10 @@ from chat_ui.guide import Guide, Reply, State, snapshot
 from chat_ui.llm import LLMFailure, ToolAgent, llm_from_env
 from chat_ui.parse import parse
 from chat_ui.tools import BackgroundWork, build_tools
+from chat_ui.words import asked_language
 from factory.api import session
 from factory.catalog import Schema, register_schema
+from factory.i18n import LANGUAGES, language_of, speaking, tr
 from factory.jobs import JobManager
 from targets.devices import load_profiles
 
@@ -71,12 +73,21 @@ class Assistant:
                 (conv_id, state.to_json(), json.dumps(messages, default=str), now, now))
 
     # -- one turn ----------------------------------------------------------------------------------
-    def chat(self, conv_id: str, message: str, files: list[str] | None = None) -> Reply:
+    def chat(self, conv_id: str, message: str, files: list[str] | None = None, lang: str | None = None,
+             said_by_user: bool = True) -> Reply:
+        """One turn. `lang`: the page's language (its switch, else the browser's) for a conversation that has none
+        yet; a message the user writes in another language switches it (`said_by_user` False: the server's own
+        "how is it going?" when training ends, which does not)."""
         lock = self._locks.setdefault(conv_id, threading.Lock())
         with lock:
             state, messages = self.load(conv_id)
-            reply = self._reply(conv_id, state, message, files or [], messages)
-            messages.append({"role": "user", "content": message + "".join(f"\n[uploaded {Path(f).name}]" for f in files or [])})
+            state.lang = state.lang or (lang if lang in LANGUAGES else None)
+            if said_by_user:
+                state.lang = asked_language(message) or language_of(message, state.lang)
+            with speaking(state.lang):
+                reply = self._reply(conv_id, state, message, files or [], messages)
+            if said_by_user:  # the server's own question is not shown as if the user had asked it
+                messages.append({"role": "user", "content": message + "".join(f"\n[uploaded {Path(f).name}]" for f in files or [])})
             stored = reply.text
             for secret in reply.secrets:  # the catalog never holds a key: only this process shows it, once
                 stored = stored.replace(secret, "(shown once when it was made; not stored)")
@@ -87,6 +98,16 @@ class Assistant:
         if reply.background:
             self._start_background(conv_id, reply.background)
         return reply
+
+    def language(self, conv_id: str, lang: str | None = None) -> str | None:
+        """The conversation's language; with `lang` (the page's switch), set it first."""
+        if lang not in LANGUAGES:
+            return self.load(conv_id)[0].lang
+        with self._locks.setdefault(conv_id, threading.Lock()):
+            state, messages = self.load(conv_id)
+            state.lang = lang
+            self.save(conv_id, state, messages)
+        return lang
 
     def _start_background(self, conv_id: str, job: dict) -> None:
         work = self.background[conv_id] = BackgroundWork()
@@ -106,7 +127,9 @@ class Assistant:
                 with self._locks[conv_id]:
                     state, messages = self.load(conv_id)
                     state.step, state.pending = "export", None
-                    text = f"The exports stopped: {getattr(exc, 'message', str(exc))[:300]}. Say *yes* to try again."
+                    with speaking(state.lang):
+                        text = tr("The exports stopped: {error}. Say *yes* to try again.",
+                                  error=getattr(exc, "message", str(exc))[:300])
                     state.pending = {"tool": "__exports__", "args": {"targets": job["targets"]}, "then": "", "summary": text}
                     messages.append({"role": "assistant", "content": text})
                     self.save(conv_id, state, messages)
@@ -121,10 +144,10 @@ class Assistant:
             if work is None or not work.running and not lines:  # a restart lost the work: offer it again
                 state.step = "export"
                 state.pending = {"tool": "__exports__", "args": {"targets": self.guide.export_targets(state)}, "then": "",
-                                 "summary": "The exports were interrupted (the server restarted)."}
-                return Reply("The exports were interrupted (the server restarted). Say *yes* to run them again.")
-            return Reply("Still exporting and measuring" + (f" ({lines[-1]})" if lines else "") + ". I will post the "
-                         "results here when they are ready.")
+                                 "summary": tr("The exports were interrupted (the server restarted).")}
+                return Reply(tr("The exports were interrupted (the server restarted). Say *yes* to run them again."))
+            return Reply(tr("Still exporting and measuring") + (f" ({lines[-1]})" if lines else "")
+                         + tr(". I will post the results here when they are ready."))
         use_guide = self.agent is None or files or (state.pending and p.intents & {"confirm", "deny"}) or \
             p.intents & {"restart", "stop", "back", "status"}
         if use_guide:
@@ -133,7 +156,8 @@ class Assistant:
             return self.agent.reply(state, message, history)
         except LLMFailure as exc:
             reply = self.guide.reply(state, message, files)
-            reply.text = f"*(The language model failed: {exc}; the built-in guide answers instead.)*\n\n{reply.text}"
+            reply.text = tr("*(The language model failed: {error}; the built-in guide answers instead.)*", error=exc) \
+                + f"\n\n{reply.text}"
             return reply
 
     def messages(self, conv_id: str) -> list[dict]:
@@ -153,7 +177,7 @@ class Assistant:
             run = catalog.run(state.run_id)
         if run is None or run["status"] == "running":
             return None
-        return self.chat(conv_id, "how is it going?")
+        return self.chat(conv_id, "how is it going?", said_by_user=False)
 
     def view(self, conv_id: str) -> dict:
         """What the tabs show for a conversation."""

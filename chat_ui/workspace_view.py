@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from factory.api import session
+from factory.i18n import tr
 from factory.tasks import task_of
 
 
@@ -16,15 +17,19 @@ def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
+def _marked(ref: str, current: str | None) -> str:
+    return f"**{ref}** {tr('(this chat)')}" if ref == current else ref
+
+
 def datasets(home: Path, current: str | None) -> str:
     with session(home) as (_, catalog):
         rows = sorted(catalog.datasets(), key=lambda r: r["created_at"], reverse=True)
     if not rows:
         return ""
-    lines = ["**In this workspace**", "", "| dataset | task | images | classes | imported |", "|---|---|---|---|---|"]
+    lines = [tr("**In this workspace**"), "", tr("| dataset | task | images | classes | imported |"), "|---|---|---|---|---|"]
     for r in rows:
         ref = f"{r['name']}:v{r['version']}"
-        lines.append(f"| {'**' + ref + '** (this chat)' if ref == current else ref} | {r['task']} | "
+        lines.append(f"| {_marked(ref, current)} | {tr(r['task'])} | "
                      f"{r['stats'].get('num_images', '')} | {len(r['classes'])} | {_when(r['created_at'])} |")
     return "\n".join(lines)
 
@@ -36,16 +41,16 @@ def models(home: Path, current: str | None) -> tuple[str, str | None]:
         rows = sorted(catalog.model_versions(), key=lambda r: r["created_at"], reverse=True)
     if not rows:
         return "", None
-    lines = ["**In this workspace**", "", "| model | task | test metric | report | trained |", "|---|---|---|---|---|"]
+    lines = [tr("**In this workspace**"), "", tr("| model | task | test metric | report | trained |"), "|---|---|---|---|---|"]
     matrix = None
     for r in rows:
         ref, task = f"{r['name']}:v{r['version']}", task_of(r)
         folder = Path(home) / "reports" / r["name"] / f"v{r['version']}"
         score = (r["metrics"] or {}).get(task.metric)
-        report = (f"[report](/v1/models/{r['name']}/versions/{r['version']}/report)"
-                  if (folder / "benchmark" / "report.html").is_file() else "not written yet")
-        shown = f"{task.metric_label} {score:.2%}" if score is not None else "–"
-        lines.append(f"| {'**' + ref + '** (this chat)' if ref == current else ref} | {task.name} | {shown} | {report} | "
+        report = (f"[{tr('report')}](/v1/models/{r['name']}/versions/{r['version']}/report)"
+                  if (folder / "benchmark" / "report.html").is_file() else tr("not written yet"))
+        shown = f"{tr(task.metric_label)} {score:.2%}" if score is not None else "–"
+        lines.append(f"| {_marked(ref, current)} | {tr(task.name)} | {shown} | {report} | "
                      f"{_when(r['created_at'])} |")
         found = next(iter(sorted(folder.glob("eval-*/confusion_matrix.png"))), None)
         if found and (matrix is None or ref == current):
@@ -67,7 +72,7 @@ def deployments(home: Path) -> tuple[str, str | None]:
             "SELECT * FROM preview_links WHERE revoked_at IS NULL AND expires_at > ?", (time.time(),))}
     if not rows:
         return "", None
-    lines = ["**Deployed in this workspace**", "", "| name | serves | endpoint |", "|---|---|---|"]
+    lines = [tr("**Deployed in this workspace**"), "", tr("| name | serves | endpoint |"), "|---|---|---|"]
     code = None
     for d in rows:
         lines.append(f"| {d['name']} | {d['name']}:v{d['version']} {d['target']} {d['precision']} | "

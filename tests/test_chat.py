@@ -178,6 +178,7 @@ def test_a_tool_calling_model_drives_the_same_tools_with_confirmations(assistant
     assert "unknown tool" in a.chat("llm", "next").text
 
 
+@pytest.mark.slow  # the detection flow's steps are the classification flow's; its own words are tested here too
 def test_the_flow_for_a_detection_dataset(assistant_home: Path, tmp_path: Path):
     """A .zip in the YOLO layout is recognised as detection data; the recipe, the training summary, the
     exports table and the report speak mAP@0.5, and the deployed detector's phone link is made."""
@@ -277,18 +278,55 @@ def test_the_flow_for_retrieval_with_a_gallery(tmp_path: Path):
     assert "products-tiny-cls-gallery:v2**: 86 photos" in r.text
 
 
-def test_a_device_and_budget_said_first_are_kept_and_reading_text_is_not_a_device(tmp_path: Path):
-    """The issue's conversation: device and latency in the first message (in Chinese), then 好的 to the demo data:
-    the next step was "Where will the model run?" as if they had not been said. And "我想识别照片里的文字" was read
-    as an unknown device name."""
-    a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
+def test_the_whole_flow_in_chinese_keeps_what_was_said_and_answers_in_chinese(tmp_path: Path):
+    """The issue's conversation, in Chinese from the demo data to the QR code: the device and the latency said in the
+    first message are kept (the next step was "Where will the model run?" as if they had not been said), every reply
+    is in Chinese with the facts in it, and "我想识别照片里的文字" is a task not offered yet, not a device name."""
+    home = tmp_path / "ws"
+    a = Assistant(home, base_url="http://127.0.0.1:9")
     r = a.chat("zh", "我想用演示数据训练一个图像分类模型，部署到树莓派上，延迟小于30毫秒")
-    assert "digits" in r.text and "Shall I go ahead?" in r.text
+    assert "我将导入演示数据" in r.text and "**digits**" in r.text and "要我开始吗？" in r.text
     r = a.chat("zh", "好的")
-    assert "Where will the model run?" not in r.text
-    assert "Raspberry Pi 5" in r.text and "under 30 ms" in r.text and "mobilenet_v3_small" in r.text
+    assert "数据集 **digits:v1**" in r.text and "1797 张图片" in r.text and "10 个类别" in r.text
+    assert "模型要在哪里运行" not in r.text
+    assert "针对 **树莓派 5**" in r.text and "每张图小于 30 毫秒" in r.text and "mobilenet_v3_small" in r.text
+    assert "*理由：*" in r.text and "不加镜像副本" in r.text  # the resolver's reasons, in Chinese: digits are not mirrored
+    r = a.chat("zh", "用 tiny_cls 训练 3 轮")
+    assert "**tiny_cls**" in r.text and "3 轮" in r.text and "要我开始吗？" in r.text
+    assert "训练已开始" in a.chat("zh", "好的").text
+    assert "训练" in a.chat("zh", "进度怎么样了").text
+    wait_until(a, "zh", "export")
+    state, messages = a.load("zh")
+    assert state.model == "digits-tiny-cls:v1" and state.lang == "zh"
+    done = messages[-1]["content"]
+    assert f"训练完成：**digits-tiny-cls:v1** 在测试集上的准确率为 **{state.evaluation['accuracy']:.2%}**" in done
+    assert "接下来我会为 tflite, web, openvino 压缩并导出它（精度损失在 1 个点以内就用 INT8" in done
+    assert "正在导出到" in a.chat("zh", "好的").text
+    wait_until(a, "zh", "deploy")
+    state, messages = a.load("zh")
+    report = messages[-1]["content"]
+    assert "导出完成：" in report and "| 目标 | 精度 | 准确率 |" in report and "**基准测试报告：**" in report
+    assert "要我在这里部署它" in report and {e["target"] for e in state.exports} == {"tflite", "web", "openvino"}
+    r = a.chat("zh", "好的")
+    assert "已部署 **digits-tiny-cls:v1**" in r.text and "API 密钥（只显示这一次" in r.text
+    assert "用手机扫描二维码" in r.text and r.images and Path(r.images[0]).is_file()
+    assert "我可以离线带你" in a.chat("zh", "你能做什么？").text
     r = a.chat("ocr", "我想识别照片里的文字")
-    assert "OCR is not supported yet" in r.text and "did not recognise a device" not in r.text
+    assert "暂时还不支持文字识别（OCR）" in r.text and "没有从" not in r.text
+    assert "OCR is not supported yet" in a.chat("ocr", "I want to read the text on labels").text  # and back in English
+
+
+def test_a_language_is_asked_for_and_errors_are_explained_in_it(tmp_path: Path):
+    a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
+    assert "首先是数据" in a.chat("lang", "说中文").text and a.load("lang")[0].lang == "zh"
+    bad = tmp_path / "empty.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("readme.txt", "no images here")
+    a.chat("lang", "", [str(bad)])
+    r = a.chat("lang", "好的")
+    assert "这一步没有成功：" in r.text and "**怎么解决：**" in r.text, r.text
+    assert a.chat("lang", "speak English").text and a.load("lang")[0].lang == "en"
+    assert "Shall I go ahead?" in a.chat("lang", "", [str(bad)]).text
 
 
 def test_the_chat_takes_up_any_model_of_the_workspace(assistant_home: Path, tmp_path: Path):
@@ -301,10 +339,10 @@ def test_the_chat_takes_up_any_model_of_the_workspace(assistant_home: Path, tmp_
     r = a.chat("pick", "yes")
     assert "/v1/models/shapes-tiny/versions/1/report" in r.text
     assert "/v1/models/shapes-tiny/versions/1/report" in a.chat("pick", "报告 shapes-tiny:v1").text  # now it exists
-    r = a.chat("pick", "部署 shapes-tiny")
-    assert "deploy **shapes-tiny:v1**" in r.text and "Shall I go ahead?" in r.text
+    r = a.chat("pick", "部署 shapes-tiny")  # in Chinese from here on
+    assert "我将在这里部署 **shapes-tiny:v1**" in r.text and "要我开始吗？" in r.text
     r = a.chat("pick", "好的")
-    assert "Deployed **shapes-tiny:v1**" in r.text and "API key" in r.text and r.images
+    assert "已部署 **shapes-tiny:v1**" in r.text and "API 密钥" in r.text and r.images
 
 
 def test_continue_training_a_model_for_a_few_more_minutes(assistant_home: Path, tmp_path: Path):

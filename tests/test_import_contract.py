@@ -35,7 +35,7 @@ def package_of(name: str) -> str:
 FACTORY_LAYERS = [
     ("core", ["factory", "factory.errors", "factory.registry", "factory.workspace", "factory.config", "factory.catalog",
               "factory.refs", "factory.progress", "factory.signal_stack", "factory.isolated", "factory.text",
-              "factory.processes", "factory.params"]),
+              "factory.processes", "factory.params", "factory.i18n", "factory.zh"]),
     ("datasets", ["factory.datasets.*"]),
     ("engine", ["factory.training", "factory.training.engine", "factory.training.data", "factory.training.defaults"]),
     ("task protocol", ["factory.tasks", "factory.tasks.base", "factory.tasks.cost", "factory.tasks.efficientnet_lite"]),

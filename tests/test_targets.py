@@ -166,6 +166,7 @@ def test_budget_refusal_reports_everything_tried(home: Path, monkeypatch: pytest
     assert (_artifact_files(home), api.list_artifacts(home=home)) == before
 
 
+@pytest.mark.slow  # QAT fine-tunes for real (45 s here)
 def test_quantization_aware_training_is_the_last_resort_for_openvino(home: Path):
     assert TARGETS.get("openvino").int8_strategies[-1] == "qat"
     out = api.export(MODEL, "openvino", precision="int8", strategies=("qat",), max_drop=6.0, keep_if_slower=True,

@@ -60,6 +60,7 @@ class Issue:
     code: str
     message: str
     files: list[str] = field(default_factory=list)
+    detail: str = ""  # the specifics beyond the catalogue's words (a line number, a class name): for translations
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +79,7 @@ class IssueLog:
             self._issues[code].files.extend(files)
             return
         message = f"{what}{' ' + detail if detail else ''} Fix: {fix}"
-        self._issues[code] = Issue(severity, code, message, files)
+        self._issues[code] = Issue(severity, code, message, files, detail)
 
     def errors(self) -> list[Issue]:
         return [i for i in self._issues.values() if i.severity == "error"]

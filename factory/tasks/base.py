@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
+from factory.i18n import tr
 from factory.training.data import normalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of every ImageNet-pretrained backbone here
@@ -126,7 +127,7 @@ class Task:
         (devices have `name` and `fp32_gflops`)."""
         n = stats.get("num_images") or 0
         return {"model": self.default_arch, "time_budget_min": 2.0 if n < 300 else 4.0, "epochs": None,
-                "reason": f"{self.default_arch} is the default {self.name} architecture."}
+                "reason": tr("{arch} is the default {task} architecture.", arch=self.default_arch, task=tr(self.name))}
 
     # -- models and training -------------------------------------------------------------------------
     def architectures(self) -> list[str]:

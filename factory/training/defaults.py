@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from factory.datasets.images import load_rgb
+from factory.i18n import tr
 
 MIRROR_SAMPLE_PER_CLASS = 40  # images (or objects) per class looked at to decide about flips
 MIRROR_SIDE = 24
@@ -95,24 +96,25 @@ def resolve_common(res: Resolution, *, n_train: int, image_side: float, default_
 
     def pretrained() -> tuple[object, str]:
         if has_parent:
-            return "none", "continuing from an earlier version (--from)"
+            return "none", tr("continuing from an earlier version (--from)")
         if not weights_available:
-            return "none", "no ImageNet weights for this architecture on this machine: from scratch"
+            return "none", tr("no ImageNet weights for this architecture on this machine: from scratch")
         if n_train > PRETRAINED_MAX_TRAIN_IMAGES:
-            return "none", f"{n_train} training images are enough to train from scratch"
-        return "imagenet", f"ImageNet weights are on this machine and {n_train} training images is little data"
+            return "none", tr("{n} training images are enough to train from scratch", n=n_train)
+        return "imagenet", tr("ImageNet weights are on this machine and {n} training images is little data", n=n_train)
 
     res.pick("pretrained", pretrained)
 
     def size() -> tuple[object, str]:
         side = round32(image_side)
         if side < min_size:
-            return min_size, (f"median image side {image_side:g} px, upscaled to {min_size} px, the smallest this "
-                              "architecture trains well at")
+            return min_size, tr("median image side {side:g} px, upscaled to {size} px, the smallest this architecture "
+                                "trains well at", side=image_side, size=min_size)
         if side >= default_size:
-            return default_size, f"median image side {image_side:g} px; the architecture's default {default_size} px"
-        return side, (f"median image side {image_side:g} px: not upscaled to the architecture's {default_size} px "
-                      "(it would cost time, here and on the device, and add no detail)")
+            return default_size, tr("median image side {side:g} px; the architecture's default {size} px",
+                                    side=image_side, size=default_size)
+        return side, tr("median image side {side:g} px: not upscaled to the architecture's {size} px (it would cost "
+                        "time, here and on the device, and add no detail)", side=image_side, size=default_size)
 
     res.pick("img_size", size)
     batch = res.pick("batch_size", lambda: (batch_for(n_train),
@@ -141,12 +143,13 @@ def resolve_flip(res: Resolution, samples: Callable[[], dict[str, list[Image.Ima
     def decide() -> tuple[object, str]:
         score = mirror_asymmetry(samples())
         if score is None:
-            return 0.5, "one class only: flips assumed harmless"
+            return 0.5, tr("one class only: flips assumed harmless")
         relative, significance = score
         if relative >= MIRROR_THRESHOLD and significance >= MIRROR_SIGNIFICANCE:
-            return 0.0, (f"orientation matters: class means change under a flip by {relative:.2f} of their spread "
-                         "(digits, text, arrows); --hflip 0.5 turns flips on")
-        return 0.5, f"flips look harmless: class means change under a flip by only {relative:.2f} of their spread"
+            return 0.0, tr("orientation matters: class means change under a flip by {change:.2f} of their spread "
+                           "(digits, text, arrows); --hflip 0.5 turns flips on", change=relative)
+        return 0.5, tr("flips look harmless: class means change under a flip by only {change:.2f} of their spread",
+                       change=relative)
 
     res.pick("hflip", decide)
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from factory.datasets.synthetic import write_digits, write_shapes
 from factory.errors import ConfigError
+from factory.i18n import register, tr
 from factory.tasks.base import EvalSet, Task, normalized
 from factory.tasks.classification import evaluation as evaluating
 from factory.tasks.classification.datasets import import_classification
@@ -18,6 +19,7 @@ from factory.tasks.classification.formats import DATASET_FORMATS, detect_format
 from factory.tasks.classification.metrics import classification_metrics
 from factory.tasks.classification.models import (MODELS, build_model, imagenet_weights_available, load_matching,
                                                  load_pretrained, postprocessing_spec, preprocessing_spec, softmax_topk)
+from factory.tasks.classification.zh import ZH
 from factory.text import table
 from factory.training import defaults
 from factory.training.data import ImageTensors
@@ -26,6 +28,7 @@ from factory.training.engine import Trainer
 # per precision: (max abs logit difference relative to the logit scale, minimum top-1 agreement)
 PARITY_TOLERANCE = {"fp32": (1e-3, 1.0), "fp16": (2e-2, 0.95), "int8": (None, 0.9)}
 DEFAULT_TOP_K = 5
+register("zh", ZH)
 
 
 class Classification(Task):
@@ -72,20 +75,21 @@ class Classification(Task):
         model = "mobilenet_v3_small" if small else "mobilenet_v3_large"
         n = stats.get("num_images") or 0
         minutes = 2.0 if n < 300 else 4.0 if n < 3000 else 10.0
-        why = ((f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS, so "
-                if slowest else "")
-               + f"{model} fits{' the latency budget' if latency_ms else ''}; {n} images train in about {minutes:g} "
-                 "minutes here.")
+        why = ((tr("the slowest device ({device}) has about {gflops:g} GFLOPS, so ", device=tr(slowest.name.split(" (")[0]),
+                   gflops=slowest.fp32_gflops) if slowest else "")
+               + (tr("{model} fits the latency budget", model=model) if latency_ms else tr("{model} fits", model=model))
+               + tr("; {n} images train in about {minutes:g} minutes here.", n=n, minutes=minutes))
         return {"model": model, "time_budget_min": minutes, "epochs": None, "reason": why}
 
     def evaluation_sentence(self, model: str, out: dict) -> str:
         m = out["metrics"]
         worst = sorted(m.get("per_class", {}).items(), key=lambda kv: kv[1]["recall"])[:3]
-        text = (f"Training finished: **{model}** reaches **{m['accuracy']:.2%}** accuracy on the test split "
-                f"(macro F1 {m.get('f1_macro', 0):.3f}).")
+        text = tr("Training finished: **{model}** reaches **{accuracy:.2%}** accuracy on the test split (macro F1 "
+                  "{f1:.3f}).", model=model, accuracy=m["accuracy"], f1=m.get("f1_macro", 0))
         if worst and worst[0][1]["recall"] < 1:
-            text += " Hardest classes: " + ", ".join(f"{c} ({v['recall']:.0%} found)" for c, v in worst) + "."
-        return text + " The confusion matrix and the worst-classified images are below."
+            text += " " + tr("Hardest classes: {classes}.", classes=tr(", ").join(
+                tr("{label} ({recall:.0%} found)", label=c, recall=v["recall"]) for c, v in worst))
+        return text + " " + tr("The confusion matrix and the worst-classified images are below.")
 
     def stats_lines(self, stats: dict) -> list[str]:
         return [f"  size (w x h) median {stats['width'].get('median')} x {stats['height'].get('median')}, "

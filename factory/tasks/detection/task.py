@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from factory.errors import ConfigError, UnsupportedSpecError
+from factory.i18n import register, tr
 from factory.tasks.base import EvalSet, Task, normalized
 from factory.tasks.detection.defaults import detection_size, object_samples
 from factory.tasks.detection.datasets import EXPORT_FORMATS, export_detection, import_detection, write_detection
@@ -20,6 +21,7 @@ from factory.tasks.detection.model import (DETECTORS, build_detector, clip_detec
 from factory.tasks.detection.training import (DetectionTensors, DetectionTrainer, detection_preprocessing,
                                               detector_imagenet_available, evaluate_detection_split, evaluate_detector,
                                               load_detector_imagenet)
+from factory.tasks.detection.zh import ZH
 from factory.text import table
 from factory.training import defaults
 
@@ -29,6 +31,7 @@ BOX_PARITY_TOLERANCE = {"fp32": (1e-3, 0.9, 0.98), "fp16": (None, 0.8, 0.95), "i
 PARITY_SCORE = 0.3  # detections compared for parity: score >= this, matched against the other side's >= half of it
 # detections a served detector returns: the decoder keeps scores down to 0.05 for mAP; people want fewer
 DEFAULT_MIN_SCORE = 0.25
+register("zh", ZH)
 
 
 class Detection(Task):
@@ -75,19 +78,20 @@ class Detection(Task):
         return write_detection(dest, images=300, size=320, seed=0, layout="voc")
 
     def upload_prompt(self, imported: str) -> str | None:
-        return ("An object detector, then. Upload a .zip with your images and their boxes: Pascal VOC XML, COCO "
-                "JSON, YOLO (with data.yaml), a Ku+ txkt-result.json, a ModelArts manifest or a CSV of "
-                f"coordinates; say **demo** for synthetic scenes; or name an imported detection dataset "
-                f"(imported: {imported}).")
+        return tr("An object detector, then. Upload a .zip with your images and their boxes: Pascal VOC XML, COCO "
+                  "JSON, YOLO (with data.yaml), a Ku+ txkt-result.json, a ModelArts manifest or a CSV of coordinates; "
+                  "say **demo** for synthetic scenes; or name an imported detection dataset (imported: {imported}).",
+                  imported=imported)
 
     def class_counts(self, stats: dict) -> dict[str, int]:
         return stats.get("boxes_per_class") or {}
 
     def dataset_lines(self, stats: dict) -> list[str]:
         sizes = stats.get("boxes_by_size") or {}
-        return [f"{stats.get('num_boxes', 0)} boxes ({(stats.get('boxes_per_image') or {}).get('median', 0):g} per image "
-                f"typically; {stats.get('negative_images', 0)} images without any, kept as negatives). By size: "
-                + ", ".join(f"{k} {v}" for k, v in sizes.items()) + " (small is under 32x32 px)."]
+        return [tr("{boxes} boxes ({per:g} per image typically; {negatives} images without any, kept as negatives). "
+                   "By size: {sizes} (small is under 32x32 px).", boxes=stats.get("num_boxes", 0),
+                   per=(stats.get("boxes_per_image") or {}).get("median", 0), negatives=stats.get("negative_images", 0),
+                   sizes=", ".join(f"{tr(k)} {v}" for k, v in sizes.items()))]
 
     def propose(self, stats: dict, devices: list, latency_ms: float | None, size_mb: float | None) -> dict:
         """The FCOS detector's backbone from the images, their boxes and the slowest device."""
@@ -99,25 +103,27 @@ class Detection(Task):
         model = "mobilenet_v3_large" if fast else "mobilenet_v3_small"
         n = stats.get("num_images") or 0
         minutes = 5.0 if n < 300 else 10.0 if n < 3000 else 20.0
-        why = (f"an anchor-free FCOS detector on {model}: the images are about {side} px and "
-               + (f"{small_share:.0%} of the boxes are small (under 32x32 px), so " if small_share else "")
-               + "the letterbox size keeps them visible; "
-               + (f"the slowest device ({slowest.name.split(' (')[0]}) has about {slowest.fp32_gflops:g} GFLOPS; "
-                  if slowest else "")
-               + f"{n} images with {stats.get('num_boxes', 0)} boxes train in about {minutes:g} minutes here.")
+        why = (tr("an anchor-free FCOS detector on {model}: the images are about {side} px and ", model=model, side=side)
+               + (tr("{share:.0%} of the boxes are small (under 32x32 px), so ", share=small_share) if small_share else "")
+               + tr("the letterbox size keeps them visible; ")
+               + (tr("the slowest device ({device}) has about {gflops:g} GFLOPS; ", device=tr(slowest.name.split(" (")[0]),
+                     gflops=slowest.fp32_gflops) if slowest else "")
+               + tr("{n} images with {boxes} boxes train in about {minutes:g} minutes here.", n=n,
+                    boxes=stats.get("num_boxes", 0), minutes=minutes))
         return {"model": model, "time_budget_min": minutes, "epochs": None, "reason": why}
 
     def evaluation_sentence(self, model: str, out: dict) -> str:
         m = out["metrics"]
-        sizes = ", ".join(f"{k} {v['recall50']:.0%}" for k, v in m.get("by_size", {}).items() if v.get("objects"))
+        sizes = tr(", ").join(f"{tr(k)} {v['recall50']:.0%}" for k, v in m.get("by_size", {}).items() if v.get("objects"))
         worst = sorted(m.get("per_class", {}).items(), key=lambda kv: kv[1]["ap50"])[:3]
-        text = (f"Training finished: **{model}** reaches **mAP@0.5 {m['map50']:.2%}** on the test split (COCO "
-                f"mAP@0.5:0.95 {m['map']:.2%}, {out.get('predictions', 0)} boxes kept over "
-                f"{len(out.get('images', []))} images).")
+        text = tr("Training finished: **{model}** reaches **mAP@0.5 {map50:.2%}** on the test split (COCO mAP@0.5:0.95 "
+                  "{map:.2%}, {boxes} boxes kept over {images} images).", model=model, map50=m["map50"], map=m["map"],
+                  boxes=out.get("predictions", 0), images=len(out.get("images", [])))
         if sizes:
-            text += f" Objects found (recall at IoU 0.5) by size: {sizes}."
+            text += " " + tr("Objects found (recall at IoU 0.5) by size: {sizes}.", sizes=sizes)
         if worst and worst[0][1]["ap50"] < 1:
-            text += " Hardest classes: " + ", ".join(f"{c} (AP@0.5 {v['ap50']:.0%})" for c, v in worst) + "."
+            text += " " + tr("Hardest classes: {classes}.", classes=tr(", ").join(
+                f"{c} (AP@0.5 {v['ap50']:.0%})" for c, v in worst))
         return text
 
     def stats_lines(self, stats: dict) -> list[str]:

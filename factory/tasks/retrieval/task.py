@@ -12,6 +12,7 @@ import numpy as np
 from torch import nn
 
 from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
+from factory.i18n import register, tr
 from factory.tasks.base import EvalSet, Task, normalized
 from factory.tasks.classification.models import (MODELS, imagenet_weights_available, load_matching, load_pretrained,
                                                  preprocessing_spec)
@@ -21,6 +22,7 @@ from factory.tasks.retrieval.metrics import KS, drop_self, knn, retrieval_metric
 from factory.tasks.retrieval.models import DEFAULT_ARCH, DEFAULT_DIM, DEFAULT_LOSS, LOSSES, PER_IDENTITY, build_embedder
 from factory.tasks.retrieval.synthetic import write_identities
 from factory.tasks.retrieval.training import RetrievalTrainer
+from factory.tasks.retrieval.zh import ZH
 from factory.text import table
 from factory.training import defaults
 from factory.training.data import ImageTensors
@@ -30,6 +32,7 @@ from factory.training.engine import predict_logits
 # top-10 neighbours (on the evaluation images as their own gallery) that must stay the same
 PARITY_TOLERANCE = {"fp32": (0.999, 0.95), "fp16": (0.99, 0.8), "int8": (0.9, 0.5)}
 NEIGHBOURS = 10
+register("zh", ZH)
 SPECIFIC_LAYOUTS = ("tao", "ppshitu_list")  # what `--task auto` gives to retrieval (folders stay classification's)
 
 
@@ -58,11 +61,11 @@ class Retrieval(Task):
         return write_identities(dest, identities=40, per_identity=8, size=96, seed=0)
 
     def upload_prompt(self, imported: str) -> str | None:
-        return ("Image retrieval, then: the model learns what makes a product, part or person look like itself, and "
-                "a gallery you can grow later finds the nearest ones. Upload a .zip with one folder of photos per "
-                "identity (several photos each: other angles, light, backgrounds), a PP-ShiTu path<TAB>label list or "
-                "TAO's train/ reference/ query/ folders; say **demo** for synthetic products; or name an imported "
-                f"dataset (imported: {imported}).")
+        return tr("Image retrieval, then: the model learns what makes a product, part or person look like itself, and "
+                  "a gallery you can grow later finds the nearest ones. Upload a .zip with one folder of photos per "
+                  "identity (several photos each: other angles, light, backgrounds), a PP-ShiTu path<TAB>label list or "
+                  "TAO's train/ reference/ query/ folders; say **demo** for synthetic products; or name an imported "
+                  "dataset (imported: {imported}).", imported=imported)
 
     # -- datasets ------------------------------------------------------------------------------------
     def detect_format(self, root: Path) -> str:
@@ -93,8 +96,9 @@ class Retrieval(Task):
 
     def dataset_lines(self, stats: dict) -> list[str]:
         per = stats.get("images_per_identity") or {}
-        return [f"Each identity has {per.get('min', 0):g} to {per.get('max', 0):g} photos (median {per.get('median', 0):g}); "
-                "validation and test hold identities the model never trains on."]
+        return [tr("Each identity has {low:g} to {high:g} photos (median {median:g}); validation and test hold "
+                   "identities the model never trains on.", low=per.get("min", 0), high=per.get("max", 0),
+                   median=per.get("median", 0))]
 
     # -- models and training -------------------------------------------------------------------------
     def architectures(self) -> list[str]:
@@ -211,8 +215,9 @@ class Retrieval(Task):
 
     def evaluation_sentence(self, model: str, out: dict) -> str:
         m = out["metrics"]
-        return (f"Training finished: on {m['queries']} photos of identities it never saw, **{model}** finds the same "
-                f"identity first **{m['recall@1']:.0%}** of the time (Recall@1; within the top 5: {m['recall@5']:.0%}).")
+        return tr("Training finished: on {queries} photos of identities it never saw, **{model}** finds the same "
+                  "identity first **{r1:.0%}** of the time (Recall@1; within the top 5: {r5:.0%}).",
+                  queries=m["queries"], model=model, r1=m["recall@1"], r5=m["recall@5"])
 
     # -- export, benchmarks, prediction --------------------------------------------------------------
     def eval_set(self, root: Path, entries: list[dict], meta: dict) -> EvalSet:
