@@ -65,7 +65,9 @@ def page(link: dict, meta: dict, model_meta: dict) -> str:
              ("task", task.name),
              (label, "–" if accuracy is None else f"{accuracy:.2%} ({meta.get('eval_split', 'test')})"),
              *([(task.class_word, str(len(meta["classes"])))] if meta.get("classes") else []), ("created", created)]
-    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    # the page translates the names (data-i18n, serving/web/i18n.js), and the task's name among the values
+    rows = "".join(f"<dt data-i18n>{escape(k)}</dt><dd{' data-i18n' if k == 'task' else ''}>{escape(v)}</dd>"
+                   for k, v in facts)
     return (WEB / "preview.html").read_text().replace("{{title}}", escape(f"{link['model']}:v{link['version']}")).replace("{{facts}}", rows)
 
 

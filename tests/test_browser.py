@@ -286,3 +286,34 @@ def test_the_page_finds_a_photos_gallery_neighbours_on_the_phone_and_on_the_serv
     int8 = httpx.get(f"{url}/p/{token}/indexes/shop/vectors", params={"version": 1, "dtype": "int8"})
     assert int8.headers["x-vectors-shape"] == "18,16" and len(int8.content) == 18 * 16
     assert httpx.get(f"{url}/p/not.valid/indexes").json()["error"]["code"] == "LINK_INVALID"
+
+
+def test_the_page_speaks_the_phones_language_and_switches(page_url, browser, tmp_path: Path):
+    """A phone set to Chinese gets the page in Chinese (its words and the model's facts) and classifies as in
+    English; the switch turns it to English and the choice is kept for the next visit."""
+    home, _, url = page_url
+    context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+    tab = context.new_page()
+    tab.goto(url)
+    tab.wait_for_function("window.edgefactory !== undefined")
+    tab.evaluate("window.edgefactory.ready")
+    assert tab.evaluate("document.documentElement.lang") == "zh-CN"
+    assert tab.locator("#status").inner_text() == "准备就绪：拍一张照片或打开相机。"
+    facts = tab.locator("dl").inner_text()
+    assert "模型" in facts and "图像分类" in facts and "准确率" in facts and "shapes-tiny:v1" in facts
+    assert tab.locator("#camera").inner_text() == "打开相机" and "加载用时" in tab.locator("#backend").inner_text()
+    picture = base64.b64encode(images(home)["dataset"]).decode()
+    label = tab.evaluate("""async (b64) => {
+        const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+        return (await window.edgefactory.classifyBlob(blob)).top[0].label; }""", picture)
+    assert tab.locator("#result").get_attribute("data-label") == label
+    assert "毫秒（1 次的中位数" in tab.locator("#latency").inner_text()
+    tab.screenshot(path=str(tmp_path / "phone-zh.png"))
+    tab.locator("#lang").click()  # -> English, remembered
+    tab.wait_for_function("document.documentElement.lang === 'en'")
+    tab.evaluate("window.edgefactory.ready")
+    assert tab.locator("#camera").inner_text() == "Start camera" and "task" in tab.locator("dl").inner_text()
+    tab.goto(url)
+    tab.wait_for_function("window.edgefactory !== undefined")
+    assert tab.evaluate("document.documentElement.lang") == "en" and tab.locator("#lang").inner_text() == "中文"
+    context.close()

@@ -2,6 +2,7 @@
 // this server (WASM first; WebGPU only with ?ep=webgpu), runs camera frames or picked photos through it on
 // the phone, shows what the model's task makes of them (tasks/<task>.js: decoding and drawing, loaded from
 // the artifact metadata's task), latency / FPS, compares with the server, and reports its latency back.
+import { t, translatePage } from "./i18n.js";
 import { prepare, preprocess, preprocessLetterbox } from "./preprocess.js";
 
 const base = location.pathname.replace(/\/$/, "");
@@ -18,8 +19,9 @@ const task = (name) => import(`./tasks/${encodeURIComponent(name)}.js`).catch(()
 // a task without its own twin here (a plugin's): the raw outputs, and the server's predictions as they come
 const GENERIC = {
   decode: (raw) => ({ raw: Array.from(raw) }),
-  show: (result, el) => { el.textContent = `${result.raw.length} output value(s)`; return []; },
-  serverSummary: (body) => `${body.predictions.length} prediction(s): ${JSON.stringify(body.predictions).slice(0, 120)}`,
+  show: (result, el) => { el.textContent = t("{count} output value(s)", { count: result.raw.length }); return []; },
+  serverSummary: (body) => t("{count} prediction(s): {json}", { count: body.predictions.length,
+                                                                 json: JSON.stringify(body.predictions).slice(0, 120) }),
 };
 
 function status(text, cls = "") { const s = $("status"); s.textContent = text; s.className = cls; }
@@ -41,8 +43,9 @@ async function init() {
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   const t0 = performance.now();
   session = await ort.InferenceSession.create(`${base}/model.onnx`, { executionProviders: [backend] });
-  $("backend").textContent = `${backend} (${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? "s" : ""}), loaded in ${(performance.now() - t0).toFixed(0)} ms`;
-  status("Ready: take a photo or start the camera.", "ok");
+  $("backend").textContent = t("{backend} ({threads} thread(s)), loaded in {ms} ms",
+                               { backend, threads: ort.env.wasm.numThreads, ms: (performance.now() - t0).toFixed(0) });
+  status(t("Ready: take a photo or start the camera."), "ok");
 }
 
 function pixelsOf(source, width, height) {
@@ -69,12 +72,13 @@ function show(result) {
   const items = twin.show(result, el, canvas);
   $("top").replaceChildren(...items.map((p) => {
     const li = document.createElement("li");
-    li.textContent = `${p.label}: ${(p.score * 100).toFixed(1)}%` + (p.box ? ` at ${p.box.map((v) => Math.round(v)).join(", ")}` : "");
+    li.textContent = `${p.label}: ${(p.score * 100).toFixed(1)}%` + (p.box ? ` ${t("at")} ${p.box.map((v) => Math.round(v)).join(", ")}` : "");
     return li;
   }));
   const sorted = [...times].sort((a, b) => a - b);
   const p50 = sorted[Math.floor((sorted.length - 1) / 2)];
-  $("latency").textContent = `${result.ms.toFixed(1)} ms (median ${p50.toFixed(1)} ms over ${times.length})`;
+  $("latency").textContent = t("{ms} ms (median {median} ms over {runs})",
+                               { ms: result.ms.toFixed(1), median: p50.toFixed(1), runs: times.length });
   // sent once after 20 runs, then every 500 (a camera loop must not flood the report)
   if ((reported === 0 && times.length >= 20) || (reported > 0 && times.length - reported >= 500)) report();
 }
@@ -99,13 +103,14 @@ async function compare() {
   const body = await res.json();
   const rtt = performance.now() - t0;
   const el = $("server");
-  if (!res.ok) { el.textContent = body.error ? body.error.message : `server error ${res.status}`; return; }
+  if (!res.ok) { el.textContent = body.error ? body.error.message : t("server error {status}", { status: res.status }); return; }
   const first = body.predictions[0];
   el.dataset.label = first && first.label !== undefined ? first.label : "";
   el.dataset.count = String(body.predictions.length);
   const what = (await task(body.task)).serverSummary(body);
-  el.textContent = `server (${body.target} ${body.precision}): ${what}, ` +
-    `${body.timing_ms.inference_ms.toFixed(1)} ms inference, ${rtt.toFixed(0)} ms round trip`;
+  el.textContent = t("server ({target} {precision}): {what}, {inference} ms inference, {rtt} ms round trip",
+                     { target: body.target, precision: body.precision, what,
+                       inference: body.timing_ms.inference_ms.toFixed(1), rtt: rtt.toFixed(0) });
 }
 
 export async function report() {
@@ -117,36 +122,38 @@ export async function report() {
                  threads: ort.env.wasm.numThreads, hardware_concurrency: navigator.hardwareConcurrency || null };
   reported = times.length;
   const res = await fetch(`${base}/measurement`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-  $("reported").textContent = res.ok ? `latency sent to the benchmark report (${sorted.length} runs)` : "could not send latency";
+  $("reported").textContent = res.ok ? t("latency sent to the benchmark report ({runs} runs)", { runs: sorted.length })
+    : t("could not send latency");
   return res.ok;
 }
 
 async function camera() {
   if (streaming) { streaming = false; return; }
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    status("No camera here: the camera needs HTTPS (serve --https). Use 'Pick a photo'.", "warn"); return;
+    status(t("No camera here: the camera needs HTTPS (serve --https). Use 'Pick a photo'."), "warn"); return;
   }
   const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
   const video = $("video"); video.srcObject = stream; await video.play();
-  streaming = true; $("camera").textContent = "Stop camera";
+  streaming = true; $("camera").textContent = t("Stop camera");
   let frames = 0, t0 = performance.now();
   while (streaming) {
     const rgba = pixelsOf(video, video.videoWidth, video.videoHeight);
     show(await classifyPixels(rgba, video.videoWidth, video.videoHeight));
     frames++;
     const dt = performance.now() - t0;
-    if (dt > 1000) { $("fps").textContent = `${(frames * 1000 / dt).toFixed(1)} FPS`; frames = 0; t0 = performance.now(); }
+    if (dt > 1000) { $("fps").textContent = t("{fps} FPS", { fps: (frames * 1000 / dt).toFixed(1) }); frames = 0; t0 = performance.now(); }
     await new Promise((r) => requestAnimationFrame(r));
   }
   stream.getTracks().forEach((t) => t.stop());
-  $("camera").textContent = "Start camera";
+  $("camera").textContent = t("Start camera");
 }
 
 $("file").addEventListener("change", (e) => { if (e.target.files[0]) classifyBlob(e.target.files[0]).catch((err) => status(err.message, "warn")); });
-$("camera").addEventListener("click", () => camera().catch((err) => status(`camera: ${err.message}`, "warn")));
+$("camera").addEventListener("click", () => camera().catch((err) => status(t("camera: {error}", { error: err.message }), "warn")));
 $("compare").addEventListener("change", () => compare().catch((err) => status(err.message, "warn")));
 $("send").addEventListener("click", () => report());
 
-window.edgefactory = { ready: init().catch((err) => { status(`Could not load the model: ${err.message}`, "warn"); throw err; }),
+translatePage();
+window.edgefactory = { ready: init().catch((err) => { status(t("Could not load the model: {error}", { error: err.message }), "warn"); throw err; }),
                        classifyBlob, classifyPixels, report, preprocess, preprocessLetterbox, task,
                        get meta() { return meta; } };

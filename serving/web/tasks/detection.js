@@ -1,6 +1,8 @@
 // Object detection on the phone page: FCOS decoding with class-wise NMS (the twin of the task's NumPy
 // post-processing, factory/tasks/detection/model.py), boxes mapped back to the picture and drawn on it.
 
+import { t } from "../i18n.js";
+
 function locations(spec) {
   const centers = [], strides = [];
   spec.strides.forEach((stride, level) => {
@@ -87,14 +89,16 @@ export function show(result, el, canvas) {
   const items = result.detections;
   el.dataset.count = String(items.length);
   el.dataset.label = items.length ? items[0].label : "";
-  el.textContent = items.length ? `${items.length} object${items.length > 1 ? "s" : ""}: ` +
-    Object.entries(items.reduce((n, d) => ({ ...n, [d.label]: (n[d.label] || 0) + 1 }), {})).map(([k, v]) => `${v} ${k}`).join(", ")
-    : "nothing found";
+  const counts = Object.entries(items.reduce((n, d) => ({ ...n, [d.label]: (n[d.label] || 0) + 1 }), {}));
+  el.textContent = items.length ? t("{count} object(s): {counts}", { count: items.length,
+                                                                     counts: counts.map(([k, v]) => `${v} ${k}`).join(", ") })
+    : t("nothing found");
   drawBoxes(canvas.getContext("2d"), items, canvas.width);
   return items;
 }
 
 export function serverSummary(body) {
   const first = body.predictions[0];
-  return `${body.predictions.length} object(s)${first ? `, best ${first.label} ${(first.score * 100).toFixed(1)}%` : ""}`;
+  return t("{count} object(s)", { count: body.predictions.length }) +
+    (first ? t(", best {label} {score}%", { label: first.label, score: (first.score * 100).toFixed(1) }) : "");
 }

@@ -4,6 +4,7 @@
 // here; a large one is searched on the server with the vector (the photo never leaves the phone). The
 // neighbours' thumbnails are shown under the picture.
 import { caption } from "../draw.js";
+import { t } from "../i18n.js";
 
 const K = 5;
 let galleries = [], chosen = null;  // chosen: {index, version, items, vectors (Float32Array), dim} or {index, url}
@@ -69,18 +70,18 @@ function picker(status) {
   for (const g of galleries) select.append(new Option(`${g.index} (${g.items} items)`, g.index));
   select.addEventListener("change", () => choose(select.value).then(() => describe()).catch((e) => status(e.message, "warn")));
   const label = document.createElement("label");
-  label.append("gallery ", select);
+  label.append(`${t("gallery")} `, select);
   document.querySelector(".controls").append(label);
 }
 
 const size = (bytes) => (bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.ceil((bytes || 0) / 1e3)} kB`);
 
 function describe(searchMs) {
-  const where = chosen.vectors ? `searched on this phone (${chosen.items} vectors, ${size(chosen.bytes)})`
-    : `searched on the server (${chosen.items} items, ${chosen.kind})`;
+  const where = chosen.vectors ? t("searched on this phone ({items} vectors, {size})", { items: chosen.items, size: size(chosen.bytes) })
+    : t("searched on the server ({items} items, {kind})", { items: chosen.items, kind: chosen.kind });
   const el = document.getElementById("gallery-info");
-  el.textContent = `Gallery ${chosen.index}:v${chosen.version}, ${where}` +
-    (searchMs === undefined ? "." : `; last search ${searchMs.toFixed(1)} ms.`);
+  el.textContent = t("Gallery {index}:v{version}, {where}", { index: chosen.index, version: chosen.version, where }) +
+    (searchMs === undefined ? "." : t("; last search {ms} ms.", { ms: searchMs.toFixed(1) }));
   el.dataset.where = chosen.vectors ? "phone" : "server";
 }
 
@@ -93,8 +94,8 @@ export async function init({ base, status }) {
   document.getElementById("top").after(info, strip);
   galleries = (await json(`${base}/indexes`)).indexes;
   if (!galleries.length) {
-    info.textContent = "No gallery built with this model yet: only the embedding is shown. Build one with " +
-      "`edgefactory index build MODEL --gallery FOLDER --name NAME`, then reload.";
+    info.textContent = t("No gallery built with this model yet: only the embedding is shown. Build one with " +
+      "`edgefactory index build MODEL --gallery FOLDER --name NAME`, then reload.");
     return;
   }
   if (galleries.length > 1) picker(status);
@@ -137,10 +138,10 @@ export function show(result, el, canvas) {
     el.dataset.label = best.label;
     el.dataset.score = best.score.toFixed(6);
     el.dataset.where = result.where;
-    el.textContent = `${best.label} (similarity ${best.score.toFixed(2)})`;
+    el.textContent = t("{label} (similarity {score})", { label: best.label, score: best.score.toFixed(2) });
     thumbnails(result.neighbours);
   } else {
-    el.textContent = `embedding ${e.length}-d`;
+    el.textContent = t("embedding {dim}-d", { dim: e.length });
   }
   caption(canvas, el.textContent);
   if (best) describe(result.search_ms);
@@ -148,5 +149,5 @@ export function show(result, el, canvas) {
 }
 
 export function serverSummary(body) {
-  return `embedding ${body.predictions[0].embedding.length}-d`;
+  return t("embedding {dim}-d", { dim: body.predictions[0].embedding.length });
 }
