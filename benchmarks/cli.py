@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable
 
 from benchmarks import api
-from factory.progress import StageBars
+from factory.progress import StageBars, say
 
 
 def _log(a: argparse.Namespace):
-    return None if a.quiet else (lambda line: print(line, file=sys.stderr))
+    return None if a.quiet else say
 
 
 def cmd_bench(a: argparse.Namespace) -> dict:

@@ -106,7 +106,7 @@ def run_isolated(spec: BenchSpec) -> dict:
     """Measure `spec` in a fresh spawned process; any failure there is raised here as a FactoryError."""
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            out = pool.submit(_child, asdict(spec)).result()
+            out = pool.submit(_child, asdict(spec), bench_output_log(spec)).result()
     except BrokenProcessPool as exc:  # killed (out of memory?) or crashed inside a runtime
         out = {"error": {"code": "BENCH_CRASHED", "message": f"The measuring process for {spec.target} {spec.precision} "
                          f"died ({exc}).", "fix": "Check free memory; run `edgefactory bench` on this artifact alone."}}
@@ -115,8 +115,18 @@ def run_isolated(spec: BenchSpec) -> dict:
     return out
 
 
-def _child(spec: dict) -> dict:
+def bench_output_log(spec: BenchSpec) -> Path:
+    """Where the measuring process's runtimes write (XNNPACK and cpuinfo lines, torch warnings): logs/ in the
+    workspace, one file per artifact, each run appended (`--verbose` shows it in the terminal instead)."""
+    return Path(spec.home) / "logs" / f"bench-{spec.ref.replace(':', '-')}-{spec.target}-{spec.precision}.log"
+
+
+def _child(spec: dict, output: Path) -> dict:
     from factory.errors import FactoryError
+    from factory.isolated import capture_output, verbose
+
+    if not verbose():
+        capture_output(output)
 
     spec["timing"] = Timing(**spec["timing"])
     try:

@@ -36,7 +36,7 @@ def verbose() -> bool:
     return os.environ.get("EDGEFACTORY_VERBOSE", "") not in ("", "0")
 
 
-def _capture_output(path: Path) -> None:
+def capture_output(path: Path) -> None:
     """This process's stdout and stderr, native libraries' included (converter logs, quantizers' progress bars,
     absl lines), appended to `path` instead of the terminal."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def _child(conn, fn: Callable[..., Any], kwargs: dict, environment: dict[str, st
             del os.environ[key]
         os.environ.update(environment)
         if output is not None and not verbose():
-            _capture_output(output)
+            capture_output(output)
         result = fn(**kwargs, log=lambda line: conn.send(("log", line)))
         conn.send(("ok", result))
     except FactoryError as exc:

@@ -8,6 +8,14 @@ from typing import Any
 from tqdm import tqdm
 
 
+def say(line: str) -> None:
+    """One of the product's own lines on stderr, above any progress bar drawn there (not through it)."""
+    tqdm.write(line, file=sys.stderr)
+
+
+UNITS = {"bench": "artifact"}  # what a stage counts, where it is not images
+
+
 class StageBars:
     """`progress(stage, done, total)` callback drawing one bar per stage (import, copy, ...)."""
 
@@ -20,7 +28,8 @@ class StageBars:
             return
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="img", file=sys.stderr, leave=True)
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=UNITS.get(stage, "img"), file=sys.stderr,
+                                           leave=True)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()

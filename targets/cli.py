@@ -4,16 +4,15 @@ point so factory's CLI never imports the packages above it."""
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable
 
-from factory.progress import StageBars
+from factory.progress import StageBars, say
 from factory.tasks import task_of
 from targets import api
 
 
 def cmd_export(a: argparse.Namespace) -> dict:
-    log = (lambda line: print(line, file=sys.stderr)) if not a.quiet else None
+    log = say if not a.quiet else None
     out = api.export(a.ref, a.target, precision=a.precision, max_drop=a.max_drop, device=a.device,
                      calibration_size=a.calibration_size, dynamic_batch=a.dynamic_batch,
                      keep_if_slower=a.keep_if_slower, home=a.home, log=log,
@@ -29,7 +28,7 @@ def cmd_export(a: argparse.Namespace) -> dict:
 
 
 def cmd_compress(a: argparse.Namespace) -> dict:
-    log = (lambda line: print(line, file=sys.stderr)) if not a.quiet else None
+    log = say if not a.quiet else None
     out = api.compress(a.ref, a.target, prune=a.prune, target_latency_ms=a.target_latency, max_drop=a.max_drop,
                        precision=a.precision, finetune_epochs=a.finetune_epochs, keep_if_slower=a.keep_if_slower,
                        home=a.home, log=log)

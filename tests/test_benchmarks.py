@@ -264,6 +264,9 @@ def test_report_measures_every_runnable_artifact_and_estimates_the_rest(bench_ho
     assert rep["measured_rows"] == 5 and Path(out["html"]).is_file()
     ref = next(r for r in rep["results"] if r["target"] == "pytorch")
     assert ref["accuracy_delta_points"] == 0 and rep["reference"]["accuracy"] == ref["accuracy"]
+    # each measuring process wrote its runtimes' own output to the workspace's logs, not to the terminal
+    logs = {p.name for p in (bench_home / "logs").glob("bench-*.log")}
+    assert {f"bench-shapes-tiny-v1-{t}-{p}.log" for t, p in measured} <= logs
 
 
 def test_cli_bench_and_report(bench_home: Path):
