@@ -163,8 +163,22 @@ def create_link(ws: Workspace, catalog: Catalog, model: str, version: int, targe
            "created_at": now, "expires_at": now + hours * 3600}
     with catalog.transaction():
         catalog.insert("preview_links", row)
+    return {**row, "token": _token(ws, row)}
+
+
+def live_link(ws: Workspace, catalog: Catalog, model: str, version: int, target: str, precision: str,
+              min_hours: float) -> dict | None:
+    """The newest link to this artifact that is not revoked and is valid for `min_hours` more, with its token
+    (the same one as when it was made: the token is signed, not stored); None when there is none."""
+    rows = catalog.select("SELECT * FROM preview_links WHERE model = ? AND version = ? AND target = ? AND precision = ? "
+                          "AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
+                          (model, version, target, precision, time.time() + min_hours * 3600))
+    return {**rows[0], "token": _token(ws, rows[0])} if rows else None
+
+
+def _token(ws: Workspace, row: dict) -> str:
     payload = _b64(json.dumps({"i": row["id"], "e": int(row["expires_at"])}, separators=(",", ":")).encode())
-    return {**row, "token": f"{payload}.{_sign(ws, payload)}"}
+    return f"{payload}.{_sign(ws, payload)}"
 
 
 def _sign(ws: Workspace, payload: str) -> str:

@@ -76,12 +76,14 @@ def _web_artifact(ref: str, home: Home, log: Callable[[str], None]) -> tuple[str
 
 def preview_link(ref: str, *, base_url: str | None = None, port: int = listeners.PHONE_PORT, https: bool = True,
                  hours: float = DEFAULT_LINK_HOURS, out_dir: str | Path | None = None, home: Home = None,
-                 log: Callable[[str], None] | None = None) -> dict:
+                 log: Callable[[str], None] | None = None, reuse: bool = False) -> dict:
     """A signed, expiring phone-preview link for model `NAME[:vN]` and its QR code.
 
     The URL is `base_url`, else the phone listener of the server running on this workspace, else the one
     `edgefactory serve` will open (https://<LAN address>:<port>), then /p/<token>; `warning` says why a phone
     cannot open it now (no server up, or no LAN address) and what to do. Exports the `web` artifact first if missing.
+    `reuse`: give the live link made earlier for this artifact, if it is valid for at least half of `hours` more
+    (what `serve` does at each start: a QR code already printed or scanned keeps working), instead of a new one.
     Returns: {url, png, svg, terminal, expires_at, link_id, model, version, precision, metrics, warning}.
     """
     log = log or (lambda line: None)
@@ -89,7 +91,8 @@ def preview_link(ref: str, *, base_url: str | None = None, port: int = listeners
     with session(home) as (ws, catalog):
         row = resolve_model(catalog, ref)
         meta = read_metadata(ws, row)
-        link = access.create_link(ws, catalog, row["name"], row["version"], "web", precision, hours)
+        link = (reuse and access.live_link(ws, catalog, row["name"], row["version"], "web", precision, hours / 2)) or \
+            access.create_link(ws, catalog, row["name"], row["version"], "web", precision, hours)
     if base_url and not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"--base-url {base_url!r} must start with http:// or https://.", fix="e.g. https://192.168.1.20:8443")
     base, warning = base_url, None

@@ -83,7 +83,7 @@ def _print_codes(home, phone_url: str) -> None:
 
     for dep in api.list_deployments(home=home):
         try:
-            out = api.preview_link(dep["name"], base_url=phone_url, home=home)
+            out = api.preview_link(dep["name"], base_url=phone_url, home=home, reuse=True)
         except FactoryError as exc:  # e.g. no web artifact and the export failed: the server still starts
             _err(f"no QR code for {dep['name']}: {exc}")
             continue

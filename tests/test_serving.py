@@ -205,8 +205,16 @@ def test_qr_link_decodes_and_expires_and_revokes(server: str, serve_home: Path, 
     assert page.status_code == 200 and f"{MODEL}:v1" in page.text and "accuracy" in page.text
     tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
     assert httpx.get(f"{server}/p/{tampered}/meta").json()["error"]["code"] == "LINK_INVALID"
+    # `serve` at each start: the live link again (a QR code already printed keeps working), not a new one
+    again = serving_api.preview_link(MODEL, base_url=server, out_dir=tmp_path, home=serve_home, reuse=True)
+    assert again["url"] == out["url"] and again["link_id"] == out["link_id"]
+    assert serving_api.preview_link(MODEL, base_url=server, out_dir=tmp_path, home=serve_home)["url"] != out["url"]
     serving_api.revoke_link(out["link_id"], home=serve_home)
     assert httpx.get(f"{server}/p/{token}/meta").json()["error"]["code"] == "LINK_REVOKED"
+    newest = serving_api.preview_link(MODEL, base_url=server, out_dir=tmp_path, home=serve_home, reuse=True)
+    assert newest["link_id"] != out["link_id"]  # never a revoked one
+    longer = serving_api.preview_link(MODEL, base_url=server, out_dir=tmp_path, home=serve_home, reuse=True, hours=24 * 60)
+    assert longer["link_id"] != newest["link_id"]  # a week-long link is not reused for a 60-day one
     from factory.api import session
 
     with session(serve_home) as (ws, catalog):
