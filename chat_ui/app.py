@@ -109,7 +109,7 @@ def build_blocks(assistant: Assistant) -> gr.Blocks:
         with gr.Row():
             title = gr.Markdown("## edgefactory: from images to a model on your device")
             switch = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value="en", label="Language",
-                              elem_id="language", scale=0, min_width=200)
+                              elem_id="language", scale=0, min_width=280)
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(value=_history([]), height=560, elem_id="chat", label="edgefactory")

@@ -135,4 +135,19 @@ def test_the_tabs_show_what_the_workspace_holds_whoever_made_it(trained_home: Pa
         page.wait_for_selector("#qr img", timeout=30000)
         assert "shapes-tiny:v1" in page.locator("#tab-deployments").inner_text()
         page.screenshot(path=str(tmp_path / "deployments.png"))
+        # a browser set to Chinese gets the page in Chinese; the switch turns it to English
+        zh = browser.new_page(viewport={"width": 1300, "height": 1000}, locale="zh-CN")
+        zh.goto(f"{url}/")
+        zh.wait_for_selector("#message textarea", timeout=60000)
+        zh.wait_for_function("document.querySelector('#tab-datasets').innerText.includes('shapes:v1')", timeout=30000)
+        assert zh.get_by_role("tab").all_inner_texts() == ["数据集", "训练", "模型与报告", "部署"]
+        assert "| 数据集 | 任务 |" not in zh.locator("#tab-datasets").inner_text()  # rendered as a table
+        assert "图像分类" in zh.locator("#tab-datasets").inner_text() and "你好！" in zh.locator("#chat").inner_text()
+        zh.fill("#message textarea", "部署 shapes-tiny")
+        zh.keyboard.press("Enter")
+        zh.wait_for_function("document.querySelector('#chat').innerText.includes('要我开始吗')", timeout=30000)
+        zh.screenshot(path=str(tmp_path / "zh.png"))
+        zh.get_by_label("English").check()
+        zh.wait_for_function("document.querySelector('[role=tab]').innerText.includes('Datasets')", timeout=30000)
+        assert "In this workspace" in zh.locator("#tab-datasets").inner_text()
         browser.close()

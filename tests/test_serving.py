@@ -214,7 +214,7 @@ def test_qr_link_decodes_and_expires_and_revokes(server: str, serve_home: Path, 
     newest = serving_api.preview_link(MODEL, base_url=server, out_dir=tmp_path, home=serve_home, reuse=True)
     assert newest["link_id"] != out["link_id"]  # never a revoked one
     longer = serving_api.preview_link(MODEL, base_url=server, out_dir=tmp_path, home=serve_home, reuse=True, hours=24 * 60)
-    assert longer["link_id"] != newest["link_id"]  # a week-long link is not reused for a 60-day one
+    assert longer["link_id"] != newest["link_id"]  # a 3-day link is not reused for a 60-day one
     from factory.api import session
 
     with session(serve_home) as (ws, catalog):
