@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 
-from chat_ui.zh import ZH
+from chat_ui import zh
 from factory.datasets.issues import CATALOGUE
 from factory.errors import FactoryError
 from factory.i18n import register, tr
 from factory.tasks import DEFAULT_TASK, TASKS, task_of
 
-register("zh", ZH)
 CAPABILITIES = (
     "I can take you from images to a model on your device, offline:\n"
     "1. **Data**: upload a .zip (one folder per class, train/val/test folders, a Ku+ `txfl-result.json` or a CSV), "
@@ -24,6 +23,7 @@ CAPABILITIES = (
     "4. **Evaluation**, then **compression and export** per target, a **benchmark report**, and **deployment**: "
     "endpoint, curl example, API key and a QR code that opens the model on your phone.\n"
     "Any time: *go back*, *start over*, or ask *what is INT8?*, *which formats can I upload?*")
+register("zh", {**zh.ZH, CAPABILITIES: zh.CAPABILITIES})
 GALLERY_PROMPT = ("Last, the gallery it searches: upload a .zip of the photos to recognise (one folder per product, part "
                   "or person), or say **use the dataset** to index the photos of **{dataset}**.")
 # what kind of failure each error is, for a reply in a language the factory's own messages are not written in

@@ -28,26 +28,6 @@ ZH = {
     "Training is running: {parts}. Say *stop* to end it early.": "正在训练：{parts}。说 *停止* 可以提前结束。",
     "| target | precision | {metric} | change | size MB | latency here |": "| 目标 | 精度 | {metric} | 变化 | 大小 MB | 本机延迟 |",
     "runs on its device": "在目标设备上运行", "{points:+.2f} pts": "{points:+.2f} 个点",
-    "I can take you from images to a model on your device, offline:\n"
-    "1. **Data**: upload a .zip (one folder per class, train/val/test folders, a Ku+ `txfl-result.json` or a CSV), "
-    "name a dataset you imported, or say *demo* for handwritten digits. I check it and explain every problem.\n"
-    "2. **Where it runs**: e.g. *a Raspberry Pi 4 under 30 ms*, *Android phones*, *an Intel NUC*, *a Jetson*, "
-    "and how much accuracy compression may cost (*at most 1 point worse*).\n"
-    "3. **A recipe** (model, input size, time budget) for you to confirm, then **training** with live progress "
-    "(ask *how is it going?* or say *stop*).\n"
-    "4. **Evaluation**, then **compression and export** per target, a **benchmark report**, and **deployment**: "
-    "endpoint, curl example, API key and a QR code that opens the model on your phone.\n"
-    "Any time: *go back*, *start over*, or ask *what is INT8?*, *which formats can I upload?*":
-        "我可以离线带你从图片一路做到设备上的模型：\n"
-        "1. **数据**：上传一个 .zip（每个类别一个文件夹、train/val/test 文件夹、Ku+ 的 `txfl-result.json` 或 CSV），"
-        "说出一个已导入的数据集，或者说 *演示* 使用手写数字。我会检查数据并解释每个问题。\n"
-        "2. **在哪里运行**：例如 *树莓派4，延迟小于30毫秒*、*安卓手机*、*英特尔 NUC*、*Jetson*，"
-        "以及压缩最多可以损失多少精度（*精度下降不超过1个点*）。\n"
-        "3. **训练方案**（模型、输入尺寸、时间预算）由你确认，然后**训练**并实时显示进度"
-        "（问 *进度怎么样了* 或说 *停止*）。\n"
-        "4. **评估**，然后按目标**压缩和导出**、生成**基准测试报告**并**部署**："
-        "接口地址、curl 示例、API 密钥，以及一个在手机上打开模型的二维码。\n"
-        "随时可以说：*返回上一步*、*重新开始*，或者问 *什么是 INT8？*、*可以上传哪些格式？*",
     "Last, the gallery it searches: upload a .zip of the photos to recognise (one folder per product, part or person), "
     "or say **use the dataset** to index the photos of **{dataset}**.":
         "最后是它要检索的图库：上传一个要识别的照片 .zip（每个商品、零件或人一个文件夹），或者说 **用这个数据集**，"
@@ -192,3 +172,16 @@ ZH = {
     "| model | task | test metric | report | trained |": "| 模型 | 任务 | 测试指标 | 报告 | 训练时间 |",
     "| name | serves | endpoint |": "| 名称 | 提供的模型 | 接口 |",
 }
+
+# the capabilities list (chat_ui.words.CAPABILITIES: registered there under its English text)
+CAPABILITIES = (
+    "我可以离线带你从图片一路做到设备上的模型：\n"
+    "1. **数据**：上传一个 .zip（每个类别一个文件夹、train/val/test 文件夹、Ku+ 的 `txfl-result.json` 或 CSV），"
+    "说出一个已导入的数据集，或者说 *演示* 使用手写数字。我会检查数据并解释每个问题。\n"
+    "2. **在哪里运行**：例如 *树莓派4，延迟小于30毫秒*、*安卓手机*、*英特尔 NUC*、*Jetson*，"
+    "以及压缩最多可以损失多少精度（*精度下降不超过1个点*）。\n"
+    "3. **训练方案**（模型、输入尺寸、时间预算）由你确认，然后**训练**并实时显示进度"
+    "（问 *进度怎么样了* 或说 *停止*）。\n"
+    "4. **评估**，然后按目标**压缩和导出**、生成**基准测试报告**并**部署**："
+    "接口地址、curl 示例、API 密钥，以及一个在手机上打开模型的二维码。\n"
+    "随时可以说：*返回上一步*、*重新开始*，或者问 *什么是 INT8？*、*可以上传哪些格式？*")
