@@ -90,6 +90,17 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immu
           "gravel", "brick")  # bundled with scikit-image (no download); the last three are grey textures
 
 
+def load_photos() -> list[Image.Image]:
+    """scikit-image's bundled sample photos (no download), as RGB images."""
+    from skimage import data
+
+    out = []
+    for name in PHOTOS:
+        pixels = getattr(data, name)()
+        out.append(Image.fromarray(pixels if pixels.ndim == 3 else np.stack([pixels] * 3, axis=2)).convert("RGB"))
+    return out
+
+
 def photo_crop(photo: Image.Image, rng: random.Random, size: int) -> Image.Image:
     """A random view of `photo`: 15-50 % of its short side, turned up to 15 degrees, colours jittered, at times grey."""
     w, h = photo.size

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from factory.datasets.synthetic import PHOTOS, draw_shape, photo_crop
+from factory.datasets.synthetic import draw_shape, load_photos, photo_crop
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar")
 
@@ -78,16 +78,6 @@ def view(design: dict, rng: random.Random, photos: list[Image.Image], size: int)
         scene.save(buf, "JPEG", quality=rng.randrange(30, 70))
         scene = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     return scene
-
-
-def load_photos() -> list[Image.Image]:
-    from skimage import data
-
-    out = []
-    for name in PHOTOS:
-        pixels = getattr(data, name)()
-        out.append(Image.fromarray(pixels if pixels.ndim == 3 else np.stack([pixels] * 3, axis=2)).convert("RGB"))
-    return out
 
 
 def write_identities(dest: Path, *, identities: int = 40, per_identity: int = 8, size: int = 96, seed: int = 0,
