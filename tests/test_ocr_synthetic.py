@@ -14,6 +14,7 @@ from factory.tasks.ocr.synthetic import crop, scene
 def test_scenes_are_seeded_and_their_polygons_are_valid_inside_and_apart():
     a, b = scene(random.Random(7), languages=("en", "zh")), scene(random.Random(7), languages=("en", "zh"))
     assert a.regions == b.regions and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    texts = set()
     for seed in range(30):
         s = scene(random.Random(seed), languages=("en", "zh"))
         assert s.image.size == (320, 240) and 1 <= len(s.regions) <= 6
