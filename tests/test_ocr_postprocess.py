@@ -115,3 +115,23 @@ def test_reading_order_is_rows_top_to_bottom_then_left_to_right():
 
     lines = [line(100, 52, "total"), line(10, 10, "shop"), line(10, 50, "price"), line(100, 8, "name"), line(10, 90, "end")]
     assert [x["text"] for x in reading_order(lines)] == ["shop", "name", "price", "total", "end"]
+
+
+def test_a_turned_region_is_cut_out_upright():
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (200, 200), "white")
+    corners = rect(100, 100, 120, 30, 20)
+    ImageDraw.Draw(img).polygon([tuple(p) for p in corners], fill="black")
+    ImageDraw.Draw(img).ellipse((95, 95, 105, 105), fill="red")  # the middle marked
+    from factory.tasks.ocr.postprocess import order_corners, rectify
+
+    out = rectify(img, order_corners(corners), 32)
+    assert out.height == 32 and out.width == round(120 * 32 / 30)
+    pixels = np.asarray(out.convert("L"), np.float32)
+    assert pixels[2:-2, 2:-2].mean() < 60  # all of it is the black region, upright
+    red = np.asarray(out)[..., 0].astype(int) - np.asarray(out)[..., 1]
+    ys, xs = np.nonzero(red > 100)
+    assert abs(xs.mean() - out.width / 2) < 3 and abs(ys.mean() - 16) < 3
+    tall = rectify(img, order_corners(rect(100, 100, 20, 80, 0)), 32)
+    assert tall.height == 32 and tall.width == 128  # vertical text turned to read along the width

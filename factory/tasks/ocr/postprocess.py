@@ -156,3 +156,20 @@ def reading_order(lines: list[dict]) -> list[dict]:
         else:
             rows.append([line])
     return [line for row in rows for line in sorted(row, key=lambda item: centre(item)[0])]
+
+
+def rectify(image, points, height: int = 32):
+    """The text region `points` (4 corners clockwise from the top-left) cut out of the PIL `image` and warped
+    upright to `height` pixels, keeping its aspect ratio; a region much taller than wide (vertical text) is turned
+    to read left to right, as PaddleOCR does at a height/width ratio of 1.5."""
+    from PIL import Image
+
+    pts = np.asarray(points, np.float64)
+    width_px = max(np.linalg.norm(pts[1] - pts[0]), np.linalg.norm(pts[2] - pts[3]), 1.0)
+    height_px = max(np.linalg.norm(pts[3] - pts[0]), np.linalg.norm(pts[2] - pts[1]), 1.0)
+    quad = [*pts[0], *pts[3], *pts[2], *pts[1]]  # PIL's QUAD: top-left, bottom-left, bottom-right, top-right
+    crop = image.transform((int(round(width_px)), int(round(height_px))), Image.Transform.QUAD, quad,
+                           resample=Image.Resampling.BICUBIC)
+    if height_px >= 1.5 * width_px:
+        crop = crop.transpose(Image.Transpose.ROTATE_90)
+    return crop.resize((max(1, round(crop.width * height / crop.height)), height), Image.Resampling.BICUBIC)
