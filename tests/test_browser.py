@@ -317,3 +317,41 @@ def test_the_page_speaks_the_phones_language_and_switches(page_url, browser, tmp
     tab.wait_for_function("window.edgefactory !== undefined")
     assert tab.evaluate("document.documentElement.lang") == "en" and tab.locator("#lang").inner_text() == "中文"
     context.close()
+
+
+def test_js_ocr_post_processing_matches_numpy(page):
+    """serving/web/ocr_post.js against factory/tasks/ocr/postprocess.py on the same probability maps and CTC
+    outputs: the same boxes to the pixel, the same scores, texts and reading order."""
+    from PIL import Image, ImageDraw
+
+    from factory.tasks.ocr.postprocess import ctc_decode, db_boxes, reading_order
+
+    rng = np.random.default_rng(11)
+    boxes = 0
+    for case in range(4):
+        canvas = Image.new("F", (96, 72), 0.0)
+        draw = ImageDraw.Draw(canvas)
+        for _ in range(int(rng.integers(3, 7))):
+            cx, cy, w, h, angle = rng.uniform(10, 86), rng.uniform(8, 64), rng.uniform(6, 40), rng.uniform(2, 12), rng.uniform(-40, 40)
+            t = np.radians(angle)
+            corners = (np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2) @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+            draw.polygon([tuple(p) for p in corners + [cx, cy]], fill=float(rng.uniform(0.45, 0.98)))
+        prob = np.clip(np.asarray(canvas) + rng.normal(0, 0.04, (72, 96)), 0, 1).astype(np.float32)
+        ours = db_boxes(prob, 384, 288)
+        boxes += len(ours)
+        theirs = page.evaluate("""async ([prob, h, w]) => {
+            const m = await import("/static/preview/ocr_post.js");
+            return m.dbBoxes(Float32Array.from(prob), h, w, 384, 288); }""", [prob.ravel().tolist(), 72, 96])
+        assert [b["points"] for b in theirs] == [b["points"] for b in ours], case
+        assert [b["score"] for b in theirs] == pytest.approx([b["score"] for b in ours], abs=1e-5)
+        ordered = page.evaluate("""async (lines) => (await import("/static/preview/ocr_post.js")).readingOrder(lines)""",
+                                [{"points": b["points"], "text": str(i)} for i, b in enumerate(ours)])
+        assert [x["text"] for x in ordered] == [x["text"] for x in reading_order(
+            [{"points": b["points"], "text": str(i)} for i, b in enumerate(ours)])]
+    assert boxes >= 6  # turned, thin, faint and touching kernels among them
+    probs = rng.dirichlet(np.ones(6) * 0.3, (1, 30)).astype(np.float32)
+    alphabet = ["a", "b", "价", "7", "-"]
+    (line,) = ctc_decode(probs, alphabet)
+    theirs = page.evaluate("""async ([p, t, c, alphabet]) => (await import("/static/preview/ocr_post.js"))
+        .ctcDecode(Float32Array.from(p), t, c, alphabet)""", [probs.ravel().tolist(), 30, 6, alphabet])
+    assert theirs["text"] == line["text"] and theirs["score"] == pytest.approx(line["score"], abs=1e-6)
