@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import torch
 from shapely.geometry import Point, Polygon
 
@@ -49,6 +50,7 @@ def _image(img) -> torch.Tensor:
     return torch.tensor(np.asarray(img, np.float32).transpose(2, 0, 1) / 255 - 0.5)
 
 
+@pytest.mark.slow  # 150 training steps (15-30 s here); the default job keeps the shapes and targets
 def test_a_tiny_detector_learns_two_scenes_until_db_post_processing_finds_their_words():
     torch.manual_seed(0)
     scenes = [scene(random.Random(i), 192, 128, ("en",), max_regions=3, max_angle=6) for i in range(2)]
@@ -69,6 +71,7 @@ def test_a_tiny_detector_learns_two_scenes_until_db_post_processing_finds_their_
     assert detection_scores({i: s.regions for i, s in enumerate(scenes)}, found)["hmean"] >= 0.8
 
 
+@pytest.mark.slow  # 150 training steps
 def test_a_tiny_recognizer_learns_a_few_words_with_ctc():
     torch.manual_seed(0)
     rng = random.Random(3)

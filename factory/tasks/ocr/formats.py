@@ -24,12 +24,15 @@ from typing import Callable
 
 from factory.datasets.issues import fail, register_codes
 from factory.errors import DatasetError
+from factory.i18n import register
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.synthetic import crop, scene
+from factory.tasks.ocr.zh import ZH
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 SCENE_LAYOUTS = ("icdar2015", "icdar2015_folders", "paddle_det", "kuplus_wzjc", "kuplus_dddwzsb", "mmocr_det")
 CROP_LAYOUTS = ("paddle_rec", "kuplus_wzsb", "mmocr_rec", "labels_csv")
+register("zh", ZH)  # the OCR issues' words, in Chinese too
 OCR_CODES = register_codes({
     "UNKNOWN_OCR_FORMAT": ("error", "No supported OCR layout was found.",
                            "Use ICDAR 2015 (img_N.jpg + gt_img_N.txt), a PaddleOCR Label.txt or recognition list "
