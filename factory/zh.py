@@ -48,6 +48,7 @@ ZH = {
     "Nothing to do, unless the colour mode carries meaning.": "无需处理，除非颜色模式本身有意义。",
     "Nothing to do.": "无需处理。",
     "{arch} is the default {task} architecture.": "{arch} 是{task}的默认架构。",
+    "Training finished: **{model}** reaches {score} on the {split} split.": "训练完成：**{model}** 在{split}上达到 {score}。",
     # the training defaults' reasons (factory.training.defaults)
     "continuing from an earlier version (--from)": "从之前的版本继续训练（--from）",
     "no ImageNet weights for this architecture on this machine: from scratch": "本机没有这个架构的 ImageNet 权重：从头训练",

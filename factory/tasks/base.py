@@ -204,7 +204,8 @@ class Task:
 
     def evaluation_sentence(self, model: str, out: dict) -> str:
         """The chat's words for an evaluation (the `evaluation` payload)."""
-        return f"Training finished: **{model}** reaches {self.score_text(out['metrics'])} on the {out['split']} split."
+        return tr("Training finished: **{model}** reaches {score} on the {split} split.", model=model,
+                  score=self.score_text(out["metrics"]), split=tr(out["split"]))
 
     # -- export, benchmarks, prediction --------------------------------------------------------------
     def networks(self, meta: dict) -> tuple[str, ...]:
