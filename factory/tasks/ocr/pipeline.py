@@ -1,0 +1,95 @@
+"""The OCR model at work: the detector, the cropping and the recognizer composed on a picture, whatever runs the
+two networks (PyTorch modules in training and evaluation, exported artifacts in serving and the benchmarks: each is
+a callable on NCHW float32 arrays), with the time each stage took; and the scores of such a reader on a dataset.
+
+Pre-processing is pinned here and stored in the model's metadata: the detector sees the picture resized so its
+long side is `det_side` (each side a multiple of 32), ImageNet mean and std; the recognizer sees each rectified
+crop `rec_height` pixels high, its aspect ratio kept (width a multiple of 4, at least `rec_height`), scaled to
+[-1, 1], zero-padded on the right to the widest crop of its batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from factory.tasks.ocr.metrics import DONT_CARE, detection_scores, end_to_end_scores, recognition_scores
+from factory.tasks.ocr.postprocess import DB_DEFAULTS, ctc_decode, db_boxes, reading_order, rectify
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+Network = Callable[[np.ndarray], np.ndarray]
+
+
+def detector_input(image: Image.Image, side: int) -> np.ndarray:
+    scale = side / max(image.size)
+    w, h = (max(32, int(round(v * scale / 32)) * 32) for v in image.size)
+    pixels = np.asarray(image.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), np.float32) / 255
+    return ((pixels - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def recognizer_input(crops: list[Image.Image], height: int) -> tuple[np.ndarray, list[int]]:
+    widths = [max(height, int(round(c.width * height / c.height / 4)) * 4) for c in crops]
+    batch = np.zeros((len(crops), 3, height, max(widths, default=height)), np.float32)
+    for i, (c, w) in enumerate(zip(crops, widths)):
+        pixels = np.asarray(c.convert("RGB").resize((w, height), Image.Resampling.BILINEAR), np.float32) / 255
+        batch[i, :, :, :w] = ((pixels - 0.5) / 0.5).transpose(2, 0, 1)
+    return batch, widths
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@dataclass
+class Reader:
+    detector: Network  # (1, 3, H, W) -> (1, 1, H, W) text probability
+    recognizer: Network  # (N, 3, rec_height, W) -> (N, W / 4, classes) logits
+    alphabet: list[str]
+    det_side: int = 640
+    rec_height: int = 32
+    db: dict | None = None
+
+    def recognize(self, crops: list[Image.Image]) -> list[dict]:
+        """Each crop's text, one crop at a time at its own width (a padded batch would read its padding too)."""
+        out = []
+        for c in crops:
+            batch, widths = recognizer_input([c], self.rec_height)
+            logits = self.recognizer(batch)[:, : widths[0] // 4]
+            out += ctc_decode(_softmax(np.asarray(logits, np.float32)), self.alphabet)
+        return out
+
+    def read(self, image: Image.Image) -> tuple[list[dict], dict[str, float]]:
+        """The text lines of `image` in reading order ({points, text, score}), and ms per stage."""
+        t0 = time.perf_counter()
+        prob = np.asarray(self.detector(detector_input(image, self.det_side)), np.float32)[0, 0]
+        boxes = db_boxes(prob, image.width, image.height, **{**DB_DEFAULTS, **(self.db or {})})
+        t1 = time.perf_counter()
+        crops = [rectify(image, b["points"], self.rec_height) for b in boxes]
+        t2 = time.perf_counter()
+        texts = self.recognize(crops)
+        t3 = time.perf_counter()
+        lines = [{"points": b["points"], "text": t["text"], "score": t["score"], "box_score": b["score"]}
+                 for b, t in zip(boxes, texts) if t["text"]]
+        return reading_order(lines), {"detection_ms": (t1 - t0) * 1e3, "cropping_ms": (t2 - t1) * 1e3,
+                                      "recognition_ms": (t3 - t2) * 1e3}
+
+
+def score_scenes(reader: Reader, images: dict[str, Image.Image], truth: dict[str, list[dict]]) -> dict:
+    """det / e2e scores of `reader` on scenes (name -> image, name -> regions), rec on the ground-truth regions'
+    crops, and the mean time per stage."""
+    found, times = {}, []
+    for name, image in images.items():
+        found[name], ms = reader.read(image)
+        times.append(ms)
+    pairs = [(r["text"], rectify(images[n], r["points"], reader.rec_height)) for n, regions in truth.items()
+             for r in regions if r["text"] != DONT_CARE]
+    read = [t["text"] for t in reader.recognize([c for _, c in pairs])]
+    return {"det": {k: v for k, v in detection_scores(truth, found).items() if k in ("precision", "recall", "hmean")},
+            "rec": recognition_scores([t for t, _ in pairs], read), "e2e": end_to_end_scores(truth, found),
+            "images": len(images), "ms_per_image": {k: float(np.mean([t[k] for t in times])) for k in times[0]} if times else {}}
