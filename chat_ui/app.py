@@ -59,7 +59,7 @@ def _tabs(assistant: Assistant, conv_id: str) -> tuple:
     if state["model"]:
         ev = state["evaluation"] or {}
         model_md = tr("**{model}**: test {metric} {score:.2%}.", model=state["model"], metric=metric_name(state["task"]),
-                      score=ev.get("accuracy") or 0)
+                      score=ev["accuracy"]) if ev.get("accuracy") is not None else f"**{state['model']}**"
         cm = ev.get("files", {}).get("confusion_matrix_png") or newest_cm
         if state["exports"]:
             model_md += "\n\n" + exports_table(state["exports"], [], metric_name(state["task"]))

@@ -438,6 +438,7 @@ class Guide:
             return Reply(tr("There is no **{model}** in this workspace. The Models & Reports tab lists them.",
                             model=p.model_ref))
         state.model, state.task, state.pending = row["ref"], row["task"], None
+        state.evaluation = {"accuracy": (row.get("metrics") or {}).get(TASKS.get(row["task"]).metric), "files": {}}
         if "deploy" in p.intents:
             self._goto(state, "deploy")
             return self._ask(state, "__deploy__", {}, "", tr("I will deploy **{model}** here (endpoint + API key) and "
@@ -452,6 +453,7 @@ class Guide:
             return Reply(tr("There is no **{model}** in this workspace. The Models & Reports tab lists them.", model=ref))
         minutes = p.minutes or 5.0
         state.model, state.task, state.dataset, state.pending = row["ref"], row["task"], row["dataset"], None
+        state.evaluation = None  # the next version's comes when it is trained
         return self._ask(state, "start_training", {"dataset": row["dataset"], "from_model": row["ref"], "name": row["model"],
                                                    "time_budget_min": minutes}, "then_training",
                          tr("I will continue training **{model}** on **{dataset}** from its weights for {minutes:g} "

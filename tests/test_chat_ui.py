@@ -46,6 +46,12 @@ def test_chat_api_drives_the_flow(chat_server):
     assert "Training finished" in reply and "[image:" in reply and "Shall I go ahead?" in reply
 
 
+def catalog_score(home: Path, model: str) -> float:
+    from factory import api
+
+    return api.show_model(model, home=home)["metrics"]["accuracy"]
+
+
 def demo_zip(folder: Path) -> Path:
     """The demo data (scikit-learn's digits) as a user would upload it: a .zip, one folder per class."""
     data = write_digits(folder / "handwriting")
@@ -146,6 +152,10 @@ def test_the_tabs_show_what_the_workspace_holds_whoever_made_it(trained_home: Pa
         zh.fill("#message textarea", "部署 shapes-tiny")
         zh.keyboard.press("Enter")
         zh.wait_for_function("document.querySelector('#chat').innerText.includes('要我开始吗')", timeout=30000)
+        zh.get_by_role("tab", name="模型与报告").click()  # the model taken up, with its own score (not 0.00 %)
+        zh.wait_for_function("document.querySelector('#tab-models').innerText.includes('测试集准确率')", timeout=30000)
+        score = catalog_score(home, "shapes-tiny")
+        assert f"**shapes-tiny:v1**：测试集准确率 {score:.2%}".replace("**", "") in zh.locator("#tab-models").inner_text()
         zh.screenshot(path=str(tmp_path / "zh.png"))
         zh.get_by_label("English").check()
         zh.wait_for_function("document.querySelector('[role=tab]').innerText.includes('Datasets')", timeout=30000)
