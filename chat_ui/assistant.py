@@ -12,7 +12,7 @@ from chat_ui.guide import Guide, Reply, State, snapshot
 from chat_ui.llm import LLMFailure, ToolAgent, llm_from_env
 from chat_ui.parse import parse
 from chat_ui.tools import BackgroundWork, build_tools
-from chat_ui.words import asked_language
+from chat_ui.words import asked_language, without_names
 from factory.api import session
 from factory.catalog import Schema, register_schema
 from factory.i18n import LANGUAGES, language_of, speaking, tr
@@ -47,6 +47,12 @@ class Assistant:
         self._locks: dict[str, threading.Lock] = {}
         self.background: dict[str, BackgroundWork] = {}
         self._shown: dict[str, dict[int, str]] = {}  # replies with a secret, as shown in this process
+        # device and architecture names read the same in every language ("Jetson Orin" in a Chinese message)
+        from factory.tasks import all_tasks
+
+        self.names = sorted({a for pid, prof in self.profiles.items() for a in (pid, pid.replace("_", " "), *prof.aliases)}
+                            | {device_name for prof in self.profiles.values() for device_name in [prof.name.split(" (")[0]]}
+                            | {arch for task in all_tasks() for arch in task.architectures()}, key=len, reverse=True)
 
     def search_docs(self, query: str) -> list[dict]:
         from retrieval.docs_index import DocIndex
@@ -83,7 +89,7 @@ class Assistant:
             state, messages = self.load(conv_id)
             state.lang = state.lang or (lang if lang in LANGUAGES else None)
             if said_by_user:
-                state.lang = asked_language(message) or language_of(message, state.lang)
+                state.lang = asked_language(message) or language_of(without_names(message, self.names), state.lang)
             with speaking(state.lang):
                 reply = self._reply(conv_id, state, message, files or [], messages)
             if said_by_user:  # the server's own question is not shown as if the user had asked it

@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 
 from chat_ui.parse import NOT_INSTALLED, Parsed, parse
-from chat_ui.words import (CAPABILITIES, GALLERY_PROMPT, defaults_sentence, describe_dataset,
+from chat_ui.words import (CAPABILITIES, GALLERY_PROMPT, asked_language, defaults_sentence, describe_dataset,
                            device_name, explain_error, exports_table, joined, metric_name, progress_text)
 from factory.errors import FactoryError
 from factory.i18n import speaking, tr
@@ -101,6 +101,8 @@ class Guide:
             return self._back(state)
         if "help" in p.intents:
             return Reply(tr(CAPABILITIES))
+        if asked_language(p.text) and not (p.devices or p.dataset or p.task or p.model_ref or files):
+            return self._language_switched(state)
         _keep_slots(state, p)  # a device or budget said at any step is kept for the step that needs it
         if "continue" in p.intents and (p.model_ref or state.model) and state.step != "training" and not files:
             return self._continue(state, p, models)
@@ -485,6 +487,13 @@ class Guide:
         return f"{self.base_url}/v1/models/{name}/versions/{version}/report"
 
     # -- navigation and questions ----------------------------------------------------------------
+    def _language_switched(self, state: State) -> Reply:
+        """'说中文' / 'speak English' alone: said in the new language, then where the conversation stands."""
+        ack = tr("OK, I will answer in English.")
+        if state.pending:
+            return Reply(f"{ack}\n\n{state.pending['summary']}\n\n" + tr("Shall I go ahead? (yes / no)"))
+        return Reply(f"{ack} " + (self._advance_hint(state) or tr(CAPABILITIES)))
+
     def _goto(self, state: State, step: str) -> None:
         if state.step != step:
             state.history.append(state.step)

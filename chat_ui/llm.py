@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import BaseTool
 
 from chat_ui.guide import Guide, Reply, State
+from factory.i18n import tr
 
 SYSTEM = ("You are edgefactory's assistant. You help a user go from images to a model deployed on an edge device: "
           "dataset, target devices and budget, training, evaluation, compression and export, benchmark report, "
@@ -76,8 +77,9 @@ class ToolAgent:
                     raise LLMFailure(f"the model called an unknown tool {call['name']!r}")
                 if (tool.metadata or {}).get("needs_confirmation"):
                     state.pending = {"tool": tool.name, "args": call["args"], "then": "then_generic",
-                                     "summary": f"I would run **{tool.name}** with {json.dumps(call['args'])}."}
-                    return Reply(f"{state.pending['summary']}\n\nShall I go ahead? (yes / no)")
+                                     "summary": tr("I would run **{tool}** with {args}.", tool=tool.name,
+                                                   args=json.dumps(call["args"], ensure_ascii=False))}
+                    return Reply(f"{state.pending['summary']}\n\n" + tr("Shall I go ahead? (yes / no)"))
                 try:
                     result = tool.invoke(call["args"])
                 except Exception as exc:  # schema validation or a FactoryError: the model's call was bad

@@ -32,14 +32,22 @@ ERROR_KINDS = {"DATASET_ERROR": "The data has a problem.", "CONFIG_ERROR": "A se
                "MISSING_DEPENDENCY": "A package this step needs is not installed.", "TRAINING_ERROR": "Training failed.",
                "EXPORT_ERROR": "The export failed.", "PARITY_ERROR": "The exported model does not match the trained one.",
                "BUDGET_ERROR": "The accuracy budget cannot be met."}
-_ASKED = {"zh": r"(说|讲|用|切换到?)\s*(中文|汉语|普通话)|\b(speak|in|use)\s+chinese\b",
-          "en": r"(说|讲|用|切换到?)\s*英文|\b(speak|in|use)\s+english\b|^\s*english\s*$"}
+_ASKED = {lang: rf"(说|讲|用|切换(到|成)?)\s*({zh})|^\s*({zh})\s*$|\b(speak|reply|answer|talk|respond|write)( to me)? "
+                rf"(in )?{en}\b|\bswitch (to )?{en}\b|^\s*(in )?{en}( please)?\s*$"
+          for lang, zh, en in (("zh", "中文|汉语|普通话", "chinese"), ("en", "英文|英语", "english"))}
 
 
 def asked_language(text: str) -> str | None:
     """The language a message asks the chat to switch to ("说中文", "speak English"), if any."""
     low = text.lower()
     return next((lang for lang, pattern in _ASKED.items() if re.search(pattern, low)), None)
+
+
+def without_names(text: str, names: list[str]) -> str:
+    """`text` without the `names` in it (longest first, any case): what is left tells the language it is in."""
+    for name in names:
+        text = re.sub(re.escape(name), " ", text, flags=re.IGNORECASE)
+    return text
 
 
 def joined(items: list[str]) -> str:

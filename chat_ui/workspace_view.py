@@ -29,7 +29,7 @@ def datasets(home: Path, current: str | None) -> str:
     lines = [tr("**In this workspace**"), "", tr("| dataset | task | images | classes | imported |"), "|---|---|---|---|---|"]
     for r in rows:
         ref = f"{r['name']}:v{r['version']}"
-        lines.append(f"| {_marked(ref, current)} | {tr(r['task'])} | "
+        lines.append(f"| {_marked(ref, current)} | {tr(task_of(r).name)} | "
                      f"{r['stats'].get('num_images', '')} | {len(r['classes'])} | {_when(r['created_at'])} |")
     return "\n".join(lines)
 

@@ -35,7 +35,7 @@ ZH = {
     # -- the guide -----------------------------------------------------------------------------------------
     "Something went wrong on my side ({error}). Please try again, or say *start over*.":
         "我这边出了问题（{error}）。请再试一次，或者说 *重新开始*。",
-    "Starting over.": "重新开始。",
+    "Starting over.": "重新开始。", "OK, I will answer in English.": "好的，接下来我用中文回答。",
     "OCR": "文字识别（OCR）", "Retrieval": "图像检索",
     "{task} is not supported yet: today I train {tasks}. Shall we build one of those?":
         "暂时还不支持{task}：目前我能训练{tasks}。要做其中一种吗？",
@@ -141,6 +141,7 @@ ZH = {
         "导出被中断了（服务器重启过）。说 *好的* 重新运行。",
     "Still exporting and measuring": "仍在导出和测量", ". I will post the results here when they are ready.": "。结果出来后会发在这里。",
     "The exports stopped: {error}. Say *yes* to try again.": "导出停止了：{error}。说 *好的* 再试一次。",
+    "I would run **{tool}** with {args}.": "我将运行 **{tool}**，参数为 {args}。",
     "*(The language model failed: {error}; the built-in guide answers instead.)*": "*（语言模型出错：{error}；改由内置向导回答。）*",
     # -- devices (targets/devices.yaml names) ----------------------------------------------------------------
     "Raspberry Pi 4 Model B": "树莓派 4B", "Raspberry Pi 5": "树莓派 5", "Intel NUC 13 Pro": "英特尔 NUC 13 Pro",

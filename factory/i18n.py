@@ -22,7 +22,7 @@ DEFAULT = "en"
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("edgefactory_language", default=DEFAULT)
 _CATALOGS: dict[str, dict[str, str]] = {"en": {}, "zh": dict(ZH)}
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_WORD = re.compile(r"(?<![\w.:/-])[A-Za-z]{2,}(?![\w.:/-])")
+_WORD = re.compile(r"(?<![\w.:/\\-])[A-Za-z]{2,}(?![\w.:/\\-])")
 
 
 def register(lang: str, entries: dict[str, str]) -> None:
@@ -54,11 +54,12 @@ def speaking(lang: str | None) -> Iterator[str]:
 
 def language_of(text: str, current: str | None) -> str | None:
     """The language a message is written in: Chinese when it has Han characters, English when it has two English
-    words or more (names such as digits-mobilenet-v3-small and units do not count); else `current` ("yes", "ok",
-    "demo", a model name say nothing about the language)."""
+    words or more, three when the conversation is in Chinese (names such as digits-mobilenet-v3-small, paths and
+    units do not count; callers remove device and model names first); else `current` ("yes", "ok", "demo", a
+    model name say nothing about the language)."""
     if _HAN.search(text):
         return "zh"
-    return "en" if len(_WORD.findall(text)) >= 2 else current
+    return "en" if len(_WORD.findall(text)) >= (3 if current == "zh" else 2) else current
 
 
 def from_accept_language(header: str | None) -> str | None:

@@ -318,14 +318,16 @@ def test_the_whole_flow_in_chinese_keeps_what_was_said_and_answers_in_chinese(tm
 
 def test_a_language_is_asked_for_and_errors_are_explained_in_it(tmp_path: Path):
     a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
-    assert "首先是数据" in a.chat("lang", "说中文").text and a.load("lang")[0].lang == "zh"
+    r = a.chat("lang", "说中文")
+    assert r.text.startswith("好的，接下来我用中文回答。") and "说 *演示*" in r.text and a.load("lang")[0].lang == "zh"
+    assert a.chat("lang", "Jetson Orin").text and a.load("lang")[0].lang == "zh"  # a device's name is not English
     bad = tmp_path / "empty.zip"
     with zipfile.ZipFile(bad, "w") as z:
         z.writestr("readme.txt", "no images here")
     a.chat("lang", "", [str(bad)])
     r = a.chat("lang", "好的")
     assert "这一步没有成功：" in r.text and "**怎么解决：**" in r.text, r.text
-    assert a.chat("lang", "speak English").text and a.load("lang")[0].lang == "en"
+    assert a.chat("lang", "请说英语").text.startswith("OK, I will answer in English.") and a.load("lang")[0].lang == "en"
     assert "Shall I go ahead?" in a.chat("lang", "", [str(bad)]).text
 
 

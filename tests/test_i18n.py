@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_ui.words import CAPABILITIES  # importing chat_ui.words registers the chat's texts
+from chat_ui.words import CAPABILITIES, asked_language  # importing chat_ui.words registers the chat's texts
 from factory.datasets.issues import CATALOGUE
 from factory.i18n import _CATALOGS, from_accept_language, language_of, speaking, tr
 from factory.tasks import all_tasks
@@ -23,9 +23,20 @@ ZH = _CATALOGS["zh"]
     ("我想训练一个图像分类模型", None, "zh"), ("好的", "en", "zh"), ("use the demo data", "zh", "en"),
     ("yes", "zh", "zh"), ("ok", None, None), ("deploy digits-mobilenet-v3-small", "zh", "zh"),
     ("tiny_cls, 30 ms", "zh", "zh"), ("It will run on a Raspberry Pi", None, "en"), ("部署 digits", "en", "zh"),
+    ("Jetson Orin", "zh", "zh"), ("yes please", "zh", "zh"), ("use the demo data", "zh", "en"),
+    ("C:\\Users\\me\\data.zip", "zh", "zh"),
 ])
 def test_the_language_of_a_message(text: str, current: str | None, expected: str | None):
     assert language_of(text, current) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("说中文", "zh"), ("请说英语", "en"), ("用英语回答", "en"), ("英文", "en"), ("切换成英文", "en"), ("switch to Chinese", "zh"),
+    ("Chinese please", "zh"), ("speak English", "en"), ("reply in english", "en"), ("I want OCR for text in Chinese", None),
+    ("train a model to read signs in chinese", None), ("部署到树莓派", None),
+])
+def test_a_message_that_asks_for_a_language(text: str, expected: str | None):
+    assert asked_language(text) == expected
 
 
 @pytest.mark.parametrize("header,expected", [

@@ -19,6 +19,7 @@ from factory.config import TrainConfig
 from factory.datasets.publish import validate_name
 from factory.datasets.splits import DatasetSplits
 from factory.errors import ConfigError, FactoryError, TrainingError
+from factory.i18n import speaking
 from factory.models import load_model, register_model_version, resolve_model
 from factory.refs import dataset_row_for
 from factory.tasks import all_tasks, task_of
@@ -95,8 +96,10 @@ def _deliver(sink: EventSink, event: Event, log_path: Path) -> None:
 
 
 def start_run(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> str:
-    """Create the run record and save its resolved config; returns the run id."""
-    resolved = resolve_config(ws, catalog, cfg)
+    """Create the run record and save its resolved config; returns the run id. The reasons it stores are in English
+    (the chat, speaking another language, renders them again when it shows them)."""
+    with speaking("en"):
+        resolved = resolve_config(ws, catalog, cfg)
     run_id = new_run_id()
     ws.run_dir(run_id).mkdir(parents=True)
     atomic_write_json(ws.run_dir(run_id) / "config.json", resolved)

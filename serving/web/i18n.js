@@ -23,7 +23,7 @@ const ZH = {
   "{count} object(s): {counts}": "{count} 个目标：{counts}", "nothing found": "没有找到目标",
   "{count} object(s)": "{count} 个目标", ", best {label} {score}%": "，最好的是 {label} {score}%",
   // tasks/retrieval.js
-  "gallery": "图库", "searched on this phone ({items} vectors, {size})": "在这台手机上检索（{items} 个向量，{size}）",
+  "gallery": "图库", "{index} ({items} items)": "{index}（{items} 项）", "searched on this phone ({items} vectors, {size})": "在这台手机上检索（{items} 个向量，{size}）",
   "searched on the server ({items} items, {kind})": "在服务器上检索（{items} 项，{kind}）",
   "Gallery {index}:v{version}, {where}": "图库 {index}:v{version}，{where}", "; last search {ms} ms.": "；上次检索 {ms} 毫秒。",
   "No gallery built with this model yet: only the embedding is shown. Build one with `edgefactory index build MODEL --gallery FOLDER --name NAME`, then reload.":

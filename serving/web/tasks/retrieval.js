@@ -67,7 +67,7 @@ export async function choose(name, dtype = "float16") {
 function picker(status) {
   const select = document.createElement("select");
   select.id = "gallery";
-  for (const g of galleries) select.append(new Option(`${g.index} (${g.items} items)`, g.index));
+  for (const g of galleries) select.append(new Option(t("{index} ({items} items)", { index: g.index, items: g.items }), g.index));
   select.addEventListener("change", () => choose(select.value).then(() => describe()).catch((e) => status(e.message, "warn")));
   const label = document.createElement("label");
   label.append(`${t("gallery")} `, select);
