@@ -291,6 +291,8 @@ def test_the_whole_flow_in_chinese_keeps_what_was_said_and_answers_in_chinese(tm
     assert "模型要在哪里运行" not in r.text
     assert "针对 **树莓派 5**" in r.text and "每张图小于 30 毫秒" in r.text and "mobilenet_v3_small" in r.text
     assert "*理由：*" in r.text and "不加镜像副本" in r.text  # the resolver's reasons, in Chinese: digits are not mirrored
+    r = a.chat("zh", "还是改成英特尔 NUC 吧")  # a change of device, in Chinese, keeps the latency budget
+    assert "针对 **英特尔 NUC 13 Pro**" in r.text and "每张图小于 30 毫秒" in r.text
     r = a.chat("zh", "用 tiny_cls 训练 3 轮")
     assert "**tiny_cls**" in r.text and "3 轮" in r.text and "要我开始吗？" in r.text
     assert "训练已开始" in a.chat("zh", "好的").text
@@ -300,13 +302,13 @@ def test_the_whole_flow_in_chinese_keeps_what_was_said_and_answers_in_chinese(tm
     assert state.model == "digits-tiny-cls:v1" and state.lang == "zh"
     done = messages[-1]["content"]
     assert f"训练完成：**digits-tiny-cls:v1** 在测试集上的准确率为 **{state.evaluation['accuracy']:.2%}**" in done
-    assert "接下来我会为 tflite, web, openvino 压缩并导出它（精度损失在 1 个点以内就用 INT8" in done
+    assert "接下来我会为 openvino, web 压缩并导出它（精度损失在 1 个点以内就用 INT8" in done
     assert "正在导出到" in a.chat("zh", "好的").text
     wait_until(a, "zh", "deploy")
     state, messages = a.load("zh")
     report = messages[-1]["content"]
     assert "导出完成：" in report and "| 目标 | 精度 | 准确率 |" in report and "**基准测试报告：**" in report
-    assert "要我在这里部署它" in report and {e["target"] for e in state.exports} == {"tflite", "web", "openvino"}
+    assert "要我在这里部署它" in report and {e["target"] for e in state.exports} == {"web", "openvino"}
     r = a.chat("zh", "好的")
     assert "已部署 **digits-tiny-cls:v1**" in r.text and "API 密钥（只显示这一次" in r.text
     assert "用手机扫描二维码" in r.text and r.images and Path(r.images[0]).is_file()
