@@ -45,6 +45,7 @@ def test_cli_human_output_names_the_detected_format(tmp_path: Path, shapes_dir: 
     assert "format: folder_per_class (detected)" in proc.stdout
 
 
+@pytest.mark.slow  # three CLI processes (20 s); the API's failed imports that change nothing are in test_datasets
 def test_cli_failed_import_exits_non_zero_and_changes_nothing(tmp_path: Path, shapes_dir: Path):
     home = tmp_path / "ws"
     run_cli("dataset", "import", str(shapes_dir), "--name", "shapes", home=home)
