@@ -18,6 +18,7 @@ from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, Timing, error_fro
                                 reset_peak_memory, throughput, time_calls)
 from factory.api import session
 from factory.datasets.splits import DatasetSplits
+from factory.isolated import output_log
 from factory.models import load_model, resolve_model
 from factory.refs import dataset_row_for
 from factory.tasks import task_of
@@ -118,15 +119,14 @@ def run_isolated(spec: BenchSpec) -> dict:
 def bench_output_log(spec: BenchSpec) -> Path:
     """Where the measuring process's runtimes write (XNNPACK and cpuinfo lines, torch warnings): logs/ in the
     workspace, one file per artifact, each run appended (`--verbose` shows it in the terminal instead)."""
-    return Path(spec.home) / "logs" / f"bench-{spec.ref.replace(':', '-')}-{spec.target}-{spec.precision}.log"
+    return output_log(spec.home, "bench", spec.ref, spec.target, spec.precision)
 
 
 def _child(spec: dict, output: Path) -> dict:
     from factory.errors import FactoryError
-    from factory.isolated import capture_output, verbose
+    from factory.isolated import capture_output
 
-    if not verbose():
-        capture_output(output)
+    capture_output(output)
 
     spec["timing"] = Timing(**spec["timing"])
     try:

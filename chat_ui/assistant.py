@@ -50,8 +50,8 @@ class Assistant:
         # device and architecture names read the same in every language ("Jetson Orin" in a Chinese message)
         from factory.tasks import all_tasks
 
-        self.names = sorted({a for pid, prof in self.profiles.items() for a in (pid, pid.replace("_", " "), *prof.aliases)}
-                            | {device_name for prof in self.profiles.values() for device_name in [prof.name.split(" (")[0]]}
+        self.names = sorted({a for pid, prof in self.profiles.items()
+                             for a in (pid, pid.replace("_", " "), prof.short_name, *prof.aliases)}
                             | {arch for task in all_tasks() for arch in task.architectures()}, key=len, reverse=True)
 
     def search_docs(self, query: str) -> list[dict]:

@@ -142,7 +142,7 @@ class Guide:
         if state.step in ("export", "deploy"):
             return self._status(state) if state.pending is None else Reply(
                 (f"{state.notice}\n\n" if state.notice and state.step == "deploy" else "")
-                + f"{state.pending['summary']}\n\n" + tr("Shall I go ahead? (yes / no)"))
+                + question(state.pending["summary"]))
         return Reply(tr("Everything is done: the model is deployed. Ask me anything, say *start over* for a new model, "
                         "or *go back* to change the targets."))
 
@@ -246,7 +246,7 @@ class Guide:
     # -- confirmations ---------------------------------------------------------------------------
     def _ask(self, state: State, tool: str, args: dict, then: str, summary: str) -> Reply:
         state.pending = {"tool": tool, "args": args, "then": then, "summary": summary}
-        return Reply(f"{summary}\n\n" + tr("Shall I go ahead? (yes / no)"))
+        return Reply(question(summary))
 
     def _declined(self, state: State) -> Reply:
         state.pending = None
@@ -440,7 +440,7 @@ class Guide:
             return Reply(tr("There is no **{model}** in this workspace. The Models & Reports tab lists them.",
                             model=p.model_ref))
         state.model, state.task, state.pending = row["ref"], row["task"], None
-        state.evaluation = {"accuracy": (row.get("metrics") or {}).get(TASKS.get(row["task"]).metric), "files": {}}
+        state.evaluation = {"accuracy": _row_score(row), "files": {}}
         if "deploy" in p.intents:
             self._goto(state, "deploy")
             return self._ask(state, "__deploy__", {}, "", tr("I will deploy **{model}** here (endpoint + API key) and "
@@ -464,7 +464,7 @@ class Guide:
 
     def _report_of(self, state: State, row: dict) -> Reply:
         url = self._report_url(row["ref"])
-        score = (row.get("metrics") or {}).get(TASKS.get(row["task"]).metric)
+        score = _row_score(row)
         headline = tr("**{model}**: test {metric} {score:.2%}.", model=row["ref"], metric=metric_name(row["task"]),
                       score=score) if score is not None else f"**{row['ref']}**."
         if self._call("report_exists", model=row["ref"]):
@@ -491,7 +491,7 @@ class Guide:
         """'说中文' / 'speak English' alone: said in the new language, then where the conversation stands."""
         ack = tr("OK, I will answer in English.")
         if state.pending:
-            return Reply(f"{ack}\n\n{state.pending['summary']}\n\n" + tr("Shall I go ahead? (yes / no)"))
+            return Reply(f"{ack}\n\n" + question(state.pending["summary"]))
         return Reply(f"{ack} " + (self._advance_hint(state) or tr(CAPABILITIES)))
 
     def _goto(self, state: State, step: str) -> None:
@@ -533,6 +533,16 @@ def _dataset_name(path: Path) -> str:
     stem = re.sub(r"[^a-z0-9_.-]+", "-", path.stem.lower()).strip("-._")
     stem = stem if stem[:1].isalpha() else f"data-{stem}".rstrip("-")
     return stem[:64] or "dataset"
+
+
+def question(summary: str) -> str:
+    """A summary of what is about to happen, and the question that waits for the user's yes."""
+    return f"{summary}\n\n" + tr("Shall I go ahead? (yes / no)")
+
+
+def _row_score(row: dict) -> float | None:
+    """The test score (the task's primary metric) of a `list_models` row."""
+    return (row.get("metrics") or {}).get(TASKS.get(row["task"]).metric)
 
 
 def _model_row(ref: str, models: list[dict]) -> dict | None:

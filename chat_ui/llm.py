@@ -16,7 +16,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool
 
-from chat_ui.guide import Guide, Reply, State
+from chat_ui.guide import Guide, Reply, State, question
 from factory.i18n import tr
 
 SYSTEM = ("You are edgefactory's assistant. You help a user go from images to a model deployed on an edge device: "
@@ -79,7 +79,7 @@ class ToolAgent:
                     state.pending = {"tool": tool.name, "args": call["args"], "then": "then_generic",
                                      "summary": tr("I would run **{tool}** with {args}.", tool=tool.name,
                                                    args=json.dumps(call["args"], ensure_ascii=False))}
-                    return Reply(f"{state.pending['summary']}\n\n" + tr("Shall I go ahead? (yes / no)"))
+                    return Reply(question(state.pending["summary"]))
                 try:
                     result = tool.invoke(call["args"])
                 except Exception as exc:  # schema validation or a FactoryError: the model's call was bad

@@ -9,7 +9,7 @@ import re
 from chat_ui import zh
 from factory.datasets.issues import CATALOGUE
 from factory.errors import FactoryError
-from factory.i18n import register, tr
+from factory.i18n import DEFAULT, active, register, tr
 from factory.tasks import DEFAULT_TASK, TASKS, task_of
 
 CAPABILITIES = (
@@ -58,13 +58,13 @@ def joined(items: list[str]) -> str:
 
 
 def device_name(profile) -> str:
-    return tr(profile.name.split(" (")[0])
+    return tr(profile.short_name)
 
 
 def issue_message(issue: dict) -> str:
     """A dataset issue in words: the catalogue's (translated) what and fix around its specifics."""
     entry = CATALOGUE.get(issue.get("code", ""))
-    if entry is None or "detail" not in issue and tr(entry[1]) == entry[1]:
+    if entry is None or "detail" not in issue and active() == DEFAULT:
         return issue["message"]  # an issue stored before details were kept, in English
     detail = issue.get("detail") or ""
     return tr(entry[1]) + (f" {detail}" if detail else "") + " " + tr("Fix: {fix}", fix=tr(entry[2]))
@@ -74,7 +74,7 @@ def explain_error(exc: FactoryError) -> str:
     """A FactoryError in plain words with its fix; in another language than English, the catalogue's words for a
     dataset issue, else the kind of failure in that language with the factory's own message beside it."""
     message, fix = exc.message, exc.fix
-    if tr(ERROR_KINDS["DATASET_ERROR"]) != ERROR_KINDS["DATASET_ERROR"]:  # not English
+    if active() != DEFAULT:  # the factory's own messages are in English
         issue = next((d for d in exc.details or [] if isinstance(d, dict) and d.get("code") == exc.code), None)
         entry = CATALOGUE.get(exc.code)
         if issue is not None and entry is not None:

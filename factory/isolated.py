@@ -36,9 +36,17 @@ def verbose() -> bool:
     return os.environ.get("EDGEFACTORY_VERBOSE", "") not in ("", "0")
 
 
+def output_log(home: str | Path, kind: str, ref: str, target: str, precision: str) -> Path:
+    """Where a child process working on one artifact writes its libraries' own output (`capture_output`):
+    logs/<kind>-<model>-v<N>-<target>-<precision>.log in the workspace, each run appended."""
+    return Path(home) / "logs" / f"{kind}-{ref.replace(':', '-')}-{target}-{precision}.log"
+
+
 def capture_output(path: Path) -> None:
     """This process's stdout and stderr, native libraries' included (converter logs, quantizers' progress bars,
-    absl lines), appended to `path` instead of the terminal."""
+    absl lines), appended to `path` instead of the terminal; left on the terminal when `verbose()`."""
+    if verbose():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -54,7 +62,7 @@ def _child(conn, fn: Callable[..., Any], kwargs: dict, environment: dict[str, st
         for key in [k for k in os.environ if k.startswith("EDGEFACTORY_") and k not in environment]:
             del os.environ[key]
         os.environ.update(environment)
-        if output is not None and not verbose():
+        if output is not None:
             capture_output(output)
         result = fn(**kwargs, log=lambda line: conn.send(("log", line)))
         conn.send(("ok", result))

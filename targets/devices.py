@@ -36,6 +36,11 @@ class DeviceProfile:
     cache_mb: float = 0.0
     aliases: tuple[str, ...] = field(default=())
 
+    @property
+    def short_name(self) -> str:
+        """The name without its parenthesised details: "Raspberry Pi 5", "Snapdragon 8 Gen 3 phone, CPU"."""
+        return self.name.split(" (")[0]
+
     def peak_ops(self, precision: str) -> float:
         """Sustained multiply-add rate for `precision`, in operations (2 per MAC) per second."""
         rate = {"fp32": self.fp32_gflops, "fp16": self.fp16_gflops or self.fp32_gflops, "int8": self.int8_gops}

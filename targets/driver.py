@@ -32,7 +32,7 @@ from compression.qat import quantization_aware_finetune
 from factory.config import TrainConfig
 from factory.catalog import Catalog
 from factory.errors import BudgetError, ExportError, FactoryError, ParityError, UnsupportedSpecError
-from factory.isolated import run_isolated
+from factory.isolated import output_log, run_isolated
 from factory.datasets.splits import DatasetSplits
 from factory.models import load_model, resolve_model
 from factory.refs import dataset_row_for
@@ -393,7 +393,7 @@ CHILD_PRELOAD = ("factory.api", "compression.pruning", "onnx", "onnxruntime", "o
 def export_output_log(home: str | Path, ref: str, plan: ExportPlan) -> Path:
     """Where an export's converters and quantizers write (their logs, progress bars): logs/ in the workspace,
     one file per model, target and precision, each run appended (`--verbose` shows it in the terminal instead)."""
-    return Path(home) / "logs" / f"export-{ref.replace(':', '-')}-{plan.target}-{plan.precision}.log"
+    return output_log(home, "export", ref, plan.target, plan.precision)
 
 
 def export_in_child(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:

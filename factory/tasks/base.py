@@ -124,7 +124,7 @@ class Task:
 
     def propose(self, stats: dict, devices: list, latency_ms: float | None, size_mb: float | None) -> dict:
         """The chat's recipe: {model, time_budget_min, epochs, reason} from the data and the slowest device
-        (devices have `name` and `fp32_gflops`)."""
+        (devices have `short_name` and `fp32_gflops`)."""
         n = stats.get("num_images") or 0
         return {"model": self.default_arch, "time_budget_min": 2.0 if n < 300 else 4.0, "epochs": None,
                 "reason": tr("{arch} is the default {task} architecture.", arch=self.default_arch, task=tr(self.name))}

@@ -75,7 +75,7 @@ class Classification(Task):
         model = "mobilenet_v3_small" if small else "mobilenet_v3_large"
         n = stats.get("num_images") or 0
         minutes = 2.0 if n < 300 else 4.0 if n < 3000 else 10.0
-        why = ((tr("the slowest device ({device}) has about {gflops:g} GFLOPS, so ", device=tr(slowest.name.split(" (")[0]),
+        why = ((tr("the slowest device ({device}) has about {gflops:g} GFLOPS, so ", device=tr(slowest.short_name),
                    gflops=slowest.fp32_gflops) if slowest else "")
                + (tr("{model} fits the latency budget", model=model) if latency_ms else tr("{model} fits", model=model))
                + tr("; {n} images train in about {minutes:g} minutes here.", n=n, minutes=minutes))

@@ -106,7 +106,7 @@ class Detection(Task):
         why = (tr("an anchor-free FCOS detector on {model}: the images are about {side} px and ", model=model, side=side)
                + (tr("{share:.0%} of the boxes are small (under 32x32 px), so ", share=small_share) if small_share else "")
                + tr("the letterbox size keeps them visible; ")
-               + (tr("the slowest device ({device}) has about {gflops:g} GFLOPS; ", device=tr(slowest.name.split(" (")[0]),
+               + (tr("the slowest device ({device}) has about {gflops:g} GFLOPS; ", device=tr(slowest.short_name),
                      gflops=slowest.fp32_gflops) if slowest else "")
                + tr("{n} images with {boxes} boxes train in about {minutes:g} minutes here.", n=n,
                     boxes=stats.get("num_boxes", 0), minutes=minutes))

@@ -17,11 +17,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
 from factory.tasks.ocr.metrics import DONT_CARE, detection_scores, end_to_end_scores, recognition_scores
-from factory.tasks.ocr.postprocess import DB_DEFAULTS, ctc_decode, db_boxes, reading_order, rectify
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from factory.tasks.ocr.postprocess import ctc_decode, db_boxes, reading_order, rectify
 Network = Callable[[np.ndarray], np.ndarray]
 
 
@@ -29,7 +27,8 @@ def detector_input(image: Image.Image, side: int) -> np.ndarray:
     scale = side / max(image.size)
     w, h = (max(32, int(round(v * scale / 32)) * 32) for v in image.size)
     pixels = np.asarray(image.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), np.float32) / 255
-    return ((pixels - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None].astype(np.float32)
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    return ((pixels - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
 
 
 def recognizer_input(crops: list[Image.Image], height: int) -> tuple[np.ndarray, list[int]]:
@@ -53,7 +52,7 @@ class Reader:
     alphabet: list[str]
     det_side: int = 640
     rec_height: int = 32
-    db: dict | None = None
+    db: dict | None = None  # db_boxes' options (thresh, box_thresh, unclip_ratio, ...) where not its defaults
 
     def recognize(self, crops: list[Image.Image]) -> list[dict]:
         """Each crop's text, one crop at a time at its own width (a padded batch would read its padding too)."""
@@ -68,7 +67,7 @@ class Reader:
         """The text lines of `image` in reading order ({points, text, score}), and ms per stage."""
         t0 = time.perf_counter()
         prob = np.asarray(self.detector(detector_input(image, self.det_side)), np.float32)[0, 0]
-        boxes = db_boxes(prob, image.width, image.height, **{**DB_DEFAULTS, **(self.db or {})})
+        boxes = db_boxes(prob, image.width, image.height, **(self.db or {}))
         t1 = time.perf_counter()
         crops = [rectify(image, b["points"], self.rec_height) for b in boxes]
         t2 = time.perf_counter()

@@ -17,9 +17,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-DB_DEFAULTS = {"thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5, "max_candidates": 1000, "min_size": 3}
-
-
 def _cross(a: np.ndarray, b: np.ndarray) -> float:
     return float(a[0] * b[1] - a[1] * b[0])
 
