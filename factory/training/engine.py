@@ -186,6 +186,10 @@ class Trainer:
         recalibrate_batchnorm(self.model, self.train, {"mean": self.mean, "std": self.std},
                               indices=self._calibration, amp=self.amp)
 
+    def recalibrate(self, model: nn.Module) -> None:
+        """Exact BN statistics over all the training data for the kept weights (`model` on the CPU, after `fit`)."""
+        recalibrate_batchnorm(model, self.train, {"mean": self.mean.cpu(), "std": self.std.cpu()})
+
     def chance_level(self) -> float:
         """The validation metric a model that learnt nothing reaches (the largest class's share)."""
         labels = getattr(self.val, "labels", None)

@@ -25,7 +25,7 @@ from factory.refs import dataset_row_for
 from factory.tasks import all_tasks, task_of
 from factory.tasks.base import Task
 from factory.training import defaults
-from factory.training.engine import Event, StopRequested, recalibrate_batchnorm, seed_everything
+from factory.training.engine import Event, StopRequested, seed_everything
 from factory.workspace import Workspace, atomic_write_json
 
 EventSink = Callable[[Event], None]
@@ -161,7 +161,7 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
     state = trainer.fit(resume=resume)
     model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
     model.cpu().eval()
-    recalibrate_batchnorm(model, train, pre)  # exact statistics for the kept weights
+    trainer.recalibrate(model)  # exact statistics for the kept weights
     split, test_entries = data.evaluation()
     split, test_entries = (split, test_entries) if test_entries else ("val", val_entries)
     size, classes = resolved["img_size"], resolved["classes"]

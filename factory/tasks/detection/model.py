@@ -39,9 +39,10 @@ DETECTORS: Registry[DetectorSpec] = Registry("detector")
 
 
 class StrideFeatures(nn.Module):
-    """A `features` stack (torchvision's, EfficientNetLite's), returning the last output at strides 8, 16 and 32."""
+    """A `features` stack (torchvision's, EfficientNetLite's), returning the last output at each of `strides`
+    (8, 16 and 32 for the detector's FPN; OCR's text detector taps 4 as well)."""
 
-    def __init__(self, features: nn.Sequential):
+    def __init__(self, features: nn.Sequential, strides: tuple[int, ...] = STRIDES):
         super().__init__()
         self.features = features
         with torch.no_grad():
@@ -49,10 +50,10 @@ class StrideFeatures(nn.Module):
             for i, layer in enumerate(features):
                 x = layer(x)
                 stride = size // x.shape[-1]
-                if stride in STRIDES:
+                if stride in strides:
                     taps[stride] = (i, x.shape[1])
-        self.taps = [taps[s][0] for s in STRIDES]
-        self.channels = [taps[s][1] for s in STRIDES]
+        self.taps = [taps[s][0] for s in strides]
+        self.channels = [taps[s][1] for s in strides]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
