@@ -36,7 +36,7 @@ ZH = {
     "Something went wrong on my side ({error}). Please try again, or say *start over*.":
         "我这边出了问题（{error}）。请再试一次，或者说 *重新开始*。",
     "Starting over.": "重新开始。", "OK, I will answer in English.": "好的，接下来我用中文回答。",
-    "OCR": "文字识别（OCR）", "Retrieval": "图像检索",
+    "OCR": "文字识别（OCR）", "Retrieval": "图像检索", "Segmentation": "图像分割",
     "{task} is not supported yet: today I train {tasks}. Shall we build one of those?":
         "暂时还不支持{task}：目前我能训练{tasks}。要做其中一种吗？",
     "Shall I go ahead? (yes / no)": "要我开始吗？（好的 / 不要）",

@@ -130,7 +130,7 @@ def test_bad_input_gets_a_helpful_reply(assistant_home: Path, tmp_path: Path):
     a.chat("bad", "", [str(text_zip)])
     r = a.chat("bad", "yes")
     assert "did not work" in r.text and "How to fix it" in r.text
-    assert "not supported yet" in a.chat("bad", "I want to train an OCR model").text
+    assert "not supported yet" in a.chat("bad", "I want to train a segmentation model").text
     assert "first step" in a.chat("bad", "go back").text  # "go back" at the start: says where we are
 
 
@@ -281,7 +281,8 @@ def test_the_flow_for_retrieval_with_a_gallery(tmp_path: Path):
 def test_the_whole_flow_in_chinese_keeps_what_was_said_and_answers_in_chinese(tmp_path: Path):
     """The issue's conversation, in Chinese from the demo data to the QR code: the device and the latency said in the
     first message are kept (the next step was "Where will the model run?" as if they had not been said), every reply
-    is in Chinese with the facts in it, and "我想识别照片里的文字" is a task not offered yet, not a device name."""
+    is in Chinese with the facts in it, "我想识别照片里的文字" asks for OCR data, and "我想做图像分割" is a task not
+    offered yet, not a device name."""
     home = tmp_path / "ws"
     a = Assistant(home, base_url="http://127.0.0.1:9")
     r = a.chat("zh", "我想用演示数据训练一个图像分类模型，部署到树莓派上，延迟小于30毫秒")
@@ -314,8 +315,10 @@ def test_the_whole_flow_in_chinese_keeps_what_was_said_and_answers_in_chinese(tm
     assert "用手机扫描二维码" in r.text and r.images and Path(r.images[0]).is_file()
     assert "我可以离线带你" in a.chat("zh", "你能做什么？").text
     r = a.chat("ocr", "我想识别照片里的文字")
-    assert "暂时还不支持文字识别（OCR）" in r.text and "没有从" not in r.text
-    assert "OCR is not supported yet" in a.chat("ocr", "I want to read the text on labels").text  # and back in English
+    assert "那就训练文字识别（OCR）模型" in r.text and "没有从" not in r.text
+    r = a.chat("seg", "我想做图像分割")
+    assert "暂时还不支持图像分割" in r.text and "没有从" not in r.text
+    assert "Segmentation is not supported yet" in a.chat("seg", "I want to segment the parts").text  # back in English
 
 
 def test_a_language_is_asked_for_and_errors_are_explained_in_it(tmp_path: Path):

@@ -20,7 +20,7 @@ from factory.registry import Registry
 if TYPE_CHECKING:
     from factory.tasks.base import Task
 
-INSTALLED = ("classification", "detection", "retrieval")
+INSTALLED = ("classification", "detection", "retrieval", "ocr")
 PLUGINS_ENV = "EDGEFACTORY_TASKS"
 DEFAULT_TASK = "classification"  # what a model or dataset without a recorded task is
 

@@ -1,2 +1,10 @@
-"""OCR (text detection + recognition): the task package in the making (issue 14). Its metrics are here; it is
-not registered in factory.tasks.INSTALLED until it can train, so the chat and the CLI do not offer it yet."""
+"""OCR (text detection + recognition): a DB text detector and a CTC recognizer as one model version, its dataset
+layouts, training, ICDAR 2015 metrics and NumPy post-processing, registered as the task `ocr`."""
+
+from factory.tasks import TASKS
+from factory.tasks.ocr.task import Ocr
+
+TASK = Ocr()
+TASKS.add(TASK.name, TASK)
+
+__all__ = ["TASK"]

@@ -81,7 +81,7 @@ class Reader:
 
 def score_scenes(reader: Reader, images: dict[str, Image.Image], truth: dict[str, list[dict]]) -> dict:
     """det / e2e scores of `reader` on scenes (name -> image, name -> regions), rec on the ground-truth regions'
-    crops, and the mean time per stage."""
+    crops, the mean time per stage, and what it found (`found`: lines per image; `read`: (truth, read) per region)."""
     found, times = {}, []
     for name, image in images.items():
         found[name], ms = reader.read(image)
@@ -91,4 +91,5 @@ def score_scenes(reader: Reader, images: dict[str, Image.Image], truth: dict[str
     read = [t["text"] for t in reader.recognize([c for _, c in pairs])]
     return {"det": {k: v for k, v in detection_scores(truth, found).items() if k in ("precision", "recall", "hmean")},
             "rec": recognition_scores([t for t, _ in pairs], read), "e2e": end_to_end_scores(truth, found),
-            "images": len(images), "ms_per_image": {k: float(np.mean([t[k] for t in times])) for k in times[0]} if times else {}}
+            "images": len(images), "ms_per_image": {k: float(np.mean([t[k] for t in times])) for k in times[0]} if times else {},
+            "found": found, "read": [(t, r) for (t, _), r in zip(pairs, read)]}

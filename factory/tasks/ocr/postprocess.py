@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from scipy import ndimage
 
@@ -170,3 +172,7 @@ def rectify(image, points, height: int = 32):
     if height_px >= 1.5 * width_px:
         crop = crop.transpose(Image.Transpose.ROTATE_90)
     return crop.resize((max(1, round(crop.width * height / crop.height)), height), Image.Resampling.BICUBIC)
+
+
+# db_boxes' options as the model's metadata stores them (the phone page's twin reads the same keys)
+DB_DEFAULTS = {k: p.default for k, p in inspect.signature(db_boxes).parameters.items() if p.kind is p.KEYWORD_ONLY}

@@ -180,9 +180,14 @@ def scene(rng: random.Random, width: int = 320, height: int = 240, languages: tu
     return Scene(_finish(rng, img), regions)
 
 
-def crop(rng: random.Random, languages: tuple[str, ...] = ("en",), height: int = 48) -> tuple[Image.Image, str]:
-    """A word or line image about `height` pixels high (a little text margin, a slight tilt) and its text."""
-    text, lang = text_sample(rng, languages)
+def crop(rng: random.Random, languages: tuple[str, ...] = ("en",), height: int = 48,
+         text: str | None = None) -> tuple[Image.Image, str]:
+    """A word or line image about `height` pixels high (a little text margin, a slight tilt) and its text (`text`
+    when given, drawn with a CJK font when it holds Han characters)."""
+    if text is None:
+        text, lang = text_sample(rng, languages)
+    else:
+        lang = "zh" if any("\u4e00" <= c <= "\u9fff" for c in text) else "en"
     size = int(height * rng.uniform(0.55, 0.8))
     probe = font_for(random.Random(0), lang, size)
     width = int(probe.getlength(text)) + height

@@ -29,4 +29,32 @@ ZH = {
     "the rotation is ignored.": "有的图片带有 EXIF 旋转信息；标注按存储的像素读取（标注工具就是这样画的），旋转信息被忽略。",
     "If the labels were drawn on the turned picture, save the images turned (without the tag).":
         "如果标注是画在旋转后的图片上的，请把图片按旋转后的样子重新保存（去掉这个标记）。",
+    # the task's words
+    "ocr": "文字识别",
+    "end-to-end Hmean": "端到端 Hmean",
+    "characters": "个字符",
+    "Characters": "字符",
+    "text readers (OCR: text lines found and read)": "文字识别模型（OCR：找到并读出文字行）",
+    " (text regions with their transcriptions, or word crops with their text)": "（文字区域及其内容，或文字裁剪图及其内容）",
+    "I will import the OCR demo data: 300 seeded synthetic 320 x 240 scenes with English words, numbers and Chinese "
+    "phrases rendered in Debian fonts on photos, gradients, paper and noise (turned, blurred, JPEG noise), as ICDAR "
+    "2015 ground truth, as dataset **signs**.":
+        "我将导入 OCR 演示数据：300 张固定种子生成的 320 x 240 合成场景图，用 Debian 字体把英文单词、数字和中文短语画在照片、"
+        "渐变、纸张和噪声背景上（有旋转、模糊和 JPEG 噪声），标注为 ICDAR 2015 格式，数据集名为 **signs**。",
+    "A text reader (OCR), then. Upload a .zip with your photos and their text regions: ICDAR 2015 (gt_img_N.txt), a "
+    "PaddleOCR Label.txt, Ku+ wzjc-result.json or dddwzsb-result.json, or MMOCR JSON; or word crops with their text "
+    "(PaddleOCR list, Ku+ wzsb-result.json, labels.csv); say **demo** for synthetic signs; or name an imported OCR "
+    "dataset (imported: {imported}).":
+        "那就训练文字识别（OCR）模型。请上传一个 .zip，包含照片和文字区域标注：ICDAR 2015（gt_img_N.txt）、PaddleOCR 的 "
+        "Label.txt、Ku+ 的 wzjc-result.json 或 dddwzsb-result.json，或 MMOCR JSON；或者文字裁剪图及其内容（PaddleOCR 识别列表、"
+        "Ku+ 的 wzsb-result.json、labels.csv）；说 **demo** 使用合成的标牌数据；或者说出已导入的 OCR 数据集名"
+        "（已导入：{imported}）。",
+    "{texts} texts with {chars} distinct characters ({languages}).": "共 {texts} 段文字，{chars} 个不同字符（{languages}）。",
+    "Latin letters and digits": "拉丁字母和数字",
+    "Chinese": "中文",
+    "Text is about {height:g} px high.": "文字高约 {height:g} 像素。",
+    "a DB text detector on {model} with a CTC recognizer: {n} images with {texts} texts train in about {minutes:g} "
+    "minutes here.": "基于 {model} 的 DB 文字检测器加 CTC 文字识别器：{n} 张图片、{texts} 段文字在这台机器上大约训练 {minutes:g} 分钟。",
+    "Training finished: **{model}** reads {score} on the {split} split.": "训练完成：**{model}** 在{split}集上的成绩：{score}。",
+    "Lines read worst: {lines}.": "读得最差的文字行：{lines}。",
 }

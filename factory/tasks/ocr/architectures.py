@@ -1,0 +1,81 @@
+"""The OCR model as one PyTorch module holding its two networks, and the architectures it comes in.
+
+An architecture names the text detector's backbone (DB head and FPN on its stride-4 to -32 features) and the
+recognizer's width; the recognizer reads the dictionary in `postprocessing.alphabet` plus the CTC blank at index 0.
+A model trained on crops alone (a recognition dataset) has no detector (`detector` is None, `networks` names the
+recognizer only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from factory.registry import Registry
+from factory.tasks.detection.model import StrideFeatures
+from factory.tasks.efficientnet_lite import build_efficientnet_lite, load_lite_weights, weights_path
+from factory.tasks.ocr.model import CTCRecognizer, DBDetector, TinyBackbone
+
+DB_STRIDES = (4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class OcrArch:
+    name: str
+    backbone: Callable[[], nn.Module]  # -> a module returning the stride 4, 8, 16 and 32 features, with `channels`
+    fpn: int  # the FPN's inner channels
+    rec_width: int  # the recognizer's first convolution's channels (the rest are 2x, 4x, 8x)
+    default_side: int  # the detector's long side
+    load_imagenet: Callable[[nn.Module], dict] | None = None  # ImageNet weights into the backbone (never downloads)
+    imagenet_available: Callable[[], bool] = lambda: False
+
+
+ARCHITECTURES: Registry[OcrArch] = Registry("OCR architecture")
+
+
+def _torchvision(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision
+
+        return StrideFeatures(getattr(torchvision.models, name)(weights=None).features, DB_STRIDES)
+    return build
+
+
+def _lite0_available() -> bool:
+    try:
+        return weights_path("lite0").is_file()
+    except Exception:
+        return False
+
+
+ARCHITECTURES.add("tiny_ocr", OcrArch("tiny_ocr", lambda: TinyBackbone(8), 16, 8, 320))
+ARCHITECTURES.add("mobilenet_v3_small", OcrArch("mobilenet_v3_small", _torchvision("mobilenet_v3_small"), 64, 32, 640))
+ARCHITECTURES.add("efficientnet_lite0", OcrArch(
+    "efficientnet_lite0", lambda: StrideFeatures(build_efficientnet_lite("lite0", 1000).features, DB_STRIDES), 64, 32,
+    640, lambda backbone: load_lite_weights(backbone, "lite0", skip_head=True), _lite0_available))
+
+
+class OcrModel(nn.Module):
+    """The detector (None for a recognizer-only model) and the recognizer of one model version."""
+
+    def __init__(self, detector: DBDetector | None, recognizer: CTCRecognizer):
+        super().__init__()
+        self.detector, self.recognizer = detector, recognizer
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {name: net for name, net in (("detector", self.detector), ("recognizer", self.recognizer)) if net is not None}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError("An OCR model is two networks: call model.detector or model.recognizer.")
+
+
+def build_ocr(arch: str, alphabet_size: int, with_detector: bool = True) -> OcrModel:
+    spec = ARCHITECTURES.get(arch)
+    detector = None
+    if with_detector:
+        backbone = spec.backbone()
+        detector = DBDetector(backbone, list(backbone.channels), spec.fpn)
+    return OcrModel(detector, CTCRecognizer(alphabet_size + 1, 32, spec.rec_width))

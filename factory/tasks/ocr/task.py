@@ -1,0 +1,264 @@
+"""OCR as a Task: a DB text detector and a CTC recognizer trained together as one model version (a recognizer
+alone from a crop dataset), read end to end, scored with the ICDAR 2015 protocol (end-to-end Hmean first)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from factory.errors import ConfigError, UnsupportedSpecError
+from factory.i18n import register, tr
+from factory.tasks.base import Task
+from factory.tasks.classification.models import load_matching
+from factory.tasks.ocr.architectures import ARCHITECTURES, build_ocr
+from factory.tasks.ocr.datasets import import_ocr
+from factory.tasks.ocr.evaluation import evaluate_ocr, ocr_payload
+from factory.tasks.ocr.formats import CROP_LAYOUTS, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
+from factory.tasks.ocr.metrics import DONT_CARE
+from factory.tasks.ocr.postprocess import DB_DEFAULTS
+from factory.tasks.ocr.training import OcrData, OcrTrainer, ocr_preprocessing, rendered_texts
+from factory.tasks.ocr.zh import ZH
+from factory.training import defaults
+from factory.training.defaults import round32
+
+register("zh", ZH)
+DET_SIDE_RANGE = (320, 960)
+UNIQUE_TEXTS = 0.5  # share of distinct texts above which a path TAB text list reads as OCR crops, not labels
+NOT_YET = ("Exporting, benchmarking and serving OCR models (two networks) is not available yet; training, `eval` "
+           "and `predict` with PyTorch are.")
+
+
+def _texts(entries: list[dict]) -> list[str]:
+    """The recognizer's labelled texts of `entries` (each scene region twice: exact and with moved corners)."""
+    return [t for e in entries for t in ([e["text"]] if "text" in e else
+                                         [r["text"] for r in e.get("regions", []) if r["text"] != DONT_CARE] * 2)]
+
+
+class Ocr(Task):
+    name = "ocr"
+    metric, metric_label, unit, class_word = "e2e_hmean", "end-to-end Hmean", "images", "characters"
+    default_arch = "mobilenet_v3_small"
+    sniff_priority = 20  # ICDAR gt_*.txt, Label.txt, Ku+ wz*-result.json: more specific than detection's layouts
+    unsupported_strategies = {"prune": "structured pruning fine-tunes with the classification trainer",
+                              "qat": "quantization-aware training runs the classification trainer"}
+    prediction_keys = ("text", "score", "points")
+    chat_patterns = (r"\bocr\b", r"read (the )?text", r"text in (the )?(photo|picture|image)s?", r"recogni[sz]e text",
+                     r"meter reading", r"receipt", r"文字识别", r"识别.*文字", r"读.*文字", r"\bOCR\b")
+    described = "text readers (OCR: text lines found and read)"
+    upload_hint = " (text regions with their transcriptions, or word crops with their text)"
+    demo = {"name": "signs", "kind": "signs",
+            "summary": "I will import the OCR demo data: 300 seeded synthetic 320 x 240 scenes with English words, "
+                       "numbers and Chinese phrases rendered in Debian fonts on photos, gradients, paper and noise "
+                       "(turned, blurred, JPEG noise), as ICDAR 2015 ground truth, as dataset **signs**."}
+
+    # -- datasets ------------------------------------------------------------------------------------
+    def detect_format(self, root: Path) -> str:
+        return detect_layout(root)
+
+    def claims(self, root: Path) -> bool:
+        """`--task auto`: an OCR layout that no other task's list could be; a path TAB text list counts only when
+        most texts are unique (a retrieval or classification list repeats its labels), labels.csv only with the
+        header filename,words."""
+        try:
+            layout, entries = read_layout(root)
+        except Exception:
+            return False
+        if layout in ("paddle_rec", "labels_csv"):
+            texts = [e["text"] for e in entries]
+            return bool(texts) and len(set(texts)) > UNIQUE_TEXTS * len(texts)
+        return True
+
+    def format_names(self) -> list[str]:
+        return [*SCENE_LAYOUTS, *CROP_LAYOUTS]
+
+    def import_dataset(self, ws, catalog, root: Path, name: str, *, fmt: str, seed: int, progress) -> dict:
+        return import_ocr(ws, catalog, root, name, fmt=fmt, seed=seed, progress=progress)
+
+    def samples(self) -> dict[str, Callable[..., Path]]:
+        def scenes(dest: Path, *, images: int = 40, seed: int = 0, layout: str = "icdar2015",
+                   languages: str = "en,zh", **_: Any) -> Path:
+            layout = "icdar2015" if layout == "folder_per_class" else layout
+            return write_ocr(dest, layout, count=images, seed=seed, languages=tuple(languages.split(",")))
+
+        def crops(dest: Path, *, images: int = 100, seed: int = 0, layout: str = "paddle_rec", languages: str = "en,zh",
+                  **_: Any) -> Path:
+            layout = "paddle_rec" if layout == "folder_per_class" else layout
+            return write_ocr(dest, layout, count=images, seed=seed, languages=tuple(languages.split(",")))
+
+        return {"ocr": scenes, "ocr_crops": crops}
+
+    def stats_lines(self, stats: dict) -> list[str]:
+        chars = stats.get("characters") or {}
+        height, angle = stats.get("text_height_px") or {}, stats.get("angle_deg") or {}
+        lines = [f"  {stats.get('num_texts', 0)} texts, {stats.get('num_characters', 0)} distinct characters "
+                 f"({', '.join(stats.get('languages') or [])})",
+                 "  characters: " + " ".join(f"{c!r}:{n}" for c, n in list(chars.items())[:40])
+                 + (" ..." if len(chars) > 40 else ""),
+                 "  text length: " + ", ".join(f"{k} {v}" for k, v in (stats.get("text_length") or {}).items())]
+        if height:
+            lines.append(f"  text height px min {height['min']:g}, median {height['median']:g}, max {height['max']:g}; "
+                         f"angle deg min {angle.get('min', 0):g}, median {angle.get('median', 0):g}, max {angle.get('max', 0):g}")
+        return lines
+
+    # -- the chat's words ------------------------------------------------------------------------------
+    def write_demo(self, dest: Path) -> Path:
+        return write_ocr(dest, "icdar2015", count=300, seed=0, languages=("en", "en", "zh"))
+
+    def upload_prompt(self, imported: str) -> str | None:
+        return tr("A text reader (OCR), then. Upload a .zip with your photos and their text regions: ICDAR 2015 "
+                  "(gt_img_N.txt), a PaddleOCR Label.txt, Ku+ wzjc-result.json or dddwzsb-result.json, or MMOCR JSON; "
+                  "or word crops with their text (PaddleOCR list, Ku+ wzsb-result.json, labels.csv); say **demo** for "
+                  "synthetic signs; or name an imported OCR dataset (imported: {imported}).", imported=imported)
+
+    def class_counts(self, stats: dict) -> dict[str, int]:
+        return {}
+
+    def dataset_lines(self, stats: dict) -> list[str]:
+        height = (stats.get("text_height_px") or {}).get("median")
+        langs = {"latin": tr("Latin letters and digits"), "zh": tr("Chinese")}
+        line = tr("{texts} texts with {chars} distinct characters ({languages}).", texts=stats.get("num_texts", 0),
+                  chars=stats.get("num_characters", 0),
+                  languages=tr(", ").join(langs.get(x, x) for x in stats.get("languages") or []))
+        if height:
+            line += " " + tr("Text is about {height:g} px high.", height=height)
+        return [line]
+
+    def propose(self, stats: dict, devices: list, latency_ms: float | None, size_mb: float | None) -> dict:
+        n = stats.get("num_images") or 0
+        minutes = 5.0 if n < 100 else 10.0 if n < 500 else 20.0
+        return {"model": self.default_arch, "time_budget_min": minutes, "epochs": None,
+                "reason": tr("a DB text detector on {model} with a CTC recognizer: {n} images with {texts} texts train "
+                             "in about {minutes:g} minutes here.", model=self.default_arch, n=n,
+                             texts=stats.get("num_texts", 0), minutes=minutes)}
+
+    # -- models and training -------------------------------------------------------------------------
+    def architectures(self) -> list[str]:
+        return ARCHITECTURES.names()
+
+    def build(self, meta: dict) -> nn.Module:
+        return build_ocr(meta["arch"], meta["num_classes"], meta["postprocessing"].get("detector", True))
+
+    def resolve(self, ws, ds: dict, arch: str, res: defaults.Resolution, entries: list[dict], root: Path) -> dict:
+        spec = ARCHITECTURES.get(arch)
+        scenes = [e for e in entries if "regions" in e]
+        side = statistics.median([max(e["width"], e["height"]) for e in scenes]) if scenes else spec.default_side
+        res.pick("img_size", lambda: (min(spec.default_side, max(DET_SIDE_RANGE[0], round32(side))),
+                                      f"the detector reads pictures at {min(spec.default_side, max(320, round32(side)))} px "
+                                      f"on the long side (median long side {side:g} px; at most the architecture's "
+                                      f"{spec.default_side})") if scenes else (spec.default_side, "no scenes: recognizer only"))
+        if res.values["img_size"] % 32 or not DET_SIDE_RANGE[0] <= res.values["img_size"] <= DET_SIDE_RANGE[1]:
+            raise ConfigError(f"The text detector's input side must be a multiple of 32 between {DET_SIDE_RANGE[0]} and "
+                              f"{DET_SIDE_RANGE[1]}; got {res.values['img_size']}.", fix="Use --img-size 640.")
+        has_parent = bool(res.given.get("from_model"))
+        res.pick("pretrained", lambda: ("none", "continuing from an earlier version (--from)") if has_parent else
+                 ("imagenet", "ImageNet weights for the detector's backbone are on this machine")
+                 if spec.imagenet_available() and scenes else ("none", "no ImageNet weights for this backbone here: "
+                                                                       "from scratch"))
+        res.pick("batch_size", lambda: (8, "8 scenes and 32 crops a step") if scenes else (16, "64 crops a step"))
+        res.pick("lr", lambda: (5e-4, "continuing from an earlier version: a smaller step") if has_parent else
+                 (1e-3, "AdamW 1e-3 for both networks"))
+        res.pick("hflip", lambda: (0.0, "text reads one way: no flips"))
+        res.pick("crop_scale", lambda: (0.6, "unused by OCR (scenes are zoomed 0.6-1.2x instead)"))
+        alphabet = res.given.get("classes") or sorted({c for t in _texts(entries) for c in t})
+        rendered = len(rendered_texts(_texts(entries), alphabet, res.given.get("seed") or 0))
+        res.pick("rendered_crops", lambda: (rendered, f"{rendered} rendered crops show every character of the "
+                                                      f"dictionary at least 12 times to the recognizer"))
+        return {"text_level": "scenes" if scenes else "crops"}
+
+    def preprocessing(self, resolved: dict) -> dict:
+        return ocr_preprocessing(resolved["img_size"])
+
+    def postprocessing(self, resolved: dict) -> dict:
+        return {"type": "db_ctc", "alphabet": resolved["classes"], "blank": 0,
+                "detector": resolved.get("text_level", "scenes") == "scenes", "db": dict(DB_DEFAULTS)}
+
+    def training_data(self, root: Path, entries: list[dict], resolved: dict) -> OcrData:
+        return OcrData(root, entries, resolved["classes"], resolved["img_size"], render=resolved.get("rendered_crops", 0),
+                       seed=resolved.get("seed", 0))
+
+    def initial_model(self, resolved: dict, parent, sink) -> nn.Module:
+        model = build_ocr(resolved["model"], len(resolved["classes"]), resolved.get("text_level", "scenes") == "scenes")
+        if parent is not None:
+            sink({"type": "init", "source": "from", "loaded_tensors": continue_from(model, resolved["classes"], *parent)})
+        elif resolved.get("pretrained") == "imagenet" and model.detector is not None:
+            spec = ARCHITECTURES.get(resolved["model"])
+            if spec.load_imagenet is None:
+                raise UnsupportedSpecError(f"OCR architecture {resolved['model']!r} has no ImageNet backbone weights.",
+                                           fix="Use --model efficientnet_lite0, or --pretrained none.")
+            sink({"type": "init", "source": "imagenet", "loaded_tensors": spec.load_imagenet(model.detector.backbone)["loaded"]})
+        return model
+
+    def trainer(self, cfg, model: nn.Module, train, val, preprocessing: dict, run_dir: Path, resolved: dict,
+                **kwargs) -> OcrTrainer:
+        trainer = OcrTrainer(cfg, model, train, val, preprocessing, run_dir, **kwargs)
+        trainer.on_event({"type": "stage", "stage": "recognizer crops", "crops": len(train.crops),
+                          "rendered": train.rendered, "scenes": len(train.scenes)})
+        return trainer
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, meta: dict, root: Path, entries: list[dict]) -> dict:
+        full = evaluate_ocr(model, meta, root, entries)
+        full.pop("predictions")
+        return full
+
+    def version_metrics(self, full: dict) -> dict:
+        return {k: full[k] for k in ("e2e_hmean", "det", "rec", "e2e", "ms_per_image", "worst") if k in full}
+
+    def evaluation(self, ws, row: dict, model: nn.Module, meta: dict, root: Path, entries: list[dict], split: str,
+                   save_predictions) -> dict:
+        return ocr_payload(model, meta, root, entries, save_predictions)
+
+    def score_text(self, metrics: dict) -> str:
+        parts = [f"end-to-end Hmean {metrics['e2e']['hmean']:.4f}"] if "e2e" in metrics else []
+        if "det" in metrics:
+            parts.append(f"detection Hmean {metrics['det']['hmean']:.4f}")
+        if "rec" in metrics:
+            parts.append(f"word accuracy {metrics['rec']['word_accuracy']:.4f}, CER {metrics['rec']['cer']:.4f}")
+        return ", ".join(parts) or super().score_text(metrics)
+
+    def eval_lines(self, out: dict) -> list[str]:
+        lines = [f"{out['model']}:v{out['version']} on {out['dataset']} {out['split']} ({out['images']} images): "
+                 f"{self.score_text(out['metrics'])}"]
+        lines += [f"  read {w['read']!r} for {w['truth']!r}" for w in out.get("worst") or []]
+        return lines + ([f"predictions: {out['predictions_file']}"] if out.get("predictions_file") else [])
+
+    def evaluation_sentence(self, model: str, out: dict) -> str:
+        m = out["metrics"]
+        text = tr("Training finished: **{model}** reads {score} on the {split} split.", model=model,
+                  score=self.score_text(m), split=tr(out["split"]))
+        if out.get("worst"):
+            text += " " + tr("Lines read worst: {lines}.", lines=tr(", ").join(
+                f"“{w['truth']}” → “{w['read']}”" for w in out["worst"][:3]))
+        return text
+
+    # -- export, benchmarks, prediction --------------------------------------------------------------
+    def networks(self, meta: dict) -> tuple[str, ...]:
+        return ("detector", "recognizer") if meta["postprocessing"].get("detector", True) else ("recognizer",)
+
+    def eval_set(self, root: Path, entries: list[dict], meta: dict):
+        raise UnsupportedSpecError(NOT_YET, fix="Evaluate with `edgefactory eval`; exports come with issue 14's next step.")
+
+    def postprocess(self, raw, meta: dict, sizes, top_k: int | None, min_score: float | None) -> list[list[dict]]:
+        raise UnsupportedSpecError(NOT_YET, fix="Evaluate with `edgefactory eval`; exports come with issue 14's next step.")
+
+
+def continue_from(model: nn.Module, alphabet: list[str], parent: nn.Module, meta: dict) -> int:
+    """The parent version's weights in `model` (--from): every tensor of the same shape, and the recognizer's head
+    row by row (the blank and the characters both dictionaries hold; new characters start fresh). Returns the count
+    of tensors loaded."""
+    if (model.detector is None) != (parent.detector is None):
+        raise ConfigError("--from needs a parent of the same kind: both read scenes (detector and recognizer) or both "
+                          "read crops only.", fix="Pick a parent trained on the same kind of dataset, or leave --from out.")
+    loaded = load_matching(model, parent.state_dict(), skip_prefix="recognizer.head")["loaded"]
+    old = {c: i + 1 for i, c in enumerate(meta["postprocessing"]["alphabet"])}
+    pairs = [(0, 0)] + [(i + 1, old[c]) for i, c in enumerate(alphabet) if c in old]
+    head, parent_head = model.recognizer.head, parent.recognizer.head
+    with torch.no_grad():
+        for new, prior in pairs:
+            head.weight[new] = parent_head.weight[prior]
+            head.bias[new] = parent_head.bias[prior]
+    return loaded + 2

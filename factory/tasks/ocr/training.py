@@ -1,0 +1,316 @@
+"""Training the OCR model with the engine: both networks in one loop (each step one detector batch of scenes and
+one recognizer batch of crops, one optimizer over both), the engine's schedule, time budget, early stopping,
+checkpoints and resume, and validation by end-to-end Hmean (word accuracy for a recognizer-only model).
+
+- The detector sees each scene at a random scale (0.6-1.2 of `det_side` on its long side) in a `det_side` square
+  patch, with its DB maps computed for the moved polygons (text cut by the patch's border is left out of the loss).
+- The recognizer sees crops cut from the labelled polygons by perspective rectification (and once more with the
+  corners moved a little, as a detector would give them), the dataset's own crops, and rendered text that shows
+  every character of the dictionary at least `MIN_SEEN` times; each crop is 32 px high at its own width, stretched
+  0.8-1.25x in training, and a batch is padded to its widest crop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from factory.datasets.images import load_rgb
+from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
+from factory.tasks.ocr.metrics import DONT_CARE, recognition_scores
+from factory.tasks.ocr.model import db_loss, db_targets
+from factory.tasks.ocr.pipeline import Reader, score_scenes
+from factory.tasks.ocr.postprocess import rectify
+from factory.tasks.ocr.synthetic import crop as rendered_crop
+from factory.training.engine import Trainer
+
+REC_HEIGHT = 32
+MAX_REC_WIDTH = 640  # 160 time steps: more than twice the longest text the importer keeps (64 characters)
+REC_BATCH_FACTOR = 4  # recognizer crops per detector scene in a step
+MIN_SEEN = 12  # each dictionary character is seen at least this often in the recognizer's training crops
+MAX_RENDERED = 6000
+SCALE_RANGE = (0.6, 1.2)
+STRETCH_RANGE = (0.8, 1.25)
+CORNER_JITTER = 0.08  # of the text's height: how far the second crop of a region moves its corners
+
+
+def rendered_texts(texts: list[str], alphabet: list[str], seed: int) -> list[str]:
+    """Texts to render so that every character of `alphabet` appears at least MIN_SEEN times in `texts` plus
+    these: 2-8 characters each, the least seen first, filled up with characters drawn from the alphabet."""
+    seen = Counter(c for t in texts for c in t)
+    need = {c: MIN_SEEN - seen[c] for c in alphabet if seen[c] < MIN_SEEN and not c.isspace()}
+    rng = random.Random(seed)
+    visible = [c for c in alphabet if not c.isspace()] or ["0"]
+    out: list[str] = []
+    while need and len(out) < MAX_RENDERED:
+        length = rng.randint(2, 8)
+        wanted = sorted(need, key=lambda c: -need[c])[: max(1, length // 2)]
+        chars = wanted + [rng.choice(visible) for _ in range(length - len(wanted))]
+        rng.shuffle(chars)
+        out.append("".join(chars))
+        for c in chars:
+            if c in need:
+                need[c] -= 1
+                if need[c] <= 0:
+                    del need[c]
+    return out
+
+
+def crop_pixels(image: Image.Image) -> torch.Tensor:
+    """A crop as uint8 [3, 32, W]: 32 px high, its aspect ratio kept, W a multiple of 4 (at most MAX_REC_WIDTH)."""
+    width = min(MAX_REC_WIDTH, max(REC_HEIGHT, int(round(image.width * REC_HEIGHT / max(image.height, 1) / 4)) * 4))
+    pixels = np.asarray(image.convert("RGB").resize((width, REC_HEIGHT), Image.Resampling.BILINEAR), np.uint8)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+def _jittered(points: list, rng: random.Random) -> list:
+    pts = np.asarray(points, np.float64)
+    height = max(np.linalg.norm(pts[3] - pts[0]), np.linalg.norm(pts[2] - pts[1]), 1.0)
+    return (pts + np.array([[rng.uniform(-1, 1), rng.uniform(-1, 1)] for _ in pts]) * CORNER_JITTER * height).tolist()
+
+
+class OcrData:
+    """One split for training: scenes (long side at most `det_side`, regions scaled with them) and recognizer crops
+    (uint8 [3, 32, W] with their texts), plus the rendered crops when `render` is given."""
+
+    def __init__(self, root: Path, entries: list[dict], alphabet: list[str], det_side: int, *, render: int = 0,
+                 seed: int = 0, jitter: bool = True):
+        self.alphabet, self.det_side = alphabet, det_side
+        known = set(alphabet)
+        rng = random.Random(seed)
+        self.scenes: list[tuple[Image.Image, list[dict]]] = []
+        self.crops: list[torch.Tensor] = []
+        self.texts: list[str] = []
+        for e in entries:
+            image = load_rgb(root / e["file"])
+            if "regions" not in e:
+                if set(e["text"]) <= known:
+                    self._add(image, e["text"])
+                continue
+            for r in e["regions"]:
+                if r["text"] != DONT_CARE and set(r["text"]) <= known:
+                    self._add(rectify(image, r["points"], REC_HEIGHT), r["text"])
+                    if jitter:
+                        self._add(rectify(image, _jittered(r["points"], rng), REC_HEIGHT), r["text"])
+            scale = min(1.0, det_side / max(image.size))
+            if scale < 1:
+                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                     Image.Resampling.BILINEAR)
+            self.scenes.append((image, [{**r, "points": (np.asarray(r["points"]) * scale).tolist()} for r in e["regions"]]))
+        self.rendered = 0
+        if render:
+            texts = rendered_texts(self.texts, alphabet, seed)[:render]
+            for text in texts:
+                image, _ = rendered_crop(rng, height=48, text=text)
+                self._add(image, text)
+            self.rendered = len(texts)
+
+    def _add(self, image: Image.Image, text: str) -> None:
+        self.crops.append(crop_pixels(image))
+        self.texts.append(text)
+
+    def __len__(self) -> int:
+        return len(self.scenes) or len(self.crops)
+
+
+def scene_sample(image: Image.Image, regions: list[dict], side: int, rng: np.random.Generator,
+                 train: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One scene at a random scale in a `side` square (top-left when not training) and its DB maps."""
+    scale = side / max(image.size) * (rng.uniform(*SCALE_RANGE) if train else 1.0)
+    w, h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    resized = np.asarray(image.resize((w, h), Image.Resampling.BILINEAR), np.uint8)
+    x0 = int(rng.integers(0, w - side + 1)) if train and w > side else 0  # crop when larger
+    y0 = int(rng.integers(0, h - side + 1)) if train and h > side else 0
+    dx = int(rng.integers(0, side - w + 1)) if train and w < side else 0  # place anywhere when smaller
+    dy = int(rng.integers(0, side - h + 1)) if train and h < side else 0
+    patch = np.zeros((side, side, 3), np.uint8)
+    part = resized[y0:y0 + side, x0:x0 + side]
+    patch[dy:dy + part.shape[0], dx:dx + part.shape[1]] = part
+    moved = []
+    for r in regions:
+        pts = np.asarray(r["points"], np.float64) * scale - [x0 - dx, y0 - dy]
+        inside = pts.min() >= 0 and pts[:, 0].max() <= side and pts[:, 1].max() <= side
+        moved.append({"points": pts.tolist(), "text": r["text"] if inside else DONT_CARE})
+    return patch, db_targets(moved, side, side)
+
+
+class OcrTrainer(Trainer):
+    """The engine's loop for the OCR model; `metric` is the validation end-to-end Hmean (word accuracy when the
+    model has no detector)."""
+
+    metric = "e2e_hmean"
+
+    def __init__(self, cfg, model, train: OcrData, val: OcrData, preprocessing: dict, run_dir: Path, **kwargs):
+        super().__init__(cfg, model, train, val, preprocessing, run_dir, **kwargs)
+        self.index = {c: i + 1 for i, c in enumerate(train.alphabet)}
+        self.rec_batch = self.cfg.batch_size * REC_BATCH_FACTOR
+        self.has_detector = model.detector is not None and bool(train.scenes)
+        det_steps = math.ceil(len(train.scenes) / self.cfg.batch_size) if self.has_detector else 0
+        self.steps_per_epoch = max(1, det_steps, math.ceil(len(train.crops) / self.rec_batch))
+        self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
+        self.metric = "e2e_hmean" if self.has_detector else "word_accuracy"
+        self.rec_mean = torch.full((1, 3, 1, 1), 0.5, device=self.device)
+        self._orders: dict[str, list[int]] = {}
+
+    # -- batches ------------------------------------------------------------------------------------
+    def _next(self, kind: str, count: int, size: int, generator: torch.Generator) -> list[int]:
+        """The next `size` indices of a reshuffled-when-used-up order over `count` items."""
+        order = self._orders.setdefault(kind, [])
+        while len(order) < size:
+            order += torch.randperm(count, generator=generator).tolist()
+        taken, self._orders[kind] = order[:size], order[size:]
+        return taken
+
+    def scene_batch(self, indices: list[int], generator: torch.Generator):
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        samples = [scene_sample(*self.train.scenes[i], self.train.det_side, rng) for i in indices]
+        images = torch.from_numpy(np.stack([s[0] for s in samples])).permute(0, 3, 1, 2)
+        maps = {k: torch.from_numpy(np.stack([s[1][k] for s in samples])) for k in samples[0][1]}
+        return images, maps
+
+    def crop_batch(self, data: OcrData, indices: list[int], generator: torch.Generator | None):
+        """Crops padded to the widest one, in [-1, 1], with their widths and encoded texts."""
+        crops = []
+        for i in indices:
+            c = data.crops[i].float()
+            if generator is not None:
+                stretch = STRETCH_RANGE[0] + float(torch.rand(1, generator=generator)) * (STRETCH_RANGE[1] - STRETCH_RANGE[0])
+                width = min(MAX_REC_WIDTH, max(REC_HEIGHT, int(round(c.shape[-1] * stretch / 4)) * 4))
+                c = F.interpolate(c[None], size=(REC_HEIGHT, width), mode="bilinear", align_corners=False)[0]
+            crops.append(c)
+        widths = [c.shape[-1] for c in crops]
+        batch = torch.zeros(len(crops), 3, REC_HEIGHT, max(widths))
+        for j, c in enumerate(crops):
+            batch[j, :, :, :c.shape[-1]] = (c / 255 - 0.5) / 0.5
+        texts = [data.texts[i] for i in indices]
+        return batch, torch.tensor(widths), texts
+
+    def epoch_batches(self, generator: torch.Generator):
+        bs = self.cfg.batch_size
+        for _ in range(self.steps_per_epoch):
+            scenes = (self.scene_batch(self._next("scenes", len(self.train.scenes), bs, generator), generator)
+                      if self.has_detector else None)
+            crops = (self.crop_batch(self.train, self._next("crops", len(self.train.crops), self.rec_batch, generator),
+                                     generator) if self.train.crops else None)
+            yield scenes, crops, bs
+
+    # -- losses ---------------------------------------------------------------------------------------
+    def ctc_loss(self, batch: torch.Tensor, widths: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        logits = self.model.recognizer(batch.to(self.device))
+        log_probs = logits.float().log_softmax(2).transpose(0, 1)  # (T, N, C)
+        targets = torch.tensor([self.index[c] for t in texts for c in t], dtype=torch.long)
+        lengths = torch.tensor([len(t) for t in texts], dtype=torch.long)
+        # each crop's own time steps: its padding is not read (ocr-anchors: input lengths per crop)
+        return F.ctc_loss(log_probs, targets, (widths // 4).clamp(max=log_probs.shape[0]), lengths, blank=0,
+                          zero_infinity=True)
+
+    def train_step(self, scenes, crops, generator: torch.Generator, start: float) -> float:
+        self.scheduled_lr(start)
+        loss = torch.zeros((), device=self.device)
+        if scenes is not None:
+            images, maps = scenes
+            x = self.photometric(images.to(self.device).float() / 255, generator)
+            loss = loss + db_loss(self.model.detector(((x - self.mean) / self.std)),
+                                  {k: v.to(self.device) for k, v in maps.items()})
+        if crops is not None:
+            loss = loss + self.ctc_loss(*crops)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimizer.step()
+        self.state.step += 1
+        return float(loss.detach())
+
+    def photometric(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Brightness and contrast jitter per image (cfg.color_jitter), in [0, 1]."""
+        n, j = len(x), self.cfg.color_jitter
+        u = torch.rand(n, 2, generator=generator).to(x.device) * 2 - 1
+        mean = x.mean((1, 2, 3), keepdim=True)
+        return ((x - mean) * (1 + j * u[:, 0]).view(n, 1, 1, 1) + mean + j / 2 * u[:, 1].view(n, 1, 1, 1)).clamp(0, 1)
+
+    # -- validation and batch norm -------------------------------------------------------------------
+    def reader(self) -> Reader:
+        return torch_reader(self.model, self.train.alphabet, self.train.det_side, self.device)
+
+    @torch.no_grad()
+    def evaluate_metric(self) -> float:
+        self.model.eval()
+        if self.has_detector:
+            if not self.val.scenes:
+                return 0.0
+            images = {i: image for i, (image, _) in enumerate(self.val.scenes)}
+            truth = {i: regions for i, (_, regions) in enumerate(self.val.scenes)}
+            return float(score_scenes(self.reader(), images, truth)["e2e"]["hmean"])
+        return read_crops_accuracy(self.reader(), self.val)
+
+    @torch.no_grad()
+    def calibrate_batchnorm(self) -> None:
+        """Exact BN statistics for both networks before each validation (scenes at scale 1, crops at their width)."""
+        exact_batchnorm(self.model, self.train, self.mean, self.std)
+
+    def recalibrate(self, model: torch.nn.Module) -> None:
+        exact_batchnorm(model, self.train, self.mean.cpu(), self.std.cpu())
+
+    def chance_level(self) -> float:
+        return 0.0
+
+
+def read_crops_accuracy(reader: Reader, data: OcrData) -> float:
+    if not data.crops:
+        return 0.0
+    images = [Image.fromarray(c.permute(1, 2, 0).numpy()) for c in data.crops]
+    return recognition_scores(data.texts, [t["text"] for t in reader.recognize(images)])["word_accuracy"]
+
+
+@torch.no_grad()
+def exact_batchnorm(model, data: OcrData, mean: torch.Tensor, std: torch.Tensor, limit: int = 256) -> None:
+    """BatchNorm running statistics as an exact average: the detector's over up to `limit` scenes, the recognizer's
+    over up to `limit` crops (one at a time: padding would count in the statistics otherwise)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    device = next(model.parameters()).device
+    model.train()
+    rng = np.random.default_rng(0)
+    if model.detector is not None:
+        for image, regions in data.scenes[:limit]:
+            patch, _ = scene_sample(image, regions, data.det_side, rng, train=False)
+            x = torch.from_numpy(patch).permute(2, 0, 1)[None].float().to(device) / 255
+            model.detector((x - mean.to(device)) / std.to(device))
+    for c in data.crops[:limit]:
+        model.recognizer(((c[None].float() / 255 - 0.5) / 0.5).to(device))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.eval()
+
+
+def torch_reader(model, alphabet: list[str], det_side: int, device: torch.device | str = "cpu",
+                 db: dict | None = None) -> Reader:
+    """A Reader running the PyTorch networks (eval mode) on `device`."""
+    def run(net):
+        def call(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return net(torch.from_numpy(x).to(device)).float().cpu().numpy()
+        return call
+
+    model.eval()
+    detector = run(model.detector) if model.detector is not None else None
+    return Reader(detector, run(model.recognizer), alphabet, det_side, REC_HEIGHT, db)
+
+
+def ocr_preprocessing(det_side: int) -> dict:
+    """The detector's (long side to `det_side`, sides multiples of 32, ImageNet mean and std) and the recognizer's
+    (32 px high crops at their own width, in [-1, 1]) preprocessing, as data."""
+    return {"resize": [det_side, det_side], "resize_mode": "long_side_multiple_of_32", "interpolation": "bilinear",
+            "color": "RGB", "layout": "NCHW", "scale": 1 / 255.0, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "recognizer": {"height": REC_HEIGHT, "width_multiple": 4, "max_width": MAX_REC_WIDTH, "mean": [0.5] * 3,
+                           "std": [0.5] * 3, "pad_value": 0.0}}
