@@ -28,6 +28,7 @@ SHRINK_RATIO = 0.4
 THRESH_MIN, THRESH_MAX = 0.3, 0.7
 MIN_TEXT = 8  # px on the short side: smaller text is left out of the detector's losses
 K = 50.0
+PROB_PRIOR_LOGIT = -2.0
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
@@ -60,6 +61,9 @@ class DBDetector(nn.Module):
         self.smooth = nn.ModuleList([conv_bn(inner, inner // 4) for _ in channels])
         self.prob_head = self._head(inner)
         self.thresh_head = self._head(inner)
+        # text covers a few per cent of a picture: starting the probability map near 0.1 instead of 0.5 lets the
+        # map learn text from background in hundreds of steps instead of thousands (as the prior in focal loss)
+        nn.init.constant_(self.prob_head[-2].bias, PROB_PRIOR_LOGIT)
         self.export_mode = False
 
     @staticmethod

@@ -160,7 +160,8 @@ class Ocr(Task):
                                                                        "from scratch"))
         res.pick("batch_size", lambda: (8, "8 scenes and 32 crops a step") if scenes else (16, "64 crops a step"))
         res.pick("lr", lambda: (5e-4, "continuing from an earlier version: a smaller step") if has_parent else
-                 (1e-3, "AdamW 1e-3 for both networks"))
+                 (3e-3, "AdamW 3e-3 for both networks (both start from scratch but the "
+                                                   "backbone; 1e-3 left them at zero after 10 minutes here)"))
         res.pick("hflip", lambda: (0.0, "text reads one way: no flips"))
         res.pick("crop_scale", lambda: (0.6, "unused by OCR (scenes are zoomed 0.6-1.2x instead)"))
         alphabet = res.given.get("classes") or sorted({c for t in _texts(entries) for c in t})

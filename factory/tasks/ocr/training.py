@@ -38,7 +38,8 @@ MIN_SEEN = 12  # each dictionary character is seen at least this often in the re
 MAX_RENDERED = 6000
 SCALE_RANGE = (0.6, 1.2)
 STRETCH_RANGE = (0.8, 1.25)
-CORNER_JITTER = 0.08  # of the text's height: how far the second crop of a region moves its corners
+CORNER_JITTER = 0.08
+GRAD_CLIP = 5.0  # of the text's height: how far the second crop of a region moves its corners
 
 
 def rendered_texts(texts: list[str], alphabet: list[str], seed: int) -> list[str]:
@@ -223,7 +224,8 @@ class OcrTrainer(Trainer):
             loss = loss + self.ctc_loss(*crops)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        for net in self.model.networks().values():  # each its own norm: the detector's gradients must not shrink
+            torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)  # the recognizer's steps (or the reverse)
         self.optimizer.step()
         self.state.step += 1
         return float(loss.detach())
