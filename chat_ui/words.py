@@ -134,7 +134,7 @@ def progress_text(run: dict) -> str:
              else tr("epoch {epoch}", epoch=prog["epoch"])]
     if history:
         last = history[-1]
-        name = tr(TASKS.get(run.get("config", {}).get("task") or DEFAULT_TASK).metric_label)
+        name = tr(last.get("metric_label") or TASKS.get(run.get("config", {}).get("task") or DEFAULT_TASK).metric_label)
         parts.append(tr("validation {metric} {value:.1%} after epoch {epoch}", metric=name,
                         value=last.get("val_metric", last.get("val_accuracy", 0)), epoch=last["epoch"]))
     loss = prog.get("train_loss", prog.get("loss"))

@@ -121,3 +121,21 @@ def test_auto_detection_leaves_label_lists_to_the_tasks_they_belong_to(tmp_path:
     assert not ocr.claims(tmp_path)
     (tmp_path / "labels.csv").write_text("filename,words\na.jpg,Cash\nb.jpg,Total\n")
     assert ocr.claims(tmp_path)
+
+
+def test_a_stopped_ocr_run_resumes_without_repeating_an_epoch(ocr_home):
+    import threading
+
+    from factory.training.engine import StopRequested
+
+    home, _ = ocr_home
+    stop = threading.Event()
+    with pytest.raises(StopRequested):
+        api.train({"dataset": "signs", "model": "tiny_ocr", "epochs": 3, "name": "paused"}, home=home, stop=stop,
+                  on_event=lambda e: stop.set() if e["type"] == "epoch" else None)
+    run = next(r for r in api.list_runs(home=home) if r["name"] == "paused")
+    assert run["status"] == "stopped"
+    out = api.resume_training(run["run"], home=home)
+    assert out["metrics"]["epochs_run"] == 3
+    history = api.run_status(run["run"], home=home)["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[0]["metric_label"] == "OCR validation score"

@@ -160,7 +160,7 @@ class Trainer:
                 atomic_torch_save(self.model.state_dict(), self.best_path)
             patience_left = self.cfg.patience - (self.state.epoch - self.state.best_epoch)
             record = {"epoch": self.state.epoch, "train_loss": loss, f"val_{self.metric}": value, "val_metric": value,
-                      "metric": self.metric, "lr": self.optimizer.param_groups[0]["lr"],
+                      "metric": self.metric, **({"metric_label": self.metric_label} if self.metric_label else {}), "lr": self.optimizer.param_groups[0]["lr"],
                       "elapsed_s": round(self.state.elapsed_s, 2)}
             self.state.history.append(record)
             self.save_checkpoint(generator)

@@ -157,7 +157,7 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
     pre = task.preprocessing(resolved)
     cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
     trainer = task.trainer(cfg, model, train, val, pre, ws.run_dir(run_id), resolved, on_event=sink, stop=stop)
-    trainer.metric_label = task.metric_label
+    trainer.metric_label = trainer.metric_label or task.metric_label  # a trainer may track a score of its own
     state = trainer.fit(resume=resume)
     model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
     model.cpu().eval()
@@ -168,7 +168,7 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
     meta = {"task": task.name, "arch": resolved["model"], "classes": classes, "num_classes": len(classes),
             "input_size": [3, size, size], "preprocessing": pre, "postprocessing": task.postprocessing(resolved)}
     full = task.evaluate(model, meta, data.root, test_entries)
-    metrics = {**task.version_metrics(full), f"val_{task.metric}": state.best_metric, "best_epoch": state.best_epoch,
+    metrics = {**task.version_metrics(full), f"val_{trainer.metric}": state.best_metric, "best_epoch": state.best_epoch,
                "epochs_run": state.epoch, "train_time_s": round(state.elapsed_s, 1), "split": split}
     warnings = trainer.diagnose()
     row = register_model_version(ws, catalog, name=resolved["name"], arch=resolved["model"], classes=classes,

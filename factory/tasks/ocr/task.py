@@ -28,8 +28,8 @@ from factory.training.defaults import round32
 register("zh", ZH)
 DET_SIDE_RANGE = (320, 960)
 UNIQUE_TEXTS = 0.5  # share of distinct texts above which a path TAB text list reads as OCR crops, not labels
-NOT_YET = ("Exporting, benchmarking and serving OCR models (two networks) is not available yet; training, `eval` "
-           "and `predict` with PyTorch are.")
+NOT_YET = ("Exporting, benchmarking, serving and `predict` are not available for OCR models (two networks) yet; "
+           "import, training and `eval` are.")
 
 
 def _texts(entries: list[dict]) -> list[str]:

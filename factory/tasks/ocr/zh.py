@@ -32,6 +32,7 @@ ZH = {
     # the task's words
     "ocr": "文字识别",
     "end-to-end Hmean": "端到端 Hmean",
+    "OCR validation score": "OCR 验证分数",
     "characters": "个字符",
     "Characters": "字符",
     "text readers (OCR: text lines found and read)": "文字识别模型（OCR：找到并读出文字行）",
