@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from factory.tasks import TASKS, all_tasks
+from factory.tasks import all_tasks
 from targets.devices import DeviceProfile
 
 NUM = r"(\d+(?:\.\d+)?)"
@@ -33,12 +33,12 @@ INTENTS: dict[str, list[str]] = {
 NOT_INSTALLED = {"ocr": ("OCR", [r"\bocr\b", r"text recognition", r"(read|recogni[sz]e|find) (the )?text", r"文字识别",
                                  r"识别.{0,10}(文字|文本)", r"文字.{0,4}识别"]),
                  "retrieval": ("Retrieval", [r"retriev", r"similar image", r"检索"]),
-                 "segmentation": ("Segmentation", [r"\bsegment", r"\bmasks?\b", r"分割"])}
+                 "segmentation": ("Segmentation", [r"\bsegment", r"分割"])}
 
 
 def task_words() -> dict[str, list[str]]:
     """Task name -> the patterns that ask for it: each installed task's own words, then the ones not installed."""
-    words = {name: list(TASKS.get(name).chat_patterns) for name in TASKS.names()}
+    words = {t.name: list(t.chat_patterns) for t in all_tasks()}  # the most specific first: "detect the text" is OCR
     return words | {name: patterns for name, (_, patterns) in NOT_INSTALLED.items() if name not in words}
 
 

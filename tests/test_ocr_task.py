@@ -98,12 +98,18 @@ def test_from_keeps_the_parents_weights_and_each_known_characters_row():
         continue_from(build_ocr("tiny_ocr", 3, with_detector=False), ["a"], parent, meta)
 
 
-def test_exporting_an_ocr_model_is_refused_clearly_for_now(ocr_home):
+def test_exporting_and_predicting_with_an_ocr_model_are_refused_clearly_for_now(ocr_home, tmp_path: Path):
+    from PIL import Image
+
     from targets import api as targets_api
 
     home, _ = ocr_home
     with pytest.raises(UnsupportedSpecError, match="OCR models"):
         targets_api.export("reader", "onnxruntime", home=home)
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (64, 32)).save(tmp_path / "in" / "a.png")
+    with pytest.raises(UnsupportedSpecError, match="OCR models"):
+        targets_api.predict_folder("reader", tmp_path / "in", tmp_path / "out.jsonl", home=home)
 
 
 def test_auto_detection_leaves_label_lists_to_the_tasks_they_belong_to(tmp_path: Path):

@@ -168,6 +168,7 @@ class Trainer:
                            "eta_s": self.eta_s()})
         reason = ("time budget" if self.budget_spent() else "early stopping" if patience_left <= 0 else "epochs")
         self.on_event({"type": "finished", "reason": reason, "best_epoch": self.state.best_epoch, "metric": self.metric,
+                       **({"metric_label": self.metric_label} if self.metric_label else {}),
                        "best_val_metric": self.state.best_metric, f"best_val_{self.metric}": self.state.best_metric})
         for warning in self.diagnose():
             self.on_event({"type": "warning", **warning})

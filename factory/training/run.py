@@ -22,7 +22,7 @@ from factory.errors import ConfigError, FactoryError, TrainingError
 from factory.i18n import speaking
 from factory.models import load_model, register_model_version, resolve_model
 from factory.refs import dataset_row_for
-from factory.tasks import all_tasks, task_of
+from factory.tasks import DEFAULT_TASK, all_tasks, task_of
 from factory.tasks.base import Task
 from factory.training import defaults
 from factory.training.engine import Event, StopRequested, seed_everything
@@ -43,6 +43,9 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     arch = cfg.model or task.default_arch
     if cfg.from_model:
         parent = resolve_model(catalog, cfg.from_model)
+        if (parent.get("task") or DEFAULT_TASK) != task.name:
+            raise ConfigError(f"--from {cfg.from_model} is a {parent.get('task') or DEFAULT_TASK} model; {ds['name']} is a "
+                              f"{task.name} dataset.", fix=f"Continue from a {task.name} model, or leave --from out.")
         if cfg.model and cfg.model != parent["arch"]:
             raise ConfigError(f"--from {cfg.from_model} is a {parent['arch']}, but --model {cfg.model} was asked for.",
                               fix="Leave out --model when continuing from an earlier version.")

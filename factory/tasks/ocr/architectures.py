@@ -14,12 +14,16 @@ from typing import Callable
 import torch
 from torch import nn
 
+from factory.errors import UnsupportedSpecError
 from factory.registry import Registry
 from factory.tasks.detection.model import StrideFeatures
 from factory.tasks.efficientnet_lite import build_efficientnet_lite, load_lite_weights, weights_path
 from factory.tasks.ocr.model import CTCRecognizer, DBDetector, TinyBackbone
 
 DB_STRIDES = (4, 8, 16, 32)
+NOT_YET = ("Exporting, benchmarking, serving and `predict` are not available for OCR models (two networks) yet; "
+           "import, training and `eval` are.")
+NOT_YET_FIX = "Evaluate with `edgefactory eval NAME --save-predictions FILE` to see what the model reads."
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ class OcrModel(nn.Module):
         return {name: net for name, net in (("detector", self.detector), ("recognizer", self.recognizer)) if net is not None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise TypeError("An OCR model is two networks: call model.detector or model.recognizer.")
+        """Not one network: the OCR pipeline (factory.tasks.ocr.pipeline) runs the detector and the recognizer."""
+        raise UnsupportedSpecError(NOT_YET, fix=NOT_YET_FIX)
 
 
 def build_ocr(arch: str, alphabet_size: int, with_detector: bool = True) -> OcrModel:

@@ -23,7 +23,8 @@ WORST_SHOWN = 5
 
 
 def _name(entry: dict) -> str:
-    return Path(entry.get("source") or entry["file"]).name
+    """An image's name in scores and predictions: its path as imported (unique, unlike a bare file name)."""
+    return entry.get("source") or entry["file"]
 
 
 def worst_lines(pairs: list[tuple[str, str]], count: int = WORST_SHOWN) -> list[dict]:
@@ -35,7 +36,7 @@ def worst_lines(pairs: list[tuple[str, str]], count: int = WORST_SHOWN) -> list[
 def evaluate_ocr(model, meta: dict, root: Path, entries: list[dict]) -> dict:
     """Full metrics of the OCR `model` on `entries`, with what it read (`predictions`, by file name)."""
     if not entries:
-        raise DatasetError("The split to evaluate is empty.", fix="Pick another split (train, val or test).")
+        raise DatasetError("The split to evaluate has no images.", fix="Pick another split (train, val or test).")
     post = meta["postprocessing"]
     reader = torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0], db=post.get("db"))
     scenes = [e for e in entries if "regions" in e]

@@ -46,6 +46,12 @@ def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8-sig")  # with or without a BOM
 
 
+def _head(path: Path, size: int = 4096) -> str:
+    """The first `size` characters of a text file (layout detection never reads a whole annotation file)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        return fh.read(size)
+
+
 def _json(path: Path):
     try:
         return json.loads(_text(path))
@@ -168,7 +174,7 @@ def _under(root: Path, label_file: Path, name: str) -> str:
 
 def _paddle_list(root: Path, scenes: bool) -> Path:
     for path in sorted(root.rglob("*.txt")):
-        first = next((line for line in _text(path).splitlines() if line.strip()), "")
+        first = next((line for line in _head(path).splitlines() if line.strip()), "")
         name, tab, rest = first.partition("\t")
         if tab and Path(name).suffix.lower() in IMAGE_SUFFIXES and rest.lstrip().startswith("[") == scenes:
             return path
@@ -177,7 +183,7 @@ def _paddle_list(root: Path, scenes: bool) -> Path:
 
 def _mmocr(root: Path, task: str) -> Path | None:
     for path in sorted(root.rglob("*.json")):
-        head = path.read_text(encoding="utf-8-sig", errors="replace")[:4000]
+        head = _head(path)
         if re.search(rf'"task_name"\s*:\s*"{task}"', head):
             return path
     return None

@@ -31,8 +31,8 @@ def detector_input(image: Image.Image, side: int) -> np.ndarray:
     return ((pixels - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
 
 
-def recognizer_input(crops: list[Image.Image], height: int) -> tuple[np.ndarray, list[int]]:
-    widths = [max(height, int(round(c.width * height / c.height / 4)) * 4) for c in crops]
+def recognizer_input(crops: list[Image.Image], height: int, max_width: int = 640) -> tuple[np.ndarray, list[int]]:
+    widths = [min(max_width, max(height, int(round(c.width * height / c.height / 4)) * 4)) for c in crops]
     batch = np.zeros((len(crops), 3, height, max(widths, default=height)), np.float32)
     for i, (c, w) in enumerate(zip(crops, widths)):
         pixels = np.asarray(c.convert("RGB").resize((w, height), Image.Resampling.BILINEAR), np.float32) / 255
@@ -64,7 +64,8 @@ class Reader:
         return out
 
     def read(self, image: Image.Image) -> tuple[list[dict], dict[str, float]]:
-        """The text lines of `image` in reading order ({points, text, score}), and ms per stage."""
+        """The text lines of `image` in reading order ({points, text, score, box_score}), and ms per stage. Every
+        box found is a line, also one read as empty text (`served` leaves those out; detection scores count them)."""
         t0 = time.perf_counter()
         prob = np.asarray(self.detector(detector_input(image, self.det_side)), np.float32)[0, 0]
         boxes = db_boxes(prob, image.width, image.height, **(self.db or {}))
@@ -74,22 +75,29 @@ class Reader:
         texts = self.recognize(crops)
         t3 = time.perf_counter()
         lines = [{"points": b["points"], "text": t["text"], "score": t["score"], "box_score": b["score"]}
-                 for b, t in zip(boxes, texts) if t["text"]]
+                 for b, t in zip(boxes, texts)]
         return reading_order(lines), {"detection_ms": (t1 - t0) * 1e3, "cropping_ms": (t2 - t1) * 1e3,
                                       "recognition_ms": (t3 - t2) * 1e3}
 
 
+def served(lines: list[dict]) -> list[dict]:
+    """The lines a reader returns to people: those read as some text."""
+    return [line for line in lines if line["text"]]
+
+
 def score_scenes(reader: Reader, images: dict[str, Image.Image], truth: dict[str, list[dict]]) -> dict:
-    """det / e2e scores of `reader` on scenes (name -> image, name -> regions), rec on the ground-truth regions'
-    crops, the mean time per stage, and what it found (`found`: lines per image; `read`: (truth, read) per region)."""
-    found, times = {}, []
+    """det scores of `reader`'s boxes and e2e scores of its served lines on scenes (name -> image, name -> regions),
+    rec on the ground-truth regions' crops, the mean time per stage, and what it found (`found`: served lines per
+    image; `read`: (truth, read) per region)."""
+    boxes, found, times = {}, {}, []
     for name, image in images.items():
-        found[name], ms = reader.read(image)
+        boxes[name], ms = reader.read(image)
+        found[name] = served(boxes[name])
         times.append(ms)
     pairs = [(r["text"], rectify(images[n], r["points"], reader.rec_height)) for n, regions in truth.items()
              for r in regions if r["text"] != DONT_CARE]
     read = [t["text"] for t in reader.recognize([c for _, c in pairs])]
-    return {"det": {k: v for k, v in detection_scores(truth, found).items() if k in ("precision", "recall", "hmean")},
+    return {"det": {k: v for k, v in detection_scores(truth, boxes).items() if k in ("precision", "recall", "hmean")},
             "rec": recognition_scores([t for t, _ in pairs], read), "e2e": end_to_end_scores(truth, found),
             "images": len(images), "ms_per_image": {k: float(np.mean([t[k] for t in times])) for k in times[0]} if times else {},
             "found": found, "read": [(t, r) for (t, _), r in zip(pairs, read)]}

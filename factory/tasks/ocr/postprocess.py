@@ -164,6 +164,8 @@ def rectify(image, points, height: int = 32):
     from PIL import Image
 
     pts = np.asarray(points, np.float64)
+    if len(pts) != 4:  # a polygon (curved text): its minimum-area rectangle, corners clockwise from the top-left
+        pts = order_corners(min_area_rect(pts)[0])
     width_px = max(np.linalg.norm(pts[1] - pts[0]), np.linalg.norm(pts[2] - pts[3]), 1.0)
     height_px = max(np.linalg.norm(pts[3] - pts[0]), np.linalg.norm(pts[2] - pts[1]), 1.0)
     quad = [*pts[0], *pts[3], *pts[2], *pts[1]]  # PIL's QUAD: top-left, bottom-left, bottom-right, top-right

@@ -7,29 +7,57 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from factory.errors import ConfigError, UnsupportedSpecError
+from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
 from factory.i18n import register, tr
 from factory.tasks.base import Task
 from factory.tasks.classification.models import load_matching
-from factory.tasks.ocr.architectures import ARCHITECTURES, build_ocr
+from factory.tasks.ocr.architectures import ARCHITECTURES, NOT_YET, NOT_YET_FIX, build_ocr
 from factory.tasks.ocr.datasets import import_ocr
 from factory.tasks.ocr.evaluation import evaluate_ocr, ocr_payload
-from factory.tasks.ocr.formats import CROP_LAYOUTS, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
+from factory.tasks.ocr.formats import CROP_LAYOUTS, IMAGE_SUFFIXES, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.postprocess import DB_DEFAULTS
-from factory.tasks.ocr.training import OcrData, OcrTrainer, ocr_preprocessing, rendered_texts
+from factory.tasks.ocr.training import MAX_RENDERED, MIN_SEEN, OcrData, OcrTrainer, ocr_preprocessing, rendered_texts
 from factory.tasks.ocr.zh import ZH
 from factory.training import defaults
 from factory.training.defaults import round32
 
 register("zh", ZH)
 DET_SIDE_RANGE = (320, 960)
+MIN_TEXT_PX = 12  # the median text's height at the detector's side (DB masks text under 8 px out of its loss)
 UNIQUE_TEXTS = 0.5  # share of distinct texts above which a path TAB text list reads as OCR crops, not labels
-NOT_YET = ("Exporting, benchmarking, serving and `predict` are not available for OCR models (two networks) yet; "
-           "import, training and `eval` are.")
+
+
+def crop_shaped(root: Path, entries: list[dict], sample: int = 20) -> bool:
+    """Whether the median of up to `sample` of the images is at least 1.5 times wider than high (word crops)."""
+    ratios = []
+    for e in entries[:sample]:
+        try:
+            with Image.open(root / e["file"]) as img:
+                ratios.append(img.width / max(img.height, 1))
+        except OSError:
+            continue
+    return bool(ratios) and statistics.median(ratios) >= 1.5
+
+
+def detector_side(scenes: list[dict], default: int) -> tuple[int, str]:
+    """The detector's long side: the pictures' median long side (at least 320, at most the architecture's default),
+    raised (up to 960) until the median text is at least MIN_TEXT_PX high at it."""
+    long_side = statistics.median([max(e["width"], e["height"]) for e in scenes])
+    heights = [float(np.linalg.norm(np.subtract(r["points"][-1], r["points"][0]))) for e in scenes for r in e["regions"]
+               if r["text"] != DONT_CARE]
+    text = statistics.median(heights) if heights else 0.0
+    base = min(default, max(DET_SIDE_RANGE[0], round32(long_side)))
+    side = min(DET_SIDE_RANGE[1], max(base, round32(MIN_TEXT_PX * long_side / text) if text else base))
+    why = f"median long side {long_side:g} px, median text {text:.0f} px high: read at {side} px on the long side"
+    if text and text * side / long_side < MIN_TEXT_PX:
+        why += f" (text still only {text * side / long_side:.0f} px there: crop the pictures closer to the text)"
+    return side, why
 
 
 def _texts(entries: list[dict]) -> list[str]:
@@ -46,7 +74,7 @@ class Ocr(Task):
     unsupported_strategies = {"prune": "structured pruning fine-tunes with the classification trainer",
                               "qat": "quantization-aware training runs the classification trainer"}
     prediction_keys = ("text", "score", "points")
-    chat_patterns = (r"\bocr\b", r"read (the )?text", r"text in (the )?(photo|picture|image)s?", r"recogni[sz]e text",
+    chat_patterns = (r"\bocr\b", r"read (the )?text", r"detect(ing)? (the )?text", r"检测文字", r"text in (the )?(photo|picture|image)s?", r"recogni[sz]e text",
                      r"meter reading", r"receipt", r"文字识别", r"识别.*文字", r"读.*文字", r"\bOCR\b")
     described = "text readers (OCR: text lines found and read)"
     upload_hint = " (text regions with their transcriptions, or word crops with their text)"
@@ -60,17 +88,24 @@ class Ocr(Task):
         return detect_layout(root)
 
     def claims(self, root: Path) -> bool:
-        """`--task auto`: an OCR layout that no other task's list could be; a path TAB text list counts only when
-        most texts are unique (a retrieval or classification list repeats its labels), labels.csv only with the
-        header filename,words."""
+        """`--task auto`: a layout only OCR has (its reading errors are then the import's to report); a path TAB
+        text list or labels.csv only when most texts are unique and the images are wider than high, as word crops
+        are (a retrieval or classification list repeats its labels over photos)."""
         try:
-            layout, entries = read_layout(root)
-        except Exception:
+            layout = detect_layout(root)
+        except DatasetError:
             return False
-        if layout in ("paddle_rec", "labels_csv"):
-            texts = [e["text"] for e in entries]
-            return bool(texts) and len(set(texts)) > UNIQUE_TEXTS * len(texts)
-        return True
+        if layout == "icdar2015":  # at least one gt_NAME.txt with its image NAME
+            images = {p.stem for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
+            return any(gt.stem[3:] in images for gt in root.rglob("gt_*.txt"))
+        if layout not in ("paddle_rec", "labels_csv"):
+            return True
+        try:
+            entries = read_layout(root, layout)[1]
+        except DatasetError:
+            return False
+        texts = [e["text"] for e in entries]
+        return bool(texts) and len(set(texts)) > UNIQUE_TEXTS * len(texts) and crop_shaped(root, entries)
 
     def format_names(self) -> list[str]:
         return [*SCENE_LAYOUTS, *CROP_LAYOUTS]
@@ -145,29 +180,33 @@ class Ocr(Task):
     def resolve(self, ws, ds: dict, arch: str, res: defaults.Resolution, entries: list[dict], root: Path) -> dict:
         spec = ARCHITECTURES.get(arch)
         scenes = [e for e in entries if "regions" in e]
-        side = statistics.median([max(e["width"], e["height"]) for e in scenes]) if scenes else spec.default_side
-        res.pick("img_size", lambda: (min(spec.default_side, max(DET_SIDE_RANGE[0], round32(side))),
-                                      f"the detector reads pictures at {min(spec.default_side, max(320, round32(side)))} px "
-                                      f"on the long side (median long side {side:g} px; at most the architecture's "
-                                      f"{spec.default_side})") if scenes else (spec.default_side, "no scenes: recognizer only"))
+        res.pick("img_size", lambda: detector_side(scenes, spec.default_side) if scenes else
+                 (spec.default_side, "no scenes: recognizer only"))
         if res.values["img_size"] % 32 or not DET_SIDE_RANGE[0] <= res.values["img_size"] <= DET_SIDE_RANGE[1]:
             raise ConfigError(f"The text detector's input side must be a multiple of 32 between {DET_SIDE_RANGE[0]} and "
                               f"{DET_SIDE_RANGE[1]}; got {res.values['img_size']}.", fix="Use --img-size 640.")
         has_parent = bool(res.given.get("from_model"))
+        if res.given.get("pretrained") == "imagenet" and (not scenes or spec.load_imagenet is None):
+            raise ConfigError("--pretrained imagenet loads the text detector's backbone: "
+                              + ("this dataset has crops only, so there is no detector." if not scenes else
+                                 f"{arch} has no ImageNet weights offered here."),
+                              fix="Leave --pretrained out" + ("." if not scenes else ", or use --model efficientnet_lite0."))
         res.pick("pretrained", lambda: ("none", "continuing from an earlier version (--from)") if has_parent else
                  ("imagenet", "ImageNet weights for the detector's backbone are on this machine")
                  if spec.imagenet_available() and scenes else ("none", "no ImageNet weights for this backbone here: "
                                                                        "from scratch"))
         res.pick("batch_size", lambda: (8, "8 scenes and 32 crops a step") if scenes else (16, "64 crops a step"))
         res.pick("lr", lambda: (5e-4, "continuing from an earlier version: a smaller step") if has_parent else
-                 (3e-3, "AdamW 3e-3 for both networks (both start from scratch but the "
-                                                   "backbone; 1e-3 left them at zero after 10 minutes here)"))
+                 (3e-3, "AdamW 3e-3 for both networks (1e-3 left them at zero after 10 minutes here)"))
         res.pick("hflip", lambda: (0.0, "text reads one way: no flips"))
         res.pick("crop_scale", lambda: (0.6, "unused by OCR (scenes are zoomed 0.6-1.2x instead)"))
-        alphabet = res.given.get("classes") or sorted({c for t in _texts(entries) for c in t})
-        rendered = len(rendered_texts(_texts(entries), alphabet, res.given.get("seed") or 0))
-        res.pick("rendered_crops", lambda: (rendered, f"{rendered} rendered crops show every character of the "
-                                                      f"dictionary at least 12 times to the recognizer"))
+        texts = _texts(entries)
+        rendered = len(rendered_texts(texts, ds["classes"], res.given.get("seed") or 0))
+        short = sum(1 for c in ds["classes"] if not c.isspace() and sum(t.count(c) for t in texts) < MIN_SEEN)
+        res.pick("rendered_crops", lambda: (rendered, f"{short} of the dictionary's {len(ds['classes'])} characters are "
+                                                      f"seen fewer than {MIN_SEEN} times in the labelled crops: {rendered} "
+                                                      "rendered crops add them" + (f" (capped at {MAX_RENDERED})"
+                                                                                   if rendered >= MAX_RENDERED else "")))
         return {"text_level": "scenes" if scenes else "crops"}
 
     def preprocessing(self, resolved: dict) -> dict:
@@ -178,8 +217,7 @@ class Ocr(Task):
                 "detector": resolved.get("text_level", "scenes") == "scenes", "db": dict(DB_DEFAULTS)}
 
     def training_data(self, root: Path, entries: list[dict], resolved: dict) -> OcrData:
-        return OcrData(root, entries, resolved["classes"], resolved["img_size"], render=resolved.get("rendered_crops", 0),
-                       seed=resolved.get("seed", 0))
+        return OcrData(root, entries, resolved["classes"], resolved["img_size"], seed=resolved.get("seed", 0))
 
     def initial_model(self, resolved: dict, parent, sink) -> nn.Module:
         model = build_ocr(resolved["model"], len(resolved["classes"]), resolved.get("text_level", "scenes") == "scenes")
@@ -187,14 +225,13 @@ class Ocr(Task):
             sink({"type": "init", "source": "from", "loaded_tensors": continue_from(model, resolved["classes"], *parent)})
         elif resolved.get("pretrained") == "imagenet" and model.detector is not None:
             spec = ARCHITECTURES.get(resolved["model"])
-            if spec.load_imagenet is None:
-                raise UnsupportedSpecError(f"OCR architecture {resolved['model']!r} has no ImageNet backbone weights.",
-                                           fix="Use --model efficientnet_lite0, or --pretrained none.")
             sink({"type": "init", "source": "imagenet", "loaded_tensors": spec.load_imagenet(model.detector.backbone)["loaded"]})
         return model
 
     def trainer(self, cfg, model: nn.Module, train, val, preprocessing: dict, run_dir: Path, resolved: dict,
                 **kwargs) -> OcrTrainer:
+        train.render(resolved.get("rendered_crops", 0))
+        val.keep_exact()  # validation reads the labelled crops as cut, nothing rendered or moved
         trainer = OcrTrainer(cfg, model, train, val, preprocessing, run_dir, **kwargs)
         trainer.on_event({"type": "stage", "stage": "recognizer crops", "crops": len(train.crops),
                           "rendered": train.rendered, "scenes": len(train.scenes)})
@@ -241,10 +278,10 @@ class Ocr(Task):
         return ("detector", "recognizer") if meta["postprocessing"].get("detector", True) else ("recognizer",)
 
     def eval_set(self, root: Path, entries: list[dict], meta: dict):
-        raise UnsupportedSpecError(NOT_YET, fix="Evaluate with `edgefactory eval`; exports come with issue 14's next step.")
+        raise UnsupportedSpecError(NOT_YET, fix=NOT_YET_FIX)
 
     def postprocess(self, raw, meta: dict, sizes, top_k: int | None, min_score: float | None) -> list[list[dict]]:
-        raise UnsupportedSpecError(NOT_YET, fix="Evaluate with `edgefactory eval`; exports come with issue 14's next step.")
+        raise UnsupportedSpecError(NOT_YET, fix=NOT_YET_FIX)
 
 
 def continue_from(model: nn.Module, alphabet: list[str], parent: nn.Module, meta: dict) -> int:

@@ -24,6 +24,7 @@ from PIL import Image
 
 from factory.datasets.images import load_rgb
 from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
+from factory.tasks.ocr.datasets import MAX_TEXT
 from factory.tasks.ocr.metrics import DONT_CARE, recognition_scores
 from factory.tasks.ocr.model import db_loss, db_targets
 from factory.tasks.ocr.pipeline import Reader, score_scenes
@@ -38,31 +39,32 @@ MIN_SEEN = 12  # each dictionary character is seen at least this often in the re
 MAX_RENDERED = 6000
 SCALE_RANGE = (0.6, 1.2)
 STRETCH_RANGE = (0.8, 1.25)
-CORNER_JITTER = 0.08
+CORNER_JITTER = 0.08  # of the text's height: how far the second crop of a region moves its corners
 GRAD_CLIP = 5.0
-SCORE_LABEL = "OCR validation score"  # of the text's height: how far the second crop of a region moves its corners
+SCORE_LABEL = "OCR validation score"
+VERTICAL = 1.5  # a crop this many times taller than wide is vertical text (PaddleOCR's ratio)
+BN_SAMPLE = 256  # scenes and crops (each a seeded random sample) that BatchNorm statistics are averaged over
 
 
 def rendered_texts(texts: list[str], alphabet: list[str], seed: int) -> list[str]:
     """Texts to render so that every character of `alphabet` appears at least MIN_SEEN times in `texts` plus
-    these: 2-8 characters each, the least seen first, filled up with characters drawn from the alphabet."""
+    these (at most MAX_RENDERED of them): 2-8 characters each, the missing occurrences shuffled together, so a
+    text mixes rare characters with each other."""
     seen = Counter(c for t in texts for c in t)
-    need = {c: MIN_SEEN - seen[c] for c in alphabet if seen[c] < MIN_SEEN and not c.isspace()}
+    pool = [c for c in alphabet if not c.isspace() for _ in range(max(0, MIN_SEEN - seen[c]))]
     rng = random.Random(seed)
-    visible = [c for c in alphabet if not c.isspace()] or ["0"]
+    rng.shuffle(pool)
     out: list[str] = []
-    while need and len(out) < MAX_RENDERED:
+    while pool and len(out) < MAX_RENDERED:
         length = rng.randint(2, 8)
-        wanted = sorted(need, key=lambda c: -need[c])[: max(1, length // 2)]
-        chars = wanted + [rng.choice(visible) for _ in range(length - len(wanted))]
-        rng.shuffle(chars)
-        out.append("".join(chars))
-        for c in chars:
-            if c in need:
-                need[c] -= 1
-                if need[c] <= 0:
-                    del need[c]
+        out.append("".join(pool[:length]))
+        pool = pool[length:]
     return out
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """A crop much taller than wide (vertical text) turned to read left to right, as `rectify` turns regions."""
+    return image.transpose(Image.Transpose.ROTATE_90) if image.height >= VERTICAL * image.width else image
 
 
 def crop_pixels(image: Image.Image) -> torch.Tensor:
@@ -70,6 +72,11 @@ def crop_pixels(image: Image.Image) -> torch.Tensor:
     width = min(MAX_REC_WIDTH, max(REC_HEIGHT, int(round(image.width * REC_HEIGHT / max(image.height, 1) / 4)) * 4))
     pixels = np.asarray(image.convert("RGB").resize((width, REC_HEIGHT), Image.Resampling.BILINEAR), np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+def readable(text: str, known: set[str]) -> bool:
+    """Whether the recognizer trains on `text`: not don't-care, within MAX_TEXT characters, all in the dictionary."""
+    return text != DONT_CARE and len(text) <= MAX_TEXT and set(text) <= known
 
 
 def _jittered(points: list, rng: random.Random) -> list:
@@ -82,41 +89,48 @@ class OcrData:
     """One split for training: scenes (long side at most `det_side`, regions scaled with them) and recognizer crops
     (uint8 [3, 32, W] with their texts), plus the rendered crops when `render` is given."""
 
-    def __init__(self, root: Path, entries: list[dict], alphabet: list[str], det_side: int, *, render: int = 0,
-                 seed: int = 0, jitter: bool = True):
-        self.alphabet, self.det_side = alphabet, det_side
+    def __init__(self, root: Path, entries: list[dict], alphabet: list[str], det_side: int, *, seed: int = 0):
+        self.alphabet, self.det_side, self.seed = alphabet, det_side, seed
         known = set(alphabet)
         rng = random.Random(seed)
         self.scenes: list[tuple[Image.Image, list[dict]]] = []
         self.crops: list[torch.Tensor] = []
         self.texts: list[str] = []
+        self.exact: list[bool] = []  # False: a jittered copy or a rendered crop (training only)
+        self.rendered = 0
         for e in entries:
             image = load_rgb(root / e["file"])
             if "regions" not in e:
-                if set(e["text"]) <= known:
-                    self._add(image, e["text"])
+                if readable(e["text"], known):
+                    self._add(upright(image), e["text"])
                 continue
             for r in e["regions"]:
-                if r["text"] != DONT_CARE and set(r["text"]) <= known:
+                if readable(r["text"], known):
                     self._add(rectify(image, r["points"], REC_HEIGHT), r["text"])
-                    if jitter:
-                        self._add(rectify(image, _jittered(r["points"], rng), REC_HEIGHT), r["text"])
+                    self._add(rectify(image, _jittered(r["points"], rng), REC_HEIGHT), r["text"], exact=False)
             scale = min(1.0, det_side / max(image.size))
             if scale < 1:
                 image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                                      Image.Resampling.BILINEAR)
             self.scenes.append((image, [{**r, "points": (np.asarray(r["points"]) * scale).tolist()} for r in e["regions"]]))
-        self.rendered = 0
-        if render:
-            texts = rendered_texts(self.texts, alphabet, seed)[:render]
-            for text in texts:
-                image, _ = rendered_crop(rng, height=48, text=text)
-                self._add(image, text)
-            self.rendered = len(texts)
 
-    def _add(self, image: Image.Image, text: str) -> None:
+    def render(self, count: int) -> None:
+        """Add `count` rendered crops of the texts `rendered_texts` gives for this data (training only)."""
+        rng = random.Random(self.seed)
+        for text in rendered_texts(self.texts, self.alphabet, self.seed)[:count]:
+            image, _ = rendered_crop(rng, height=48, text=text)
+            self._add(image, text, exact=False)
+            self.rendered += 1
+
+    def keep_exact(self) -> None:
+        """Only the labelled crops as cut (validation reads what the data holds, nothing made up)."""
+        kept = [i for i, exact in enumerate(self.exact) if exact]
+        self.crops, self.texts, self.exact = [self.crops[i] for i in kept], [self.texts[i] for i in kept], [True] * len(kept)
+
+    def _add(self, image: Image.Image, text: str, exact: bool = True) -> None:
         self.crops.append(crop_pixels(image))
         self.texts.append(text)
+        self.exact.append(exact)
 
     def __len__(self) -> int:
         return len(self.scenes) or len(self.crops)
@@ -179,29 +193,12 @@ class OcrTrainer(Trainer):
         maps = {k: torch.from_numpy(np.stack([s[1][k] for s in samples])) for k in samples[0][1]}
         return images, maps
 
-    def crop_batch(self, data: OcrData, indices: list[int], generator: torch.Generator | None):
-        """Crops padded to the widest one, in [-1, 1], with their widths and encoded texts."""
-        crops = []
-        for i in indices:
-            c = data.crops[i].float()
-            if generator is not None:
-                stretch = STRETCH_RANGE[0] + float(torch.rand(1, generator=generator)) * (STRETCH_RANGE[1] - STRETCH_RANGE[0])
-                width = min(MAX_REC_WIDTH, max(REC_HEIGHT, int(round(c.shape[-1] * stretch / 4)) * 4))
-                c = F.interpolate(c[None], size=(REC_HEIGHT, width), mode="bilinear", align_corners=False)[0]
-            crops.append(c)
-        widths = [c.shape[-1] for c in crops]
-        batch = torch.zeros(len(crops), 3, REC_HEIGHT, max(widths))
-        for j, c in enumerate(crops):
-            batch[j, :, :, :c.shape[-1]] = (c / 255 - 0.5) / 0.5
-        texts = [data.texts[i] for i in indices]
-        return batch, torch.tensor(widths), texts
-
     def epoch_batches(self, generator: torch.Generator):
         bs = self.cfg.batch_size
         for _ in range(self.steps_per_epoch):
             scenes = (self.scene_batch(self._next("scenes", len(self.train.scenes), bs, generator), generator)
                       if self.has_detector else None)
-            crops = (self.crop_batch(self.train, self._next("crops", len(self.train.crops), self.rec_batch, generator),
+            crops = (crop_batch(self.train, self._next("crops", len(self.train.crops), self.rec_batch, generator),
                                      generator) if self.train.crops else None)
             yield scenes, crops, bs
 
@@ -259,7 +256,7 @@ class OcrTrainer(Trainer):
 
     @torch.no_grad()
     def calibrate_batchnorm(self) -> None:
-        """Exact BN statistics for both networks before each validation (scenes at scale 1, crops at their width)."""
+        """BN statistics that match the weights, for both networks, before each validation."""
         exact_batchnorm(self.model, self.train, self.mean, self.std)
 
     def recalibrate(self, model: torch.nn.Module) -> None:
@@ -267,6 +264,12 @@ class OcrTrainer(Trainer):
 
     def chance_level(self) -> float:
         return 0.0
+
+    def checkpoint_extra(self) -> dict:
+        return {"orders": self._orders}  # where each shuffled pass is: a resumed run goes on with it
+
+    def restore_extra(self, checkpoint: dict) -> None:
+        self._orders = checkpoint.get("orders", {})
 
 
 def read_crops(reader: Reader, data: OcrData) -> dict:
@@ -277,10 +280,30 @@ def read_crops(reader: Reader, data: OcrData) -> dict:
     return recognition_scores(data.texts, [t["text"] for t in reader.recognize(images)])
 
 
+def crop_batch(data: OcrData, indices: list[int], generator: torch.Generator | None = None):
+    """Crops padded to the widest one, in [-1, 1], with their widths and texts; stretched 0.8-1.25x when a
+    `generator` is given (training)."""
+    crops = []
+    for i in indices:
+        c = data.crops[i].float()
+        if generator is not None:
+            stretch = STRETCH_RANGE[0] + float(torch.rand(1, generator=generator)) * (STRETCH_RANGE[1] - STRETCH_RANGE[0])
+            width = min(MAX_REC_WIDTH, max(REC_HEIGHT, int(round(c.shape[-1] * stretch / 4)) * 4))
+            c = F.interpolate(c[None], size=(REC_HEIGHT, width), mode="bilinear", align_corners=False)[0]
+        crops.append(c)
+    widths = [c.shape[-1] for c in crops]
+    batch = torch.zeros(len(crops), 3, REC_HEIGHT, max(widths))
+    for j, c in enumerate(crops):
+        batch[j, :, :, :c.shape[-1]] = (c / 255 - 0.5) / 0.5
+    texts = [data.texts[i] for i in indices]
+    return batch, torch.tensor(widths), texts
+
+
 @torch.no_grad()
-def exact_batchnorm(model, data: OcrData, mean: torch.Tensor, std: torch.Tensor, limit: int = 256) -> None:
-    """BatchNorm running statistics as an exact average: the detector's over up to `limit` scenes, the recognizer's
-    over up to `limit` crops (one at a time: padding would count in the statistics otherwise)."""
+def exact_batchnorm(model, data: OcrData, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """BatchNorm running statistics as an average over batches like the training ones (`momentum` None): the
+    detector's over a seeded sample of up to BN_SAMPLE scenes (8 at a time, at scale 1 in their squares), the
+    recognizer's over as many crops (32 at a time, padded to the widest, as trained)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in norms]
     for m in norms:
@@ -289,13 +312,15 @@ def exact_batchnorm(model, data: OcrData, mean: torch.Tensor, std: torch.Tensor,
     device = next(model.parameters()).device
     model.train()
     rng = np.random.default_rng(0)
-    if model.detector is not None:
-        for image, regions in data.scenes[:limit]:
-            patch, _ = scene_sample(image, regions, data.det_side, rng, train=False)
-            x = torch.from_numpy(patch).permute(2, 0, 1)[None].float().to(device) / 255
+    if model.detector is not None and data.scenes:
+        chosen = sorted(rng.permutation(len(data.scenes))[:BN_SAMPLE].tolist())
+        for first in range(0, len(chosen), 8):
+            patches = [scene_sample(*data.scenes[i], data.det_side, rng, train=False)[0] for i in chosen[first:first + 8]]
+            x = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).float().to(device) / 255
             model.detector((x - mean.to(device)) / std.to(device))
-    for c in data.crops[:limit]:
-        model.recognizer(((c[None].float() / 255 - 0.5) / 0.5).to(device))
+    chosen = sorted(rng.permutation(len(data.crops))[:BN_SAMPLE].tolist())
+    for first in range(0, len(chosen), 32):
+        model.recognizer(crop_batch(data, chosen[first:first + 32])[0].to(device))
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     model.eval()
