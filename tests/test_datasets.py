@@ -27,6 +27,8 @@ from factory.datasets.issues import CATALOGUE
 from factory.errors import FactoryError
 from factory.tasks.classification import formats as _classification_formats  # noqa: F401 (registers its codes)
 from factory.tasks.detection.formats import DETECTION_CODES
+from factory.tasks.ocr.datasets import OCR_ISSUES
+from factory.tasks.ocr.formats import OCR_CODES
 from factory.tasks.retrieval.formats import RETRIEVAL_CODES
 from tests.dataset_helpers import (LAYOUTS, _base, _damage, codes, expect_error, image_bytes, import_ok, issue, make_classes,
                                    manifest, put, shapes, snapshot, split_of, two_class_entries, zip_dir, zip_entries)
@@ -196,8 +198,9 @@ CASES: dict[str, Callable[[Path, pytest.MonkeyPatch], Case]] = {
 }
 
 
-# detection codes: tests/test_detection_datasets.py; retrieval codes: tests/test_retrieval.py
-CLASSIFICATION_CODES = sorted(set(CATALOGUE) - DETECTION_CODES - RETRIEVAL_CODES)
+# detection codes: tests/test_detection_datasets.py; retrieval codes: tests/test_retrieval.py; OCR codes:
+# tests/test_ocr_datasets.py and tests/test_ocr_formats.py
+CLASSIFICATION_CODES = sorted(set(CATALOGUE) - DETECTION_CODES - RETRIEVAL_CODES - set(OCR_ISSUES) - set(OCR_CODES))
 
 
 def test_every_catalogue_code_has_a_case():

@@ -72,6 +72,24 @@ def test_every_problem_gets_its_code_and_the_rest_is_kept(tmp_path: Path):
     assert max(x for x, _ in edge["points"]) == 100
 
 
+def test_too_few_points_long_texts_and_small_crops_get_their_codes(tmp_path: Path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    Image.new("RGB", (100, 60), "white").save(scenes / "a.jpg")
+    regions = [{"transcription": "TRI", "points": [[10, 10], [40, 10], [25, 30]]},
+               {"transcription": "x" * 70, "points": [[5, 35], [95, 35], [95, 55], [5, 55]]},
+               {"transcription": "OK", "points": [[50, 5], [90, 5], [90, 25], [50, 25]]}]
+    (scenes / "Label.txt").write_text("a.jpg\t" + json.dumps(regions) + "\n")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    Image.new("RGB", (60, 6), "white").save(crops / "thin.png")
+    Image.new("RGB", (60, 20), "white").save(crops / "word.png")
+    (crops / "labels.csv").write_text("filename,words\nthin.png,LOW\nword.png,WORD\n")
+    with session(tmp_path / "ws") as (ws, catalog):
+        assert {"POLYGON_TOO_FEW_POINTS", "TEXT_TOO_LONG"} <= set(codes(import_ocr(ws, catalog, scenes, "scenes")))
+        assert "CROP_TOO_SMALL" in codes(import_ocr(ws, catalog, crops, "crops"))
+
+
 def test_unusable_data_publishes_nothing(tmp_path: Path):
     root = tmp_path / "data"
     root.mkdir()
@@ -84,5 +102,6 @@ def test_unusable_data_publishes_nothing(tmp_path: Path):
     shutil.rmtree(root)
     root.mkdir()
     (root / "notes.txt").write_text("nothing")
-    with session(tmp_path / "ws") as (ws, catalog), pytest.raises(DatasetError, match="No supported OCR layout"):
+    with session(tmp_path / "ws") as (ws, catalog), pytest.raises(DatasetError, match="No supported OCR layout") as info:
         import_ocr(ws, catalog, root, "nothing")
+    assert info.value.code == "UNKNOWN_OCR_FORMAT"
