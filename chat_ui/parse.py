@@ -30,10 +30,7 @@ INTENTS: dict[str, list[str]] = {
                  r"什么是", r"怎么", r"如何", r"为什么", r"是什么", r"\?\s*$", r"？\s*$"],
 }
 # tasks people ask for that are not installed here: (how to name them, the words that ask for them)
-NOT_INSTALLED = {"ocr": ("OCR", [r"\bocr\b", r"text recognition", r"(read|recogni[sz]e|find) (the )?text", r"文字识别",
-                                 r"识别.{0,10}(文字|文本)", r"文字.{0,4}识别"]),
-                 "retrieval": ("Retrieval", [r"retriev", r"similar image", r"检索"]),
-                 "segmentation": ("Segmentation", [r"\bsegment", r"分割"])}
+NOT_INSTALLED = {"segmentation": ("Segmentation", [r"\bsegment", r"分割"])}
 
 
 def task_words() -> dict[str, list[str]]:

@@ -52,12 +52,17 @@ def speaking(lang: str | None) -> Iterator[str]:
         _ACTIVE.reset(token)
 
 
+def has_han(text: str) -> bool:
+    """Whether `text` holds a Han character (CJK unified ideographs, extension A, compatibility ideographs)."""
+    return bool(_HAN.search(text))
+
+
 def language_of(text: str, current: str | None) -> str | None:
     """The language a message is written in: Chinese when it has Han characters, English when it has two English
     words or more, three when the conversation is in Chinese (names such as digits-mobilenet-v3-small, paths and
     units do not count; callers remove device and model names first); else `current` ("yes", "ok", "demo", a
     model name say nothing about the language)."""
-    if _HAN.search(text):
+    if has_han(text):
         return "zh"
     return "en" if len(_WORD.findall(text)) >= (3 if current == "zh" else 2) else current
 

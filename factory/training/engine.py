@@ -160,7 +160,7 @@ class Trainer:
                 atomic_torch_save(self.model.state_dict(), self.best_path)
             patience_left = self.cfg.patience - (self.state.epoch - self.state.best_epoch)
             record = {"epoch": self.state.epoch, "train_loss": loss, f"val_{self.metric}": value, "val_metric": value,
-                      "metric": self.metric, **({"metric_label": self.metric_label} if self.metric_label else {}), "lr": self.optimizer.param_groups[0]["lr"],
+                      "metric": self.metric, **self.labelled(), "lr": self.optimizer.param_groups[0]["lr"],
                       "elapsed_s": round(self.state.elapsed_s, 2)}
             self.state.history.append(record)
             self.save_checkpoint(generator)
@@ -168,11 +168,15 @@ class Trainer:
                            "eta_s": self.eta_s()})
         reason = ("time budget" if self.budget_spent() else "early stopping" if patience_left <= 0 else "epochs")
         self.on_event({"type": "finished", "reason": reason, "best_epoch": self.state.best_epoch, "metric": self.metric,
-                       **({"metric_label": self.metric_label} if self.metric_label else {}),
+                       **self.labelled(),
                        "best_val_metric": self.state.best_metric, f"best_val_{self.metric}": self.state.best_metric})
         for warning in self.diagnose():
             self.on_event({"type": "warning", **warning})
         return self.state
+
+    def labelled(self) -> dict:
+        """The tracked metric's name in people's words, for events that carry it (none when the task's own)."""
+        return {"metric_label": self.metric_label} if self.metric_label else {}
 
     def calibrate_batchnorm(self) -> None:
         """Re-estimate BN running statistics on a fixed sample of training images before each validation.

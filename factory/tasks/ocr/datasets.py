@@ -19,6 +19,7 @@ from factory.datasets.images import open_image
 from factory.datasets.issues import IssueLog, register_codes
 from factory.datasets.publish import Progress, check_all, write_version
 from factory.datasets.splits import carve
+from factory.i18n import has_han
 from factory.tasks.ocr.formats import read_layout
 from factory.tasks.ocr.metrics import DONT_CARE, polygon
 from factory.workspace import Workspace
@@ -116,7 +117,7 @@ def text_stats(texts: list[str], manifest: list[dict]) -> dict:
     return {"num_images": len(manifest), "num_texts": len(texts), "characters": dict(chars.most_common()),
             "num_characters": len(chars), "text_length": {f"{k}-{k + 4}": n for k, n in sorted(lengths.items())},
             "text_height_px": summary(heights), "angle_deg": summary(angles),
-            "languages": sorted({"zh" if "\u4e00" <= c <= "\u9fff" else "latin" for c in chars if not c.isspace()})}
+            "languages": sorted({"zh" if has_han(c) else "latin" for c in chars if not c.isspace()})}
 
 
 def import_ocr(ws: Workspace, catalog: Catalog, root: Path, name: str, *, fmt: str = "auto", seed: int = 0,

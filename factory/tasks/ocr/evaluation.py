@@ -50,8 +50,9 @@ def evaluate_ocr(model, meta: dict, root: Path, entries: list[dict]) -> dict:
                 "predictions": predictions}
     crops = [(e, load_rgb(root / e["file"])) for e in entries if "text" in e]
     if scenes:  # a recognizer-only model on scenes: read the labelled regions
-        crops = [({"text": r["text"], "source": f"{_name(e)}#{i}"}, rectify(load_rgb(root / e["file"]), r["points"]))
-                 for e in scenes for i, r in enumerate(e["regions"]) if r["text"] != DONT_CARE]
+        crops = [({"text": r["text"], "source": f"{_name(e)}#{i}"}, rectify(image, r["points"]))
+                 for e, image in ((e, load_rgb(root / e["file"])) for e in scenes)
+                 for i, r in enumerate(e["regions"]) if r["text"] != DONT_CARE]
     read = [t["text"] for t in reader.recognize([image for _, image in crops])]
     truth = [e["text"] for e, _ in crops]
     rec = recognition_scores(truth, read)

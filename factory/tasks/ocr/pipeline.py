@@ -31,8 +31,14 @@ def detector_input(image: Image.Image, side: int) -> np.ndarray:
     return ((pixels - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
 
 
+def crop_width(width: float, height: float, rec_height: int, max_width: int = 640) -> int:
+    """A crop's width at `rec_height` px high, its aspect ratio kept: a multiple of 4 (one time step each), at
+    least `rec_height`, at most `max_width`."""
+    return min(max_width, max(rec_height, int(round(width * rec_height / max(height, 1) / 4)) * 4))
+
+
 def recognizer_input(crops: list[Image.Image], height: int, max_width: int = 640) -> tuple[np.ndarray, list[int]]:
-    widths = [min(max_width, max(height, int(round(c.width * height / c.height / 4)) * 4)) for c in crops]
+    widths = [crop_width(c.width, c.height, height, max_width) for c in crops]
     batch = np.zeros((len(crops), 3, height, max(widths, default=height)), np.float32)
     for i, (c, w) in enumerate(zip(crops, widths)):
         pixels = np.asarray(c.convert("RGB").resize((w, height), Image.Resampling.BILINEAR), np.float32) / 255

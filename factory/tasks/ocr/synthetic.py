@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from factory.datasets.synthetic import load_photos, photo_crop
 from factory.errors import MissingDependencyError
+from factory.i18n import has_han
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 NOTO = Path("/usr/share/fonts/opentype/noto")
@@ -187,7 +188,7 @@ def crop(rng: random.Random, languages: tuple[str, ...] = ("en",), height: int =
     if text is None:
         text, lang = text_sample(rng, languages)
     else:
-        lang = "zh" if any("\u4e00" <= c <= "\u9fff" for c in text) else "en"
+        lang = "zh" if has_han(text) else "en"
     size = int(height * rng.uniform(0.55, 0.8))
     probe = font_for(random.Random(0), lang, size)
     width = int(probe.getlength(text)) + height

@@ -22,7 +22,8 @@ from factory.tasks.ocr.evaluation import evaluate_ocr, ocr_payload
 from factory.tasks.ocr.formats import CROP_LAYOUTS, IMAGE_SUFFIXES, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.postprocess import DB_DEFAULTS
-from factory.tasks.ocr.training import MAX_RENDERED, MIN_SEEN, OcrData, OcrTrainer, ocr_preprocessing, rendered_texts
+from factory.tasks.ocr.training import (MAX_RENDERED, MIN_SEEN, OcrData, OcrTrainer, ocr_preprocessing, readable,
+                                       rendered_texts)
 from factory.tasks.ocr.zh import ZH
 from factory.training import defaults
 from factory.training.defaults import round32
@@ -60,10 +61,12 @@ def detector_side(scenes: list[dict], default: int) -> tuple[int, str]:
     return side, why
 
 
-def _texts(entries: list[dict]) -> list[str]:
-    """The recognizer's labelled texts of `entries` (each scene region twice: exact and with moved corners)."""
-    return [t for e in entries for t in ([e["text"]] if "text" in e else
-                                         [r["text"] for r in e.get("regions", []) if r["text"] != DONT_CARE] * 2)]
+def _texts(entries: list[dict], alphabet: list[str]) -> list[str]:
+    """The texts OcrData trains the recognizer on (`readable` ones; each scene region twice: exact and with moved
+    corners), so that the rendered count resolved here is the one the trainer renders."""
+    known = set(alphabet)
+    return [t for e in entries for t in ([e["text"]] if "text" in e else [r["text"] for r in e.get("regions", [])] * 2)
+            if readable(t, known)]
 
 
 class Ocr(Task):
@@ -200,7 +203,7 @@ class Ocr(Task):
                  (3e-3, "AdamW 3e-3 for both networks (1e-3 left them at zero after 10 minutes here)"))
         res.pick("hflip", lambda: (0.0, "text reads one way: no flips"))
         res.pick("crop_scale", lambda: (0.6, "unused by OCR (scenes are zoomed 0.6-1.2x instead)"))
-        texts = _texts(entries)
+        texts = _texts(entries, ds["classes"])
         rendered = len(rendered_texts(texts, ds["classes"], res.given.get("seed") or 0))
         short = sum(1 for c in ds["classes"] if not c.isspace() and sum(t.count(c) for t in texts) < MIN_SEEN)
         res.pick("rendered_crops", lambda: (rendered, f"{short} of the dictionary's {len(ds['classes'])} characters are "

@@ -27,7 +27,7 @@ from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
 from factory.tasks.ocr.datasets import MAX_TEXT
 from factory.tasks.ocr.metrics import DONT_CARE, recognition_scores
 from factory.tasks.ocr.model import db_loss, db_targets
-from factory.tasks.ocr.pipeline import Reader, score_scenes
+from factory.tasks.ocr.pipeline import Reader, crop_width, score_scenes
 from factory.tasks.ocr.postprocess import rectify
 from factory.tasks.ocr.synthetic import crop as rendered_crop
 from factory.training.engine import Trainer
@@ -69,7 +69,7 @@ def upright(image: Image.Image) -> Image.Image:
 
 def crop_pixels(image: Image.Image) -> torch.Tensor:
     """A crop as uint8 [3, 32, W]: 32 px high, its aspect ratio kept, W a multiple of 4 (at most MAX_REC_WIDTH)."""
-    width = min(MAX_REC_WIDTH, max(REC_HEIGHT, int(round(image.width * REC_HEIGHT / max(image.height, 1) / 4)) * 4))
+    width = crop_width(image.width, image.height, REC_HEIGHT, MAX_REC_WIDTH)
     pixels = np.asarray(image.convert("RGB").resize((width, REC_HEIGHT), Image.Resampling.BILINEAR), np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
@@ -174,7 +174,6 @@ class OcrTrainer(Trainer):
         det_steps = math.ceil(len(train.scenes) / self.cfg.batch_size) if self.has_detector else 0
         self.steps_per_epoch = max(1, det_steps, math.ceil(len(train.crops) / self.rec_batch))
         self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
-        self.rec_mean = torch.full((1, 3, 1, 1), 0.5, device=self.device)
         self._orders: dict[str, list[int]] = {}
 
     # -- batches ------------------------------------------------------------------------------------
@@ -288,7 +287,7 @@ def crop_batch(data: OcrData, indices: list[int], generator: torch.Generator | N
         c = data.crops[i].float()
         if generator is not None:
             stretch = STRETCH_RANGE[0] + float(torch.rand(1, generator=generator)) * (STRETCH_RANGE[1] - STRETCH_RANGE[0])
-            width = min(MAX_REC_WIDTH, max(REC_HEIGHT, int(round(c.shape[-1] * stretch / 4)) * 4))
+            width = crop_width(c.shape[-1] * stretch, REC_HEIGHT, REC_HEIGHT, MAX_REC_WIDTH)
             c = F.interpolate(c[None], size=(REC_HEIGHT, width), mode="bilinear", align_corners=False)[0]
         crops.append(c)
     widths = [c.shape[-1] for c in crops]
