@@ -35,9 +35,9 @@ def nncf_module() -> Any:
     return nncf
 
 
-def _dataset(inputs: np.ndarray, input_name: str | None) -> Any:
+def _dataset(inputs: np.ndarray | list[np.ndarray], input_name: str | None) -> Any:
     nncf = nncf_module()
-    items = [inputs[i:i + 1] for i in range(len(inputs))]
+    items = [np.asarray(x)[None] for x in inputs]  # one image each: a batch array, or a list of different sizes
     return nncf.Dataset(items, (lambda x: {input_name: x}) if input_name else (lambda x: x))
 
 

@@ -17,7 +17,7 @@ from factory.workspace import atomic_write_bytes
 from targets.base import TARGETS
 from targets.compress import CompressPlan
 from targets.compress import compress as run_compress
-from targets.driver import ExportJob, ExportPlan, export_in_child
+from targets.driver import ExportJob, ExportPlan, export_in_child, run_export
 from targets.predictor import decode_image, image_files, load_predictor
 
 
@@ -55,7 +55,7 @@ def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 
                       options={"strategies": tuple(strategies)} if strategies else {})
     with session(home) as (ws, catalog):
         if in_process:
-            return ExportJob(ws, catalog, ref, plan, log=log).run()
+            return run_export(ExportJob(ws, catalog, ref, plan, log=log))
         resolve_model(catalog, ref)  # an unknown model fails here, without starting a process
     return export_in_child(ws.home, ref, plan, log=log)
 

@@ -30,6 +30,7 @@ class Capabilities:
     runtime_modules: tuple[str, ...] = ()  # Python modules needed to run the artifact here
     runs_here: bool = True  # False where the runtime cannot exist on this OS (Core ML on Linux)
     dynamic_batch: bool = False
+    dynamic_shape: bool = False  # takes inputs whose height and width vary (a network's meta["dynamic_axes"])
     int8_calibrated: bool = True  # False: INT8 is weight-only and needs no calibration images
     min_size: int = 16
     max_size: int = 2048

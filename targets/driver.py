@@ -37,7 +37,7 @@ from factory.datasets.splits import DatasetSplits
 from factory.models import load_model, resolve_model
 from factory.refs import dataset_row_for
 from factory.tasks import task_of
-from factory.tasks.base import EvalSet, run_batched, shaped
+from factory.tasks.base import EvalSet, shaped
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import PRECISIONS, TARGETS, Calibration, ExportRequest, Target
 from targets.pytorch import eager_runner
@@ -104,6 +104,11 @@ def check_request(target: Target, plan: ExportPlan, meta: dict) -> None:
     missing = caps.missing_modules("export")
     if missing:
         problems.append(f"{target.name} needs the Python package(s) {', '.join(missing)} (run scripts/setup)")
+    if meta.get("dynamic_axes") and not caps.dynamic_shape:
+        takes = ", ".join(name for name in TARGETS.names() if TARGETS.get(name).capabilities.dynamic_shape)
+        problems.append(f"{target.name} takes inputs of one fixed size, and this {meta['task']} model's "
+                        f"{meta.get('network', 'network')} takes inputs whose height or width varies (targets that take "
+                        f"them: {takes})")
     size = meta["input_size"][-1]
     if not caps.min_size <= size <= caps.max_size or size % caps.size_multiple:
         problems.append(f"input size {size} is outside {target.name}'s range {caps.min_size}-{caps.max_size}"
@@ -114,6 +119,13 @@ def check_request(target: Target, plan: ExportPlan, meta: dict) -> None:
         raise UnsupportedSpecError(f"Cannot export to {target.name} at {plan.precision}: " + "; ".join(problems) + ".",
                                    fix="Change the request as listed; `edgefactory targets --json` shows every target's "
                                        "capabilities.", details=problems)
+
+
+def joined(*inputs: np.ndarray | list) -> np.ndarray | list:
+    """EvalSet inputs one after the other: arrays, or lists of arrays (a network of variable input size)."""
+    if any(isinstance(x, list) for x in inputs):
+        return [one for x in inputs for one in x]
+    return np.concatenate(inputs)
 
 
 @dataclass
@@ -152,23 +164,28 @@ class ExportJob:
     def stage(self, name: str, start: float, detail: str = "") -> None:
         self.log(f"{name:<12s} {time.perf_counter() - start:7.2f} s  {detail}".rstrip())
 
-    def load_data(self) -> None:
+    def open_data(self) -> None:
+        """The dataset's folder and its train, val and evaluation (test, else val) entries."""
         data = DatasetSplits.open(self.ws, dataset_row_for(self.catalog, self.meta["dataset"]))
-        root, val, train = data.root, data.entries("val"), data.entries("train")
-        self.eval_split, test = data.evaluation()
+        self.root, self.train_entries, self.val_entries = data.root, data.entries("train"), data.entries("val")
+        self.eval_split, self.test_entries = data.evaluation()
+
+    def load_data(self) -> None:
+        """The evaluation sets and the fixed parity inputs."""
+        self.open_data()
+        root, train, val, test = self.root, self.train_entries, self.val_entries, self.test_entries
         self.test: EvalSet = self.task.eval_set(root, test, self.meta)
         self.val: EvalSet = self.task.eval_set(root, val or test, self.meta)
-        self.root, self.train_entries, self.val_entries = root, train, val
         # fixed parity inputs: test images first, topped up from val and train so that a small
         # dataset's near-tie images cannot decide top-1 agreement on their own
         extra = PARITY_IMAGES - len(self.test.inputs) - len(self.val.inputs)
         x_train = (self.task.eval_set(root, train[:extra], self.meta).inputs if extra > 0 and train
                    else self.test.inputs[:0])
-        self.parity_inputs = np.concatenate([self.test.inputs, self.val.inputs, x_train])[:PARITY_IMAGES]
+        self.parity_inputs = joined(self.test.inputs, self.val.inputs, x_train)[:PARITY_IMAGES]
 
-    def outputs(self, runner, inputs: np.ndarray, batch: int) -> np.ndarray:
+    def outputs(self, runner, inputs: np.ndarray | list, batch: int) -> Any:
         """The runner's raw outputs over `inputs`, in the model's own output shape."""
-        return shaped(run_batched(runner, inputs, batch), self.task, self.meta)
+        return self.task.outputs(runner, inputs, batch, self.meta)
 
     def score(self, outputs: np.ndarray, truth) -> float:
         """The task's primary metric (accuracy, mAP@0.5) of raw outputs: what the accuracy budget is counted in."""
@@ -231,6 +248,17 @@ class ExportJob:
 
     def run(self) -> dict:
         t0 = time.perf_counter()
+        try:
+            request = self.prepare(t0)
+            chosen, tried = self.search(request, t0)
+            speed = self.speed_check(chosen, t0)
+            return self.publish(chosen.folder, self.metadata(chosen, tried, request, speed), t0)
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.remove_empty_parents()
+
+    def prepare(self, t0: float) -> ExportRequest:
+        """The data, PyTorch's reference outputs and score, and the request (with calibration images for INT8)."""
         self.load_data()
         torch_runner = eager_runner(self.model)
         self.reference_parity = self.outputs(torch_runner, self.parity_inputs, len(self.parity_inputs))
@@ -243,13 +271,7 @@ class ExportJob:
         if self.plan.precision == "int8" and self.target.capabilities.int8_calibrated:
             request.calibration = self.calibration()
             self.stage("calibration", t0, f"{request.calibration.report['size']} train images")
-        try:
-            chosen, tried = self.search(request, t0)
-            speed = self.speed_check(chosen, t0)
-            return self.publish(chosen, tried, request, speed, t0)
-        finally:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self.remove_empty_parents()
+        return request
 
     def remove_empty_parents(self) -> None:
         remove_empty_parents(self.final.parent, self.ws.home / "artifacts", self.existed)
@@ -330,7 +352,8 @@ class ExportJob:
                               code="INT8_NOT_FASTER", details=speed)
         return speed
 
-    def publish(self, chosen: Attempt, tried: list[dict], request: ExportRequest, speed: dict | None, t0: float) -> dict:
+    def metadata(self, chosen: Attempt, tried: list[dict], request: ExportRequest, speed: dict | None) -> dict:
+        """metadata.json of the chosen attempt: what it is, how it was made and checked, how it scores."""
         size_mb = artifact_bytes(chosen.folder, chosen.files) / 1e6
         ref_acc = self.reference[self.task.metric]
         notes = list(chosen.result.notes) + ([] if not speed or speed.get("faster", True) else
@@ -355,16 +378,20 @@ class ExportJob:
             "runnable_here": chosen.parity.get("checked", False), "proxy": chosen.result.proxy or None, "tool_versions": chosen.result.tool_versions,
             "notes": notes, "created_at": time.time(),
         }
-        atomic_write_json(chosen.folder / "metadata.json", metadata)
+        return metadata
+
+    def publish(self, folder: Path, metadata: dict, t0: float) -> dict:
+        """Write metadata.json into the staged `folder`, move it into place and record it in the catalog, in one step."""
+        atomic_write_json(folder / "metadata.json", metadata)
         row = {"model": self.row["name"], "version": self.row["version"], "target": self.plan.target,
                "precision": self.plan.precision, "path": str(self.final.relative_to(self.ws.home)),
-               "size_mb": metadata["size_mb"], "accuracy": chosen.accuracy, "reference_accuracy": ref_acc,
-               "parity": chosen.parity, "compression": metadata["compression"], "created_at": metadata["created_at"]}
+               **{k: metadata[k] for k in ("size_mb", "accuracy", "reference_accuracy", "parity", "compression",
+                                           "created_at")}}
         old = self.final.with_name(f".old-{self.plan.precision}-{uuid.uuid4().hex[:6]}")
         with self.catalog.transaction():
             if self.final.exists():
                 os.rename(self.final, old)
-            os.rename(chosen.folder, self.final)
+            os.rename(folder, self.final)
             self.catalog.put_artifact(row)
         shutil.rmtree(old, ignore_errors=True)
         self.stage("written", t0, str(self.final))
@@ -375,12 +402,19 @@ class ExportJob:
                                                                       "task", "metric")}}
 
 
+def run_export(job: ExportJob) -> dict:
+    """Run `job`: network by network (targets.networks) where its model has several."""
+    from targets.networks import PipelineExportJob
+
+    return PipelineExportJob(job).run() if job.task.networks(job.meta) != ("model",) else job.run()
+
+
 def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
     """One ExportJob in its own workspace session (what the child process of `export_in_child` runs)."""
     ws = Workspace.open(home)
     catalog = Catalog(ws.catalog_path)
     try:
-        return ExportJob(ws, catalog, ref, plan, log=log).run()
+        return run_export(ExportJob(ws, catalog, ref, plan, log=log))
     finally:
         catalog.close()
 

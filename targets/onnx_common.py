@@ -19,12 +19,22 @@ OUTPUT_NAME = "logits"
 OPSET = 17
 
 
+def dynamic_axes(meta: dict, dynamic_batch: bool) -> dict[str, dict[int, str]]:
+    """torch.onnx's dynamic_axes: the batch where asked, and the input's and output's axes of variable size that
+    a network's metadata names (`dynamic_axes` {"input": [2, 3], "output": [...]}: an OCR network's height, width)."""
+    named = meta.get("dynamic_axes") or {}
+    axes = {name: {**({0: "batch"} if dynamic_batch else {}), **{a: f"{name}_{a}" for a in named.get(key, [])}}
+            for name, key in ((INPUT_NAME, "input"), (OUTPUT_NAME, "output"))}
+    return {name: a for name, a in axes.items() if a}
+
+
 def export_onnx(model: nn.Module, meta: dict, path: Path, dynamic_batch: bool) -> None:
-    """Trace `model` to ONNX (opset 17) with one input `input` and one output `logits`."""
+    """Trace `model` to ONNX (opset 17) with one input `input` and one output `logits` (their variable axes as
+    `dynamic_axes` says)."""
     import onnx
 
     dummy = torch.zeros(1, *meta["input_size"])
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    axes = dynamic_axes(meta, dynamic_batch) or None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -24,7 +24,7 @@ def ort_runner(path: Path) -> Runner:
 @TARGETS.register("onnxruntime")
 class OnnxRuntimeTarget:
     name = "onnxruntime"
-    capabilities = Capabilities(precisions=("fp32", "int8"), devices=("cpu",), dynamic_batch=True,
+    capabilities = Capabilities(precisions=("fp32", "int8"), devices=("cpu",), dynamic_batch=True, dynamic_shape=True,
                                 export_modules=("onnx", "onnxruntime", "nncf"), runtime_modules=("onnxruntime",),
                                 notes="ONNX opset 17; INT8 as QDQ (static, per-channel weights) by NNCF.")
     int8_strategies = PTQ_STRATEGIES

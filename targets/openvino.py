@@ -46,6 +46,7 @@ def ov_validator(score: Score) -> Callable[[Any, np.ndarray, list], float]:
 class OpenVinoTarget:
     name = "openvino"
     capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), devices=("cpu", "gpu", "npu"), dynamic_batch=True,
+                                dynamic_shape=True,
                                 export_modules=("openvino", "nncf"), runtime_modules=("openvino",),
                                 notes="OpenVINO IR; INT8 by NNCF; FP16 is meant for Intel GPUs.")
     int8_strategies = (*PTQ_STRATEGIES, "qat")
@@ -54,7 +55,8 @@ class OpenVinoTarget:
         import openvino as ov
 
         c, h, w = meta["input_size"]
-        shape = ov.PartialShape([-1 if request.dynamic_batch else 1, c, h, w])
+        variable = set((meta.get("dynamic_axes") or {}).get("input", [])) | ({0} if request.dynamic_batch else set())
+        shape = ov.PartialShape([-1 if axis in variable else size for axis, size in enumerate((1, c, h, w))])
         with warnings.catch_warnings():  # convert_model traces with torch.jit, which warns it is deprecated
             warnings.simplefilter("ignore", FutureWarning)
             ov_model = ov.convert_model(model, example_input=torch.zeros(1, c, h, w), input=[shape])

@@ -15,7 +15,7 @@ from targets.base import TARGETS, Capabilities, ExportRequest, ExportResult, Run
 @TARGETS.register("pytorch")
 class PyTorchTarget:
     name = "pytorch"
-    capabilities = Capabilities(precisions=("fp32",), devices=("cpu", "cuda"), dynamic_batch=True,
+    capabilities = Capabilities(precisions=("fp32",), devices=("cpu", "cuda"), dynamic_batch=True, dynamic_shape=True,
                                 notes="Eager PyTorch state dict; the FP32 baseline for parity and accuracy.")
 
     def export(self, model: nn.Module, meta: dict, out: Path, request: ExportRequest) -> ExportResult:

@@ -21,7 +21,7 @@ from targets.onnxruntime import ort_runner
 class WebTarget:
     name = "web"
     capabilities = Capabilities(precisions=("fp32", "int8"), devices=("browser-wasm",), dynamic_batch=False,
-                                export_modules=("onnx", "onnxruntime", "nncf"), runtime_modules=("onnxruntime",),
+                                dynamic_shape=True, export_modules=("onnx", "onnxruntime", "nncf"), runtime_modules=("onnxruntime",),
                                 max_size=640, notes="onnxruntime-web (WASM); static batch 1.")
     int8_strategies = PTQ_STRATEGIES
 

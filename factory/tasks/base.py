@@ -42,10 +42,22 @@ Sink = Callable[[dict], None]
 
 @dataclass
 class EvalSet:
-    """Preprocessed inputs (NCHW float32) and the task's ground truth for them (label indices, boxes, ...)."""
+    """Preprocessed inputs (NCHW float32; a network of variable input size: a list of CHW arrays, one per input)
+    and the task's ground truth for them (label indices, boxes, ...)."""
 
-    inputs: np.ndarray
+    inputs: np.ndarray | list[np.ndarray]
     truth: Any
+
+
+@dataclass
+class Network:
+    """One network of a model version as the export driver sees it: its module, the metadata an export of it
+    reads (input_size, classes; `dynamic_axes` {"input": [...], "output": [...]} where its height or width varies)
+    and the task object that makes its evaluation sets, parity and scores."""
+
+    module: nn.Module
+    meta: dict
+    task: "Task"
 
 
 class Task:
@@ -209,8 +221,26 @@ class Task:
 
     # -- export, benchmarks, prediction --------------------------------------------------------------
     def networks(self, meta: dict) -> tuple[str, ...]:
-        """The networks of a model version, each exported and measured as its own artifact."""
+        """The networks of a model version, each exported and measured as its own artifact. ("model",): the model
+        version is one network, exported as it is; any other names are exported one by one (`network`) into
+        subfolders of one artifact and scored together (`pipeline_score`)."""
         return ("model",)
+
+    def network(self, model: nn.Module, meta: dict, name: str) -> Network:
+        """Network `name` of `model`: the module, the metadata its export reads, and the task object that scores it."""
+        return Network(model, meta, self)
+
+    def pipeline_score(self, runners: dict[str, Callable[[np.ndarray], np.ndarray]], meta: dict, root: Path,
+                       entries: list[dict]) -> dict:
+        """Metrics (`self.metric` the primary one) of the networks' runners (by name) composed, on dataset `entries`:
+        what the accuracy budget of a model of several networks is counted in."""
+        raise NotImplementedError
+
+    def outputs(self, runner: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray | list, batch: int,
+                meta: dict) -> Any:
+        """The runner's raw outputs over an EvalSet's `inputs`, `batch` at a time, in the model's own output shape
+        (a network of variable input size: a list of each input's output)."""
+        return shaped(run_batched(runner, inputs, batch), self, meta)
 
     def eval_set(self, root: Path, entries: list[dict], meta: dict) -> EvalSet:
         raise NotImplementedError
