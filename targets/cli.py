@@ -21,6 +21,8 @@ def cmd_export(a: argparse.Namespace) -> dict:
         acc = "not run here" if out["accuracy"] is None else f"{out['accuracy']:.4f}"
         label = task_of(out).metric_label if out.get("task") else "accuracy"
         print(f"{out['artifact']}: {out['size_mb']:.3f} MB, {label} {acc} (PyTorch FP32 {out['reference_accuracy']:.4f})")
+        if out["compression"].get("by_network"):
+            print("networks: " + ", ".join(f"{n} {p}" for n, p in out["compression"]["by_network"].items()))
         print(f"path: {out['path']}")
         for note in out["notes"]:
             print(f"note: {note}")

@@ -1,7 +1,7 @@
 """OCR as a registered task, end to end through the API the CLI calls: import (also with --task auto), train both
 networks as one model version (tiny_ocr, 2 epochs), evaluate with the issue's JSON shape and predictions in original
-pixels, a recognizer-only version from crops, --from with a grown dictionary, and a clear refusal to export until
-the multi-network export lands."""
+pixels, a recognizer-only version from crops, --from with a grown dictionary, and a clear refusal to predict until
+serving takes OCR models (export: tests/test_ocr_export.py)."""
 
 from __future__ import annotations
 
@@ -98,14 +98,12 @@ def test_from_keeps_the_parents_weights_and_each_known_characters_row():
         continue_from(build_ocr("tiny_ocr", 3, with_detector=False), ["a"], parent, meta)
 
 
-def test_exporting_and_predicting_with_an_ocr_model_are_refused_clearly_for_now(ocr_home, tmp_path: Path):
+def test_predicting_with_an_ocr_model_is_refused_clearly_for_now(ocr_home, tmp_path: Path):
     from PIL import Image
 
     from targets import api as targets_api
 
     home, _ = ocr_home
-    with pytest.raises(UnsupportedSpecError, match="OCR models"):
-        targets_api.export("reader", "onnxruntime", home=home)
     (tmp_path / "in").mkdir()
     Image.new("RGB", (64, 32)).save(tmp_path / "in" / "a.png")
     with pytest.raises(UnsupportedSpecError, match="OCR models"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from factory.datasets.images import load_rgb
 from factory.errors import DatasetError
 from factory.tasks.ocr.metrics import DONT_CARE, edit_distance, recognition_scores
-from factory.tasks.ocr.pipeline import score_scenes
+from factory.tasks.ocr.pipeline import Reader, score_scenes
 from factory.tasks.ocr.postprocess import rectify
 from factory.tasks.ocr.training import torch_reader
 from factory.workspace import atomic_write_json
@@ -35,12 +35,18 @@ def worst_lines(pairs: list[tuple[str, str]], count: int = WORST_SHOWN) -> list[
 
 def evaluate_ocr(model, meta: dict, root: Path, entries: list[dict]) -> dict:
     """Full metrics of the OCR `model` on `entries`, with what it read (`predictions`, by file name)."""
+    post = meta["postprocessing"]
+    return evaluate_reader(torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0], db=post.get("db")),
+                           root, entries)
+
+
+def evaluate_reader(reader: Reader, root: Path, entries: list[dict]) -> dict:
+    """Full metrics of `reader` (PyTorch's networks or exported ones; no detector: a recognizer-only model) on
+    `entries`, with what it read (`predictions`, by file name)."""
     if not entries:
         raise DatasetError("The split to evaluate has no images.", fix="Pick another split (train, val or test).")
-    post = meta["postprocessing"]
-    reader = torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0], db=post.get("db"))
     scenes = [e for e in entries if "regions" in e]
-    if scenes and model.detector is not None:
+    if scenes and reader.detector is not None:
         images = {_name(e): load_rgb(root / e["file"]) for e in scenes}
         out = score_scenes(reader, images, {_name(e): e["regions"] for e in scenes})
         predictions = {name: [{"points": line["points"], "text": line["text"], "score": round(line["score"], 6)}

@@ -62,28 +62,41 @@ class Reader:
 
     def recognize(self, crops: list[Image.Image]) -> list[dict]:
         """Each crop's text, one crop at a time at its own width (a padded batch would read its padding too)."""
-        out = []
-        for c in crops:
-            batch, widths = recognizer_input([c], self.rec_height)
-            logits = self.recognizer(batch)[:, : widths[0] // 4]
-            out += ctc_decode(_softmax(np.asarray(logits, np.float32)), self.alphabet)
-        return out
+        return [self.decode(self.recognizer(recognizer_input([c], self.rec_height)[0])[0]) for c in crops]
+
+    def decode(self, logits: np.ndarray) -> dict:
+        """One crop's recognizer logits (T, classes) -> {text, score, char_scores}."""
+        return ctc_decode(_softmax(np.asarray(logits, np.float32)[None]), self.alphabet)[0]
+
+    def probability(self, image: Image.Image) -> np.ndarray:
+        """The detector's text probability map of `image` (H, W), at the detector's input size."""
+        return np.asarray(self.detector(detector_input(image, self.det_side)), np.float32)[0, 0]
+
+    def boxes(self, image: Image.Image, prob: np.ndarray) -> list[dict]:
+        """The text boxes of a probability map, in `image`'s pixels ({points, score})."""
+        return db_boxes(prob, image.width, image.height, **(self.db or {}))
+
+    def crops(self, image: Image.Image, boxes: list[dict]) -> list[Image.Image]:
+        return [rectify(image, b["points"], self.rec_height) for b in boxes]
+
+    @staticmethod
+    def lines(boxes: list[dict], texts: list[dict]) -> list[dict]:
+        """Boxes with what was read in them, in reading order ({points, text, score, box_score})."""
+        return reading_order([{"points": b["points"], "text": t["text"], "score": t["score"], "box_score": b["score"]}
+                              for b, t in zip(boxes, texts)])
 
     def read(self, image: Image.Image) -> tuple[list[dict], dict[str, float]]:
         """The text lines of `image` in reading order ({points, text, score, box_score}), and ms per stage. Every
         box found is a line, also one read as empty text (`served` leaves those out; detection scores count them)."""
         t0 = time.perf_counter()
-        prob = np.asarray(self.detector(detector_input(image, self.det_side)), np.float32)[0, 0]
-        boxes = db_boxes(prob, image.width, image.height, **(self.db or {}))
+        boxes = self.boxes(image, self.probability(image))
         t1 = time.perf_counter()
-        crops = [rectify(image, b["points"], self.rec_height) for b in boxes]
+        crops = self.crops(image, boxes)
         t2 = time.perf_counter()
         texts = self.recognize(crops)
         t3 = time.perf_counter()
-        lines = [{"points": b["points"], "text": t["text"], "score": t["score"], "box_score": b["score"]}
-                 for b, t in zip(boxes, texts)]
-        return reading_order(lines), {"detection_ms": (t1 - t0) * 1e3, "cropping_ms": (t2 - t1) * 1e3,
-                                      "recognition_ms": (t3 - t2) * 1e3}
+        return self.lines(boxes, texts), {"detection_ms": (t1 - t0) * 1e3, "cropping_ms": (t2 - t1) * 1e3,
+                                          "recognition_ms": (t3 - t2) * 1e3}
 
 
 def served(lines: list[dict]) -> list[dict]:

@@ -14,16 +14,18 @@ from torch import nn
 
 from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
 from factory.i18n import register, tr
-from factory.tasks.base import Task
+from factory.tasks.base import Network, Task
 from factory.tasks.classification.models import load_matching
 from factory.tasks.ocr.architectures import ARCHITECTURES, NOT_YET, NOT_YET_FIX, build_ocr
 from factory.tasks.ocr.datasets import import_ocr
-from factory.tasks.ocr.evaluation import evaluate_ocr, ocr_payload
+from factory.tasks.ocr.evaluation import evaluate_ocr, evaluate_reader, ocr_payload
+from factory.tasks.ocr.networks import ocr_network
+from factory.tasks.ocr.pipeline import Reader
 from factory.tasks.ocr.formats import CROP_LAYOUTS, IMAGE_SUFFIXES, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.postprocess import DB_DEFAULTS
 from factory.tasks.ocr.training import (MAX_RENDERED, MIN_SEEN, OcrData, OcrTrainer, ocr_preprocessing, readable,
-                                       rendered_texts)
+                                       rendered_texts, torch_reader)
 from factory.tasks.ocr.zh import ZH
 from factory.training import defaults
 from factory.training.defaults import round32
@@ -178,7 +180,9 @@ class Ocr(Task):
         return ARCHITECTURES.names()
 
     def build(self, meta: dict) -> nn.Module:
-        return build_ocr(meta["arch"], meta["num_classes"], meta["postprocessing"].get("detector", True))
+        """The OCR model, or (metadata of one network, as its export has) that network alone."""
+        model = build_ocr(meta["arch"], meta["num_classes"], meta["postprocessing"].get("detector", True))
+        return model.networks()[meta["network"]] if "network" in meta else model
 
     def resolve(self, ws, ds: dict, arch: str, res: defaults.Resolution, entries: list[dict], root: Path) -> dict:
         spec = ARCHITECTURES.get(arch)
@@ -279,6 +283,22 @@ class Ocr(Task):
     # -- export, benchmarks, prediction --------------------------------------------------------------
     def networks(self, meta: dict) -> tuple[str, ...]:
         return ("detector", "recognizer") if meta["postprocessing"].get("detector", True) else ("recognizer",)
+
+    def network(self, model: nn.Module, meta: dict, name: str) -> Network:
+        post = meta["postprocessing"]
+        return ocr_network(model, meta, name, torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0],
+                                                           db=post.get("db")))
+
+    def reader(self, meta: dict, runners: dict[str, Callable]) -> Reader:
+        """A Reader of the networks' runners (by name) with the model's pre- and post-processing."""
+        post = meta["postprocessing"]
+        return Reader(runners.get("detector"), runners["recognizer"], post["alphabet"], meta["preprocessing"]["resize"][0],
+                      meta["preprocessing"]["recognizer"]["height"], post.get("db"))
+
+    def pipeline_score(self, runners: dict[str, Callable], meta: dict, root: Path, entries: list[dict]) -> dict:
+        full = evaluate_reader(self.reader(meta, runners), root, entries)
+        full.pop("predictions")
+        return full
 
     def eval_set(self, root: Path, entries: list[dict], meta: dict):
         raise UnsupportedSpecError(NOT_YET, fix=NOT_YET_FIX)
