@@ -10,13 +10,12 @@ import time
 from typing import Any
 
 import anyio
-import numpy as np
 from fastapi import FastAPI, Request
 
 from factory.errors import FactoryError
 from factory.tasks import task_of
 from serving.http import InputFormatError, parse_json, read_limited
-from targets.predictor import Predictor, decode_image, preprocess
+from targets.predictor import Predictor, decode_image
 
 MAX_BATCH = 64
 IN_LOOP_BYTES = 64 * 1024  # a JSON body this small is parsed on the event loop; larger ones in a worker thread
@@ -116,11 +115,11 @@ async def run_predict(app: FastAPI, predictor: Predictor, data: list[bytes], top
         for d in data:
             image = decode_image(d)
             sizes.append(image.size)
-            inputs.append(preprocess([image], predictor.meta["preprocessing"]))
+            inputs.append(predictor.prepare(image))
             del image
         t1 = time.perf_counter()
         try:
-            results = predictor.predict_inputs(np.concatenate(inputs), top_k, sizes, min_score)
+            results = predictor.predict_prepared(inputs, sizes, top_k, min_score)
         except FactoryError:
             raise
         except Exception as exc:  # a runtime failing on valid input

@@ -406,7 +406,7 @@ def run_export(job: ExportJob) -> dict:
     """Run `job`: network by network (targets.networks) where its model has several."""
     from targets.networks import PipelineExportJob
 
-    return PipelineExportJob(job).run() if job.task.networks(job.meta) != ("model",) else job.run()
+    return PipelineExportJob(job).run() if job.task.is_pipeline(job.meta) else job.run()
 
 
 def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:

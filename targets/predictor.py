@@ -12,6 +12,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -108,9 +109,26 @@ class Predictor:
     def task(self) -> str:
         return task_of(self.meta).name
 
+    @property
+    def pipeline(self) -> bool:
+        """Several networks (`runner` is a dict of them by name), composed on the image itself by the task's `read`."""
+        return isinstance(self.runner, dict)
+
+    def prepare(self, image: Image.Image) -> Any:
+        """What the model reads of one decoded image: its preprocessed input (1, C, H, W); a model of several
+        networks reads the image itself (it crops from it)."""
+        return image if self.pipeline else preprocess([image], self.meta["preprocessing"])
+
+    def predict_prepared(self, prepared: list, sizes: list[tuple[int, int]], top_k: int | None = None,
+                         min_score: float | None = None) -> list[list[dict]]:
+        """Per image, the task's predictions from what `prepare` made of it (`sizes`: the images' width, height)."""
+        if self.pipeline:
+            with self._lock:
+                return task_of(self.meta).read(self.runner, prepared, self.meta, top_k, min_score)
+        return self.predict_inputs(np.concatenate(prepared), top_k, sizes, min_score)
+
     def predict(self, images: list[Image.Image], top_k: int | None = None, min_score: float | None = None) -> list[list[dict]]:
-        return self.predict_inputs(preprocess(images, self.meta["preprocessing"]), top_k, [img.size for img in images],
-                                   min_score)
+        return self.predict_prepared([self.prepare(img) for img in images], [img.size for img in images], top_k, min_score)
 
     def predict_inputs(self, x: np.ndarray, top_k: int | None = None, sizes: list[tuple[int, int]] | None = None,
                        min_score: float | None = None) -> list[list[dict]]:
@@ -137,8 +155,15 @@ def load_predictor(ws: Workspace, catalog: Catalog, ref: str, target: str | None
     precision = precision or ("int8" if (target, "int8") in have else "fp32")
     if target == "pytorch" and precision == "fp32":
         model, meta = load_model(ws, row)
-        return Predictor(row["name"], row["version"], target, precision, meta, eager_runner(model), True)
+        task = task_of(meta)
+        runner = ({name: eager_runner(task.network(model, meta, name).module) for name in task.networks(meta)}
+                  if task.is_pipeline(meta) else eager_runner(model))
+        return Predictor(row["name"], row["version"], target, precision, meta, runner, True)
     folder, meta = runnable_artifact(ws, catalog, row, target, precision, device)
+    if "networks" in meta:  # one subfolder per network
+        runner = {name: TARGETS.get(target)().load(folder / name, {**meta, **network}, device)
+                  for name, network in meta["networks"].items()}
+        return Predictor(row["name"], row["version"], target, precision, meta, runner, False)
     runner = TARGETS.get(target)().load(folder, meta, device)
     return Predictor(row["name"], row["version"], target, precision, meta, runner, meta["input_shape"][0] == -1)
 

@@ -226,6 +226,16 @@ class Task:
         subfolders of one artifact and scored together (`pipeline_score`)."""
         return ("model",)
 
+    def is_pipeline(self, meta: dict) -> bool:
+        """Whether the model version is several networks, exported network by network and composed by `read`."""
+        return self.networks(meta) != ("model",)
+
+    def read(self, runners: dict[str, Callable[[np.ndarray], np.ndarray]], images: list, meta: dict,
+             top_k: int | None, min_score: float | None) -> list[list[dict]]:
+        """A model of several networks (`is_pipeline`): per RGB image, its predictions from the networks' runners
+        (by name), in the image's pixels, with the keys `prediction_keys` names."""
+        raise NotImplementedError
+
     def network(self, model: nn.Module, meta: dict, name: str) -> Network:
         """Network `name` of `model`: the module, the metadata its export reads, and the task object that scores it."""
         return Network(model, meta, self)
