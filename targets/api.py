@@ -101,8 +101,9 @@ def predict_folder(ref: str, input_dir: str | Path, out: str | Path, *, target: 
                    progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Predict every image under `input_dir` with model `NAME[:vN]` and write one JSON line per image
     to `out` ({file, predictions, width, height} or {file, error}); written atomically at the end.
-    Predictions are the top_k labels (default 5), or a detector's boxes [x1, y1, x2, y2] in the image's
-    pixels with score >= min_score (default 0.25), at most top_k (default: all).
+    Predictions are the top_k labels (default 5), a detector's boxes [x1, y1, x2, y2] in the image's
+    pixels with score >= min_score (default 0.25), at most top_k (default: all), or an OCR model's text lines
+    {text, score, points (four corners in the image's pixels), box_score} in reading order.
 
     Returns: {out, images, failed, target, precision}. Raises: NotFoundError, UnsupportedSpecError, ConfigError.
     """
@@ -134,7 +135,7 @@ def predict_folder(ref: str, input_dir: str | Path, out: str | Path, *, target: 
         for path, img, preds in zip(names, images, predictor.predict(images, top_k, min_score) if images else []):
             lines.append({"file": str(path.relative_to(folder)), "predictions": preds, "width": img.size[0], "height": img.size[1]})
         progress("predict", min(start + batch_size, len(files)), len(files))
-    text = "".join(json.dumps(line) + "\n" for line in lines)
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     atomic_write_bytes(Path(out), text.encode())
     return {"out": str(out), "images": len(files), "failed": failed, "target": predictor.target,
             "precision": predictor.precision, "model": f"{predictor.model}:v{predictor.version}"}

@@ -1,7 +1,7 @@
 """OCR as a registered task, end to end through the API the CLI calls: import (also with --task auto), train both
 networks as one model version (tiny_ocr, 2 epochs), evaluate with the issue's JSON shape and predictions in original
-pixels, a recognizer-only version from crops, --from with a grown dictionary, and a clear refusal to predict until
-serving takes OCR models (export: tests/test_ocr_export.py)."""
+pixels, a recognizer-only version from crops, --from with a grown dictionary (export: tests/test_ocr_export.py;
+serving and predict: tests/test_ocr_serving.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from factory import api
-from factory.errors import UnsupportedSpecError
 from factory.tasks import TASKS
 from factory.tasks.ocr.architectures import build_ocr
 from factory.tasks.ocr.formats import write_ocr
@@ -96,18 +95,6 @@ def test_from_keeps_the_parents_weights_and_each_known_characters_row():
     assert torch.equal(child.detector.backbone.stem[0][0].weight, parent.detector.backbone.stem[0][0].weight)
     with pytest.raises(Exception, match="same kind"):
         continue_from(build_ocr("tiny_ocr", 3, with_detector=False), ["a"], parent, meta)
-
-
-def test_predicting_with_an_ocr_model_is_refused_clearly_for_now(ocr_home, tmp_path: Path):
-    from PIL import Image
-
-    from targets import api as targets_api
-
-    home, _ = ocr_home
-    (tmp_path / "in").mkdir()
-    Image.new("RGB", (64, 32)).save(tmp_path / "in" / "a.png")
-    with pytest.raises(UnsupportedSpecError, match="OCR models"):
-        targets_api.predict_folder("reader", tmp_path / "in", tmp_path / "out.jsonl", home=home)
 
 
 def test_auto_detection_leaves_label_lists_to_the_tasks_they_belong_to(tmp_path: Path):

@@ -21,9 +21,10 @@ from factory.tasks.efficientnet_lite import build_efficientnet_lite, load_lite_w
 from factory.tasks.ocr.model import CTCRecognizer, DBDetector, TinyBackbone
 
 DB_STRIDES = (4, 8, 16, 32)
-NOT_YET = ("Benchmarking, serving and `predict` are not available for OCR models (two networks) yet; import, "
-           "training, `eval` and `export` are.")
-NOT_YET_FIX = "Evaluate with `edgefactory eval NAME --save-predictions FILE` to see what the model reads."
+NOT_YET = ("Benchmarks, reports and the phone preview do not take OCR models (two networks) yet; import, training, "
+           "`eval`, `export`, `predict` and serving do.")
+NOT_YET_FIX = ("Time the exported pipeline with `edgefactory predict` on a folder, or evaluate with `edgefactory eval "
+               "NAME --save-predictions FILE`.")
 
 
 @dataclass(frozen=True)

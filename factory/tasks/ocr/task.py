@@ -20,7 +20,7 @@ from factory.tasks.ocr.architectures import ARCHITECTURES, NOT_YET, NOT_YET_FIX,
 from factory.tasks.ocr.datasets import import_ocr
 from factory.tasks.ocr.evaluation import evaluate_ocr, evaluate_reader, ocr_payload
 from factory.tasks.ocr.networks import ocr_network
-from factory.tasks.ocr.pipeline import Reader
+from factory.tasks.ocr.pipeline import Reader, served
 from factory.tasks.ocr.formats import CROP_LAYOUTS, IMAGE_SUFFIXES, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.postprocess import DB_DEFAULTS
@@ -299,6 +299,30 @@ class Ocr(Task):
         full = evaluate_reader(self.reader(meta, runners), root, entries)
         full.pop("predictions")
         return full
+
+    def read(self, runners: dict[str, Callable], images: list, meta: dict, top_k: int | None,
+             min_score: float | None) -> list[list[dict]]:
+        """Per image, its text lines in reading order (top to bottom, left to right): {text, score, points (four
+        corners clockwise from the top-left, in the image's pixels), box_score}, those read as some text and scoring
+        at least `min_score` (default: all), the first `top_k` of them where given. A recognizer-only model reads
+        each image as one crop (points: the image's corners)."""
+        reader = self.reader(meta, runners)
+        out = []
+        for image in images:
+            if reader.detector is None:
+                w, h = image.size
+                lines = [{**reader.recognize([image])[0], "points": [[0, 0], [w, 0], [w, h], [0, h]], "box_score": 1.0}]
+            else:
+                lines = reader.read(image)[0]
+            lines = [{"text": x["text"], "score": round(float(x["score"]), 6), "box_score": round(float(x["box_score"]), 6),
+                      "points": [[round(float(a), 1), round(float(b), 1)] for a, b in x["points"]]}
+                     for x in served(lines) if min_score is None or x["score"] >= min_score]
+            out.append(lines[:top_k] if top_k else lines)
+        return out
+
+    def pai_item(self, p: dict, width: int, height: int) -> dict:
+        """A text line as PAI's OCR service returns it: label the text, conf, pos the four corners in pixels."""
+        return {"label": p["text"], "conf": p["score"], "pos": [[int(round(x)), int(round(y))] for x, y in p["points"]]}
 
     def eval_set(self, root: Path, entries: list[dict], meta: dict):
         raise UnsupportedSpecError(NOT_YET, fix=NOT_YET_FIX)
