@@ -14,6 +14,7 @@ from benchmarks.device import local_device
 from benchmarks.galleries import gallery_rows
 from benchmarks.harness import BenchSpec, Timing
 from benchmarks.measure import measurable, run_isolated
+from benchmarks.pipeline import pipeline_cost
 from factory import params
 from factory.api import Home, session
 from factory.catalog import Catalog
@@ -138,7 +139,7 @@ def report(ref: str, *, home: Home = None, export: list[str] | None = None, meas
     export_notes = _export_missing(ref, export, have, home, log) if export else []
     with session(home) as (ws, catalog):
         model, meta = load_model(ws, row)
-        cost = model_cost(model, meta["input_size"])
+        cost = pipeline_cost(model, meta) if task_of(meta).is_pipeline(meta) else model_cost(model, meta["input_size"])
         here = _device(ws)
         failed = measure_all(ws, catalog, row, here, timing or Timing(), log, progress) if measure else []
         rep = reports.build(row, store.benchmarks(catalog, row["name"], row["version"]), here, load_profiles(ws.home), cost, budget)

@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, Timing, error_from_dict, latency_stats, peak_memory_kb,
                                 reset_peak_memory, throughput, time_calls)
+from benchmarks.pipeline import measure_pipeline
 from factory.api import session
 from factory.datasets.splits import DatasetSplits
 from factory.isolated import output_log
@@ -80,6 +81,8 @@ def scores(runner, data: EvalSet, meta: dict, batch: int) -> dict:
 def measure(spec: BenchSpec) -> dict:
     with session(spec.home) as (ws, catalog):
         row, folder, meta = locate(ws, catalog, spec.ref, spec.target, spec.precision, spec.device)
+        if task_of(meta).is_pipeline(meta):
+            return measure_pipeline(spec, ws, catalog, row, folder, meta)
         split, data = test_split(ws, catalog, meta) if spec.accuracy else ("", None)
         base_kb = reset_peak_memory()
         start = time.perf_counter()

@@ -32,6 +32,10 @@ def report_row(raw: dict, reference: dict | None, cost: dict, local: dict) -> di
            "per_class_delta": None, "per_size_delta": None,
            "prediction_flips": None, "peak_share": None, "overhead_bound": None, "max_drop": res.get("max_drop"),
            "source": res.get("source", "harness" if raw["measured"] else "estimate"), "warnings": []}
+    if res.get("networks"):  # a model of several networks: each network's own latency, and the page's stages
+        row.update(networks={name: {"input_size": n["input_size"], "p50_ms": n["latency_ms"]["p50"]}
+                             for name, n in res["networks"].items()},
+                   stages_ms=res.get("stages_ms"), page=res.get("page"), scores=res.get("scores"))
     if raw["measured"] and raw["device_id"] == local["id"]:
         share = peak_share(cost["macs"], lat["p50"], local_peak_ops(local["peaks"], raw["precision"]))
         row.update(peak_share=share, overhead_bound=share < OVERHEAD_BOUND_SHARE)
@@ -184,6 +188,8 @@ def render_html(report: dict) -> str:
                                "points") if by_size else "")
                  + "</section>")
     parts.append(_table(rows, metric))
+    if any(r.get("networks") for r in rows):
+        parts.append(_pipeline_table(rows))
     if report.get("retrieval"):
         parts.append(_retrieval_table(report["retrieval"]))
     if report["estimates_skipped"]:
@@ -192,6 +198,27 @@ def render_html(report: dict) -> str:
     parts.append("<p>Machine-readable: <a href=\"report.json\">report.json</a>; per device: "
                  + ", ".join(f"<a href=\"devices/{d}.json\">{escape(d)}</a>" for d in report["devices"]) + ".</p>")
     return "\n".join(parts + ["</body></html>"])
+
+
+def _pipeline_table(rows: list[dict]) -> str:
+    """A model of several networks: a row per network (batch 1 at its example input) and the page's time split."""
+    piped = [r for r in rows if r.get("networks")]
+    names = list(piped[0]["networks"])
+    stages = list((piped[0].get("stages_ms") or {}))
+    head = (["target", "precision", "device"] + [f"{n} p50 ms ({'x'.join(map(str, piped[0]['networks'][n]['input_size'][1:]))})"
+                                                 for n in names]
+            + ["page p50 ms"] + [f"{s.replace('_ms', '')} ms / page" for s in stages] + ["scores"])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in (
+            [r["target"], r["precision"], r["device_name"]] + [_num(r["networks"][n]["p50_ms"]) for n in names]
+            + [_num(r["latency_ms"]["p50"])] + [_num((r.get("stages_ms") or {}).get(s), "{:.1f}") for s in stages]
+            + [", ".join(f"{k} {v:.4f}" for k, v in (r.get("scores") or {}).items())])) + "</tr>" for r in piped)
+    page = piped[0].get("page") or {}
+    return ("<section id=\"pipeline\"><h2>Per network and per page</h2><p>Each network alone at batch 1 on its example "
+            f"input; the page: a {page.get('width')}x{page.get('height')} test picture read end to end (every network, "
+            "the cropping and the post-processing); the stages: mean milliseconds per picture over the test split.</p>"
+            "<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head)
+            + f"</tr></thead><tbody>{body}</tbody></table></section>")
 
 
 def _retrieval_table(rows: list[dict]) -> str:

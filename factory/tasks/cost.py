@@ -1,6 +1,6 @@
 """What a model costs to run: multiply-accumulates and parameters at batch 1.
 
-MACs count convolutions and linear layers only, which is the compute a roofline compares with a
+MACs count convolutions (1-D and 2-D) and linear layers only, which is the compute a roofline compares with a
 device's peak. (compression.pruning counts with torch-pruning, which adds normalisation and
 activations, about 5% more on MobileNetV3; its counts steer pruning and stay internal to it.)
 """
@@ -17,11 +17,13 @@ def model_cost(model: nn.Module, input_size: list[int]) -> dict:
 
     def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        per_output = (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1] \
-            if isinstance(module, nn.Conv2d) else module.in_features
+        if isinstance(module, nn.Linear):
+            per_output = module.in_features
+        else:  # Conv1d, Conv2d
+            per_output = module.in_channels // module.groups * int(torch.tensor(module.kernel_size).prod())
         total += output[0].numel() * per_output
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     was_training = model.training
     try:
         with torch.inference_mode():
