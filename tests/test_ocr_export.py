@@ -109,3 +109,22 @@ def test_targets_of_one_fixed_input_size_refuse_ocr_networks_and_name_those_that
         targets_api.export("reader", "tflite", home=home, in_process=True)
     assert "openvino" in info.value.message and "onnxruntime" in info.value.message
     assert sorted(p.relative_to(home) for p in (home / "artifacts").rglob("*")) == before
+
+
+def test_the_report_has_a_row_per_network_and_the_page_split_by_stage(home: Path):
+    from benchmarks import api as bench_api
+    from benchmarks.harness import Timing
+
+    if not any((home / "artifacts").rglob("onnxruntime/fp32/metadata.json")):
+        targets_api.export("reader", "onnxruntime", home=home, in_process=True)
+    out = bench_api.report("reader", home=home, timing=Timing(warmup=1, min_iters=3, min_time_s=0.01, max_time_s=2))
+    report = json.loads(Path(out["json"]).read_text())
+    measured = {(r["target"], r["precision"]): r for r in report["results"] if r["measured"]}
+    assert {("pytorch", "fp32"), ("onnxruntime", "fp32")} <= set(measured) and not out["failed"]
+    for row in measured.values():
+        assert set(row["networks"]) == {"detector", "recognizer"} and row["networks"]["recognizer"]["input_size"] == [3, 32, 128]
+        assert all(n["p50_ms"] > 0 for n in row["networks"].values()) and row["latency_ms"]["p50"] > 0
+        assert set(row["stages_ms"]) == {"detection_ms", "cropping_ms", "recognition_ms"}
+        assert {"e2e_hmean", "det_hmean", "word_accuracy", "cer"} == set(row["scores"])
+    assert measured[("onnxruntime", "fp32")]["accuracy"] == pytest.approx(measured[("pytorch", "fp32")]["accuracy"])
+    assert report["cost"]["macs"] > 0 and "Per network and per page" in Path(out["html"]).read_text()

@@ -320,6 +320,12 @@ class Ocr(Task):
             out.append(lines[:top_k] if top_k else lines)
         return out
 
+    def report_scores(self, metrics: dict) -> dict:
+        scores = {"e2e_hmean": metrics["e2e_hmean"]}
+        if "det" in metrics:
+            scores["det_hmean"] = metrics["det"]["hmean"]
+        return {**scores, "word_accuracy": metrics["rec"]["word_accuracy"], "cer": metrics["rec"]["cer"]}
+
     def pai_item(self, p: dict, width: int, height: int) -> dict:
         """A text line as PAI's OCR service returns it: label the text, conf, pos the four corners in pixels."""
         return {"label": p["text"], "conf": p["score"], "pos": [[int(round(x)), int(round(y))] for x, y in p["points"]]}
