@@ -133,12 +133,26 @@ def mount(app: FastAPI) -> None:
         keep = ("model", "version", "task", "target", "precision", "classes", "preprocessing", "postprocessing", "input_shape",
                 "input_name", "output_name", "output_shape", "size_mb", "accuracy", "metric", "created_at")
         # the page keeps boxes scoring at least what the server's predict keeps, so the two compare
-        return {k: meta.get(k) for k in keep} | {"expires_at": link["expires_at"], "min_score": task_of(meta).min_score}
+        networks = {name: {k: n.get(k) for k in ("input_size", "precision", "dynamic_axes")}
+                    for name, n in (meta.get("networks") or {}).items()}
+        return ({k: meta.get(k) for k in keep} | {"expires_at": link["expires_at"], "min_score": task_of(meta).min_score}
+                | ({"networks": networks} if networks else {}))
 
     @app.get("/p/{token}/model.onnx", tags=["preview"])
     async def preview_model(token: str) -> FileResponse:
         _, folder, meta = await anyio.to_thread.run_sync(_link, app, token)
         return FileResponse(folder / meta["files"][0], media_type="application/octet-stream",
+                            headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/p/{token}/networks/{name}/model.onnx", tags=["preview"])
+    async def preview_network(token: str, name: str) -> FileResponse:
+        """One network of a model of several (OCR: detector, recognizer), each run by the page in the browser."""
+        _, folder, meta = await anyio.to_thread.run_sync(_link, app, token)
+        network = (meta.get("networks") or {}).get(name)
+        if network is None:
+            raise NotFoundError(f"This model has no network {name!r} (it has: {', '.join(meta.get('networks') or {}) or 'one'}).",
+                                fix="Load the networks the page's meta names.")
+        return FileResponse(folder / name / network["files"][0], media_type="application/octet-stream",
                             headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/p/{token}/predict", tags=["preview"])

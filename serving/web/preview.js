@@ -10,10 +10,12 @@ const params = new URLSearchParams(location.search);
 const backend = params.get("ep") === "webgpu" ? "webgpu" : "wasm";
 const $ = (id) => document.getElementById(id);
 const times = [];
-let session, meta, twin, lastBlob = null, streaming = false, reported = 0;
+let session, sessions, meta, twin, lastBlob = null, streaming = false, reported = 0;
 
 // the phone-page twin of a task (tasks/<name>.js): decode(raw, meta, {scale, width, height}) (may be async),
-// show(result, el, canvas) -> items, serverSummary(body), and optionally init({meta, base, status}) once loaded
+// show(result, el, canvas) -> items, serverSummary(body), and optionally init({meta, base, status}) once loaded;
+// a model of several networks (meta.networks) has a session per network and read({sessions, rgba, width,
+// height, meta}) -> {ms, ...} instead of decode
 const task = (name) => import(`./tasks/${encodeURIComponent(name)}.js`).catch(() => GENERIC);
 
 // a task without its own twin here (a plugin's): the raw outputs, and the server's predictions as they come
@@ -42,7 +44,15 @@ async function init() {
   ort.env.wasm.wasmPaths = "/static/ort/";
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   const t0 = performance.now();
-  session = await ort.InferenceSession.create(`${base}/model.onnx`, { executionProviders: [backend] });
+  if (meta.networks) {
+    sessions = {};
+    for (const name of Object.keys(meta.networks)) {
+      sessions[name] = await ort.InferenceSession.create(`${base}/networks/${encodeURIComponent(name)}/model.onnx`,
+                                                         { executionProviders: [backend] });
+    }
+  } else {
+    session = await ort.InferenceSession.create(`${base}/model.onnx`, { executionProviders: [backend] });
+  }
   $("backend").textContent = t("{backend} ({threads} thread(s)), loaded in {ms} ms",
                                { backend, threads: ort.env.wasm.numThreads, ms: (performance.now() - t0).toFixed(0) });
   status(t("Ready: take a photo or start the camera."), "ok");
@@ -59,6 +69,7 @@ function pixelsOf(source, width, height) {
 }
 
 export async function classifyPixels(rgba, width, height) {
+  if (sessions) return twin.read({ sessions, rgba, width, height, meta });
   const { input, scale } = prepare(rgba, width, height, meta.preprocessing);
   const t0 = performance.now();
   const out = await session.run({ [meta.input_name]: new ort.Tensor("float32", input, meta.input_shape.map((d) => (d < 0 ? 1 : d))) });
