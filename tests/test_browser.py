@@ -355,3 +355,53 @@ def test_js_ocr_post_processing_matches_numpy(page):
     theirs = page.evaluate("""async ([p, t, c, alphabet]) => (await import("/static/preview/ocr_post.js"))
         .ctcDecode(Float32Array.from(p), t, c, alphabet)""", [probs.ravel().tolist(), 30, 6, alphabet])
     assert theirs["text"] == line["text"] and theirs["score"] == pytest.approx(line["score"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ocr_page(tmp_path_factory: pytest.TempPathFactory, browser):
+    """The phone page of an OCR model that reads "A" over each picture (tests/ocr_helpers.py): both networks as web
+    ONNX files, with their ONNX Runtime twin on the server."""
+    from tests.ocr_helpers import reading_ocr_model
+
+    if not (ORT_DIR / "ort.wasm.min.js").is_file():
+        pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
+    root = tmp_path_factory.mktemp("browser-ocr")
+    home = root / "ws"
+    reading_ocr_model(root, home)
+    targets_api.export("reader", "web", home=home)
+    targets_api.export("reader", "onnxruntime", home=home)
+    with running_server(home) as url:
+        link = serving_api.preview_link("reader", base_url=url, home=home)
+        tab = open_page(browser, link["url"])
+        yield home, tab
+        tab.close()
+
+
+JS_READ = """async ([b64]) => {""" + JS_PIXELS + """
+  const r = await window.edgefactory.classifyPixels(rgba, bitmap.width, bitmap.height);
+  return r.lines;
+}"""
+
+
+def test_the_page_reads_text_with_both_networks_draws_it_and_copies_it(ocr_page, tmp_path: Path):
+    from factory.api import session
+    from targets.predictor import load_predictor
+
+    home, page = ocr_page
+    with session(home) as (ws, catalog):
+        python = load_predictor(ws, catalog, "reader", "onnxruntime", "fp32")
+    photo = tmp_path / "sign.png"
+    Image.new("RGB", (400, 240), (210, 190, 120)).save(photo)
+    (py,) = python.predict([decode_image(photo.read_bytes())])
+    js = page.evaluate(JS_READ, [base64.b64encode(photo.read_bytes()).decode()])
+    assert [x["text"] for x in js] == [x["text"] for x in py] == ["A"]
+    assert np.abs(np.asarray(js[0]["points"]) - np.asarray(py[0]["points"])).max() <= 2  # the same box, in picture pixels
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#result[data-count='1']", timeout=60000)
+    assert page.get_attribute("#result", "data-text") == "A" and "line" in page.text_content("#result")
+    assert page.text_content("#top li").startswith("A:")
+    page.click("#copy")
+    page.wait_for_function("document.getElementById('copy').textContent === 'Copied'")
+    page.check("#compare")
+    page.wait_for_selector("#server[data-count]", timeout=60000)
+    assert page.get_attribute("#server", "data-count") == "1" and "“A”" in page.text_content("#server")

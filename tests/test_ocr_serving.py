@@ -2,8 +2,8 @@
 pixels of the image sent, the same as the Python predictor on the same artifact; PAI-EAS's cv_common body with the
 text as label and `pos` in pixels, as PAI's OCR service returns; JSON Lines from a folder.
 
-The model's weights are set by the test so that it reads for certain: the detector's probability map is 1
-everywhere (one box: the whole picture) and the recognizer reads "A" at every step (CTC collapses it to "A")."""
+The model's weights are set by the test so that it reads for certain (tests/ocr_helpers.py): one box over the whole
+picture, read as "A"."""
 
 from __future__ import annotations
 
@@ -14,45 +14,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from PIL import Image
 
-from factory import api
 from factory.api import session
-from factory.models import load_model, read_metadata, resolve_model
-from factory.tasks.ocr.formats import write_ocr
 from serving import api as serving_api
 from targets import api as targets_api
 from targets.predictor import decode_image, load_predictor
 from tests.conftest import run_cli
+from tests.ocr_helpers import reading_ocr_model
 from tests.serving_helpers import running_server
-
-
-def read_everything_as(home: Path, char: str) -> None:
-    """Set the trained model's weights so that it finds one box over the whole picture and reads `char` in it."""
-    with session(home) as (ws, catalog):
-        row = resolve_model(catalog, "reader")
-        model, meta = load_model(ws, row)
-        path = ws.home / row["path"] / read_metadata(ws, row)["weights"]
-    last = model.detector.prob_head[-2]
-    head = model.recognizer.head
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(10.0)
-        head.weight.zero_()
-        head.bias.zero_()
-        head.bias[meta["postprocessing"]["alphabet"].index(char) + 1] = 5.0
-    torch.save(model.state_dict(), path)
 
 
 @pytest.fixture(scope="module")
 def ocr_server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("ocr-serve")
     home = root / "ws"
-    api.import_dataset(write_ocr(root / "scenes", "icdar2015", count=16, seed=5, languages=("en",)), "signs", task="ocr",
-                       home=home)
-    api.train({"dataset": "signs", "model": "tiny_ocr", "epochs": 1, "name": "reader"}, home=home)
-    read_everything_as(home, "A")
+    reading_ocr_model(root, home)
     targets_api.export("reader", "openvino", home=home, in_process=True)
     serving_api.deploy("reader", home=home)
     with running_server(home) as url:

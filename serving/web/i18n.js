@@ -7,6 +7,7 @@ const ZH = {
   "(add ?ep=webgpu to try WebGPU)": "（加上 ?ep=webgpu 可试用 WebGPU）", "Send latency to the report": "把延迟发送到报告",
   "model": "模型", "artifact": "导出文件", "task": "任务", "created": "创建时间", "accuracy": "准确率",
   "classes": "类别数", "identities": "身份数", "classification": "图像分类", "detection": "目标检测", "retrieval": "图像检索",
+  "ocr": "文字识别",
   "{backend} ({threads} thread(s)), loaded in {ms} ms": "{backend}（{threads} 个线程），加载用时 {ms} 毫秒",
   "Ready: take a photo or start the camera.": "准备就绪：拍一张照片或打开相机。",
   "{ms} ms (median {median} ms over {runs})": "{ms} 毫秒（{runs} 次的中位数 {median} 毫秒）",
@@ -22,6 +23,9 @@ const ZH = {
   // tasks/detection.js
   "{count} object(s): {counts}": "{count} 个目标：{counts}", "nothing found": "没有找到目标",
   "{count} object(s)": "{count} 个目标", ", best {label} {score}%": "，最好的是 {label} {score}%",
+  // tasks/ocr.js
+  "{count} line(s) of text": "{count} 行文字", "no text found": "没有找到文字", "Copy all text": "复制全部文字",
+  "Copied": "已复制", "detection {det} ms, cropping {crop} ms, recognition {rec} ms": "检测 {det} 毫秒，裁剪 {crop} 毫秒，识别 {rec} 毫秒",
   // tasks/retrieval.js
   "gallery": "图库", "{index} ({items} items)": "{index}（{items} 项）", "searched on this phone ({items} vectors, {size})": "在这台手机上检索（{items} 个向量，{size}）",
   "searched on the server ({items} items, {kind})": "在服务器上检索（{items} 项，{kind}）",
