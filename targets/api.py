@@ -17,7 +17,8 @@ from factory.workspace import atomic_write_bytes
 from targets.base import TARGETS
 from targets.compress import CompressPlan
 from targets.compress import compress as run_compress
-from targets.driver import ExportJob, ExportPlan, export_in_child, run_export
+from targets.driver import ExportJob, ExportPlan
+from targets.jobs import export_in_child, run_export
 from targets.predictor import decode_image, image_files, load_predictor
 
 

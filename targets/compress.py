@@ -24,7 +24,8 @@ from factory.tasks import task_of
 from factory.training.run import new_run_id
 from factory.workspace import Workspace, atomic_write_json
 from targets.base import TARGETS, Target
-from targets.driver import ExportPlan, check_request, export_in_child
+from targets.driver import ExportPlan, check_request
+from targets.jobs import export_in_child
 from targets.timing import fp32_latency_ms
 
 Log = Callable[[str], None]
