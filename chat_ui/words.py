@@ -89,11 +89,13 @@ def explain_error(exc: FactoryError) -> str:
 def describe_dataset(s: dict) -> str:
     task = task_of(s)
     stats = s.get("stats", {})
-    lines = [tr("Dataset **{ref}** ({format}): {images} images in {classes} {class_word}; split {splits}.",
-                ref=f"{s['dataset']}:v{s['version']}", format=s.get("format", ""), images=s["num_images"],
-                classes=len(s["classes"]), class_word=tr(task.class_word),
-                splits=tr(", ").join(f"{tr(k)} {v}" for k, v in s["splits"].items())),
-             *task.dataset_lines(stats)]
+    splits = tr(", ").join(f"{tr(k)} {v}" for k, v in s["splits"].items())
+    head = (tr("Dataset **{ref}** ({format}): {images} images in {classes} {class_word}; split {splits}.",
+               ref=f"{s['dataset']}:v{s['version']}", format=s.get("format", ""), images=s["num_images"],
+               classes=len(s["classes"]), class_word=tr(task.class_word), splits=splits) if task.classes_are_groups else
+            tr("Dataset **{ref}** ({format}): {images} images; split {splits}.", ref=f"{s['dataset']}:v{s['version']}",
+               format=s.get("format", ""), images=s["num_images"], splits=splits))
+    lines = [head, *task.dataset_lines(stats)]
     counts = task.class_counts(stats)
     if counts:
         lo, hi = min(counts.values()), max(counts.values())

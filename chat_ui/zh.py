@@ -13,6 +13,7 @@ ZH = {
     "The accuracy budget cannot be met.": "无法满足精度预算。", "That did not work.": "这一步没有成功。",
     "Dataset **{ref}** ({format}): {images} images in {classes} {class_word}; split {splits}.":
         "数据集 **{ref}**（{format}）：{images} 张图片，{classes} {class_word}；划分为 {splits}。",
+    "Dataset **{ref}** ({format}): {images} images; split {splits}.": "数据集 **{ref}**（{format}）：{images} 张图片；划分为 {splits}。",
     "balanced": "均衡", "unbalanced: {hi} vs {lo} {unit} between the largest and smallest class":
         "不均衡：最大的类有 {hi} {unit}，最小的只有 {lo} {unit}",
     "({n} files)": "（{n} 个文件）", "; ": "；", "{heading} ({balance}): {counts}": "{heading}（{balance}）：{counts}",

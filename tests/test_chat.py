@@ -243,6 +243,41 @@ def test_the_recipe_uses_the_factorys_resolver_and_the_users_word_on_flips(assis
 
 
 @pytest.mark.slow
+def test_the_flow_for_reading_text_from_data_to_the_phone(tmp_path: Path):
+    """"Read the text in photos of signs": ICDAR scenes in a .zip, the data in plain words (texts, characters,
+    languages, text height), a recipe, training, the lines read worst, both networks exported and measured, deployed
+    with the phone's QR code."""
+    from factory.tasks.ocr.formats import write_ocr
+
+    folder = write_ocr(tmp_path / "signs", "icdar2015", count=30, seed=4, languages=("en", "zh"))
+    archive = tmp_path / "signs.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in folder.rglob("*"):
+            z.write(f, f.relative_to(folder))
+    a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
+    conv = "signs"
+    assert "text reader (OCR)" in a.chat(conv, "I want to read the text in photos of signs").text
+    assert "text regions with their transcriptions" in a.chat(conv, "", [str(archive)]).text
+    r = a.chat(conv, "yes")
+    assert "Dataset **signs:v1** (icdar2015): 30 images; split" in r.text and "distinct characters (Latin letters and " \
+        "digits, Chinese)" in r.text and "px high" in r.text and "end-to-end Hmean" in r.text
+    r = a.chat(conv, "an Intel NUC, at most 20 points worse, use tiny_ocr for 2 epochs")
+    assert "tiny_ocr" in r.text and "no mirrored copies" in r.text
+    assert "Training started" in a.chat(conv, "yes").text
+    wait_until(a, conv, "export")
+    state, messages = a.load(conv)
+    assert state.task == "ocr" and "end-to-end Hmean" in messages[-1]["content"]
+    assert "Lines read worst" in messages[-1]["content"]
+    a.chat(conv, "yes")
+    wait_until(a, conv, "deploy")
+    state, messages = a.load(conv)
+    assert "| target | precision | end-to-end Hmean |" in messages[-1]["content"]
+    assert {e["target"] for e in state.exports} >= {"openvino", "web"}
+    r = a.chat(conv, "yes")
+    assert "API key" in r.text and "/api/predict/signs-tiny-ocr" in r.text and Path(r.images[0]).is_file()
+
+
+@pytest.mark.slow
 def test_the_flow_for_retrieval_with_a_gallery(tmp_path: Path):
     """"Find which product this is": identity folders train an embedder (Recall@1 in the words), it is exported and
     deployed, then the gallery is built from the dataset and grown from an uploaded .zip without retraining."""

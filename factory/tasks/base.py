@@ -66,6 +66,7 @@ class Task:
     metric_label = "accuracy"  # how people name it
     unit = "images"  # what the dataset's size is counted in, in sentences
     class_word = "classes"  # what its labels are called in sentences (retrieval: identities)
+    classes_are_groups = True  # images fall in its classes ("30 images in 3 classes"); OCR's are a dictionary
     default_arch = ""
     sniff_priority = 0  # `--task auto` asks tasks with a higher priority first (the most specific layouts)
     export_formats: tuple[str, ...] = ()

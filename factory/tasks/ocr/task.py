@@ -74,6 +74,7 @@ def _texts(entries: list[dict], alphabet: list[str]) -> list[str]:
 class Ocr(Task):
     name = "ocr"
     metric, metric_label, unit, class_word = "e2e_hmean", "end-to-end Hmean", "images", "characters"
+    classes_are_groups = False  # the characters are a dictionary: dataset_lines says how many
     default_arch = "mobilenet_v3_small"
     sniff_priority = 20  # ICDAR gt_*.txt, Label.txt, Ku+ wz*-result.json: more specific than detection's layouts
     unsupported_strategies = {"prune": "structured pruning fine-tunes with the classification trainer",
