@@ -88,7 +88,7 @@ def _train_config(a: argparse.Namespace) -> dict:
     return {"dataset": a.dataset, "model": a.model, "epochs": a.epochs, "time_budget_min": a.time_budget,
             "img_size": a.img_size, "name": a.name, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
             "pretrained": a.pretrained, "from_model": a.from_model, "device": a.device, "patience": a.patience,
-            "hflip": a.hflip, "embedding_dim": a.embedding_dim, "loss": a.loss}
+            "hflip": a.hflip, "embedding_dim": a.embedding_dim, "loss": a.loss, "dict_file": a.dict_file}
 
 
 def cmd_train(a: argparse.Namespace) -> dict:
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sp.add_argument("--embedding-dim", type=int, help="retrieval: embedding width (default 256)")
     sp.add_argument("--loss", help="retrieval: multi_similarity (default), arcface, subcenter_arcface or cosface")
+    sp.add_argument("--dict", dest="dict_file", metavar="FILE",
+                    help="ocr: a character dictionary, one character per line (as PaddleOCR's ppocr_keys); its characters "
+                         "join the data's, and rendered text teaches those the data lacks")
     sp.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
 
     sp = add(sub, "eval", cmd_eval, "evaluate a model version")

@@ -46,6 +46,7 @@ class TrainConfig:
     # options of one task (a task lists those it reads in `Task.options`; others refuse them)
     embedding_dim: int | None = None  # retrieval: width of the L2-normalised embedding (default 256)
     loss: str | None = None  # retrieval: metric-learning loss (multi_similarity, arcface, subcenter_arcface, cosface)
+    dict_file: str | None = None  # ocr: a character dictionary (one character per line) joining the data's characters
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

@@ -69,6 +69,7 @@ def test_both_networks_export_into_one_artifact_and_take_any_height_and_width(ho
             assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_an_int8_network_that_misses_the_budget_stays_fp32_beside_the_other_at_int8(home: Path, monkeypatch):
     real_search = ExportJob.search
 
@@ -111,6 +112,7 @@ def test_targets_of_one_fixed_input_size_refuse_ocr_networks_and_name_those_that
     assert sorted(p.relative_to(home) for p in (home / "artifacts").rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_the_report_has_a_row_per_network_and_the_page_split_by_stage(home: Path):
     from benchmarks import api as bench_api
     from benchmarks.harness import Timing

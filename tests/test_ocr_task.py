@@ -130,3 +130,21 @@ def test_a_stopped_ocr_run_resumes_without_repeating_an_epoch(ocr_home):
     assert out["metrics"]["epochs_run"] == 3
     history = api.run_status(run["run"], home=home)["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3] and history[0]["metric_label"] == "OCR validation score"
+
+
+def test_a_dictionary_file_adds_its_characters_and_rendered_text_teaches_them(ocr_home, tmp_path: Path):
+    from factory.errors import ConfigError
+
+    home, _ = ocr_home
+    keys = tmp_path / "keys.txt"
+    keys.write_text("A\n€\n¥\n\n€\n", encoding="utf-8")  # PaddleOCR's ppocr_keys: one per line; repeats and blanks skipped
+    plain = api.resolve_training({"dataset": "signs", "model": "tiny_ocr"}, home=home)
+    grown = api.resolve_training({"dataset": "signs", "model": "tiny_ocr", "dict_file": str(keys)}, home=home)
+    added = [c for c in grown["classes"] if c not in plain["classes"]]
+    assert grown["classes"][:len(plain["classes"])] == plain["classes"] and set(added) == {"€", "¥"} - set(plain["classes"])
+    assert "keys.txt" in grown["why"]["classes"] and grown["rendered_crops"] > plain["rendered_crops"]
+    keys.write_text("AB\nC\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="one character per line; line 1 is 'AB'"):
+        api.resolve_training({"dataset": "signs", "model": "tiny_ocr", "dict_file": str(keys)}, home=home)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        api.resolve_training({"dataset": "signs", "model": "tiny_ocr", "dict_file": str(tmp_path / "nope.txt")}, home=home)

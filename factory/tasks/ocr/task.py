@@ -63,6 +63,27 @@ def detector_side(scenes: list[dict], default: int) -> tuple[int, str]:
     return side, why
 
 
+def read_dictionary(path: str | Path) -> list[str]:
+    """The characters of a dictionary file, one per line (PaddleOCR's ppocr_keys: UTF-8, a line may be a space),
+    in file order, each once."""
+    file = Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8-sig").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The dictionary {file} cannot be read: {exc}.",
+                          fix="Give a UTF-8 text file with one character per line (--dict FILE).") from None
+    chars = [line.rstrip("\r") for line in lines]
+    long = [(i + 1, c) for i, c in enumerate(chars) if len(c) > 1]
+    if long:
+        raise ConfigError(f"The dictionary {file} must hold one character per line; line {long[0][0]} is {long[0][1]!r}"
+                          + (f" (and {len(long) - 1} more lines)" if len(long) > 1 else "") + ".",
+                          fix="Put each character on a line of its own.")
+    found = list(dict.fromkeys(c for c in chars if c))
+    if not found:
+        raise ConfigError(f"The dictionary {file} holds no characters.", fix="Give a file with one character per line.")
+    return found
+
+
 def _texts(entries: list[dict], alphabet: list[str]) -> list[str]:
     """The texts OcrData trains the recognizer on (`readable` ones; each scene region twice: exact and with moved
     corners), so that the rendered count resolved here is the one the trainer renders."""
@@ -74,6 +95,7 @@ def _texts(entries: list[dict], alphabet: list[str]) -> list[str]:
 class Ocr(Task):
     name = "ocr"
     metric, metric_label, unit, class_word = "e2e_hmean", "end-to-end Hmean", "images", "characters"
+    options = ("dict_file",)
     classes_are_groups = False  # the characters are a dictionary: dataset_lines says how many
     default_arch = "mobilenet_v3_small"
     sniff_priority = 20  # ICDAR gt_*.txt, Label.txt, Ku+ wz*-result.json: more specific than detection's layouts
@@ -208,14 +230,20 @@ class Ocr(Task):
                  (3e-3, "AdamW 3e-3 for both networks (1e-3 left them at zero after 10 minutes here)"))
         res.pick("hflip", lambda: (0.0, "text reads one way: no flips"))
         res.pick("crop_scale", lambda: (0.6, "unused by OCR (scenes are zoomed 0.6-1.2x instead)"))
-        texts = _texts(entries, ds["classes"])
-        rendered = len(rendered_texts(texts, ds["classes"], res.given.get("seed") or 0))
-        short = sum(1 for c in ds["classes"] if not c.isspace() and sum(t.count(c) for t in texts) < MIN_SEEN)
-        res.pick("rendered_crops", lambda: (rendered, f"{short} of the dictionary's {len(ds['classes'])} characters are "
+        alphabet = list(ds["classes"])
+        if res.given.get("dict_file"):
+            added = [c for c in read_dictionary(res.given["dict_file"]) if c not in alphabet]
+            alphabet += added
+            res.why["classes"] = (f"the data's {len(ds['classes'])} characters and {len(added)} more from "
+                                  f"{Path(res.given['dict_file']).name}")
+        texts = _texts(entries, alphabet)
+        rendered = len(rendered_texts(texts, alphabet, res.given.get("seed") or 0))
+        short = sum(1 for c in alphabet if not c.isspace() and sum(t.count(c) for t in texts) < MIN_SEEN)
+        res.pick("rendered_crops", lambda: (rendered, f"{short} of the dictionary's {len(alphabet)} characters are "
                                                       f"seen fewer than {MIN_SEEN} times in the labelled crops: {rendered} "
                                                       "rendered crops add them" + (f" (capped at {MAX_RENDERED})"
                                                                                    if rendered >= MAX_RENDERED else "")))
-        return {"text_level": "scenes" if scenes else "crops"}
+        return {"text_level": "scenes" if scenes else "crops", "classes": alphabet}
 
     def preprocessing(self, resolved: dict) -> dict:
         return ocr_preprocessing(resolved["img_size"])
