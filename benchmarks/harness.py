@@ -115,6 +115,22 @@ class BenchSpec:
     accuracy: bool = True
 
 
+def result_fields(spec: BenchSpec, row: dict, meta: dict, folder: Path | None, home: Path, *, latency: dict,
+                  load_ms: float, base_kb: int | None, peak_kb: int | None) -> dict:
+    """What every measurement of one artifact records beside its own numbers: which artifact, its latency, load
+    time, memory, size on disk (the eager model: its weights file) and what it was made with."""
+    from targets.driver import artifact_bytes
+
+    return {"model": row["name"], "version": row["version"], "target": spec.target, "precision": spec.precision,
+            "device": spec.device, "latency_ms": latency, "load_ms": load_ms,
+            "memory_mb": None if base_kb is None or peak_kb is None else (peak_kb - base_kb) / 1024,
+            "process_peak_mb": None if peak_kb is None else peak_kb / 1024,
+            "size_mb": (artifact_bytes(folder, meta["files"]) if folder else
+                        (home / row["path"] / meta["weights"]).stat().st_size) / 1e6,
+            "artifact": str(folder) if folder else str(home / row["path"]), "max_drop": meta.get("max_drop"),
+            "tool_versions": meta.get("tool_versions", {}), "notes": meta.get("notes", []), "measured_at": time.time()}
+
+
 def error_from_dict(err: dict) -> Exception:
     """The FactoryError subclass whose code is `err['code']` (FactoryError itself when none is)."""
     from factory.errors import FactoryError

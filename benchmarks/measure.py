@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import (THROUGHPUT_BATCHES, BenchSpec, Timing, error_from_dict, latency_stats, peak_memory_kb,
-                                reset_peak_memory, throughput, time_calls)
+                                reset_peak_memory, result_fields, throughput, time_calls)
 from benchmarks.pipeline import measure_pipeline
 from factory.api import session
 from factory.datasets.splits import DatasetSplits
@@ -26,7 +26,6 @@ from factory.tasks import task_of
 from factory.tasks.base import EvalSet, run_batched, shaped
 from factory.workspace import Workspace
 from targets.base import TARGETS, Runner
-from targets.driver import artifact_bytes
 from targets.predictor import runnable_artifact, runs_on
 from targets.pytorch import eager_runner
 
@@ -93,14 +92,8 @@ def measure(spec: BenchSpec) -> dict:
         dynamic = meta["input_shape"][0] == -1
         rate = throughput(runner, image, THROUGHPUT_BATCHES if dynamic else (1,), spec.timing)
         peak_kb = peak_memory_kb()
-        out = {"model": row["name"], "version": row["version"], "target": spec.target, "precision": spec.precision,
-               "device": spec.device, "latency_ms": latency_stats(times), "throughput": rate, "load_ms": load_ms,
-               "memory_mb": None if base_kb is None or peak_kb is None else (peak_kb - base_kb) / 1024,
-               "process_peak_mb": None if peak_kb is None else peak_kb / 1024,
-               "size_mb": (artifact_bytes(folder, meta["files"]) if folder else
-                           (ws.home / row["path"] / meta["weights"]).stat().st_size) / 1e6,
-               "artifact": str(folder) if folder else str(ws.home / row["path"]), "max_drop": meta.get("max_drop"),
-               "tool_versions": meta.get("tool_versions", {}), "notes": meta.get("notes", []), "measured_at": time.time()}
+        out = {**result_fields(spec, row, meta, folder, ws.home, latency=latency_stats(times), load_ms=load_ms,
+                               base_kb=base_kb, peak_kb=peak_kb), "throughput": rate}
         if data is not None:
             out.update(eval_split=split, **scores(runner, data, meta, 32 if dynamic else 1))
         return out

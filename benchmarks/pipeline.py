@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.harness import BenchSpec, latency_stats, peak_memory_kb, reset_peak_memory, time_calls
+from benchmarks.harness import BenchSpec, latency_stats, peak_memory_kb, reset_peak_memory, result_fields, time_calls
 from factory.datasets.images import load_rgb
 from factory.datasets.splits import DatasetSplits
 from factory.models import load_model
@@ -24,7 +24,6 @@ from factory.tasks import task_of
 from factory.tasks.cost import model_cost
 from factory.workspace import Workspace
 from targets.base import TARGETS
-from targets.driver import artifact_bytes
 from targets.pytorch import eager_runner
 
 
@@ -66,17 +65,11 @@ def measure_pipeline(spec: BenchSpec, ws: Workspace, catalog, row: dict, folder:
     times = time_calls(lambda: task.read(runners, [page], meta, None, None), spec.timing)
     peak_kb = peak_memory_kb()
     lat = latency_stats(times)
-    out = {"model": row["name"], "version": row["version"], "target": spec.target, "precision": spec.precision,
-           "device": spec.device, "latency_ms": lat, "load_ms": load_ms, "networks": networks,
+    out = {**result_fields(spec, row, meta, folder, ws.home, latency=lat, load_ms=load_ms, base_kb=base_kb,
+                           peak_kb=peak_kb), "networks": networks,
            "page": {"file": entries[0]["file"], "width": page.width, "height": page.height},
            "throughput": {"images_per_s": 1000 / lat["mean"], "batch": 1, "by_batch": {"1": 1000 / lat["mean"]},
-                          "threads": os.cpu_count(), "thread_setting": "runtime default (all cores)", "unit": "pages"},
-           "memory_mb": None if base_kb is None or peak_kb is None else (peak_kb - base_kb) / 1024,
-           "process_peak_mb": None if peak_kb is None else peak_kb / 1024,
-           "size_mb": (artifact_bytes(folder, meta["files"]) if folder else
-                       (ws.home / row["path"] / meta["weights"]).stat().st_size) / 1e6,
-           "artifact": str(folder) if folder else str(ws.home / row["path"]), "max_drop": meta.get("max_drop"),
-           "tool_versions": meta.get("tool_versions", {}), "notes": meta.get("notes", []), "measured_at": time.time()}
+                          "threads": os.cpu_count(), "thread_setting": "runtime default (all cores)", "unit": "pages"}}
     if spec.accuracy:
         metrics = task.pipeline_score(runners, meta, data.root, entries)
         out.update(eval_split=split, accuracy=metrics[task.metric], metric=task.metric, images=metrics["images"],

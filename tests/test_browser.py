@@ -6,6 +6,7 @@ sends back becomes a measured browser row of the benchmark report."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -61,6 +62,22 @@ def open_page(browser, url: str):
     tab.wait_for_function("window.edgefactory !== undefined")
     tab.evaluate("window.edgefactory.ready")
     return tab
+
+
+@contextlib.contextmanager
+def served_page(browser, home: Path, ref: str):
+    """The phone page of model `ref` (exported to web, with its ONNX Runtime twin on the server), open in a tab."""
+    if not (ORT_DIR / "ort.wasm.min.js").is_file():
+        pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
+    targets_api.export(ref, "web", home=home)
+    targets_api.export(ref, "onnxruntime", home=home)
+    with running_server(home) as url:
+        link = serving_api.preview_link(ref.split(":")[0], base_url=url, home=home)
+        tab = open_page(browser, link["url"])
+        try:
+            yield tab
+        finally:
+            tab.close()
 
 
 @pytest.fixture(scope="module")
@@ -174,17 +191,10 @@ JS_LETTERBOX = """async ([b64, spec]) => {""" + JS_PIXELS + """
 @pytest.fixture(scope="module")
 def detector_page(det_home: Path, tmp_path_factory: pytest.TempPathFactory, browser):
     """The phone page of the tiny detector (web fp32), with its ONNX Runtime twin on the server."""
-    if not (ORT_DIR / "ort.wasm.min.js").is_file():
-        pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
     home = tmp_path_factory.mktemp("browser-det") / "ws"
     copy_home(det_home, home)
-    targets_api.export("scenes-tiny-det:v1", "web", home=home)
-    targets_api.export("scenes-tiny-det:v1", "onnxruntime", home=home)
-    with running_server(home) as url:
-        link = serving_api.preview_link("scenes-tiny-det", base_url=url, home=home)
-        tab = open_page(browser, link["url"])
+    with served_page(browser, home, "scenes-tiny-det:v1") as tab:
         yield home, tab
-        tab.close()
 
 
 JS_DETECT = """async ([b64]) => {""" + JS_PIXELS + """
@@ -363,18 +373,11 @@ def ocr_page(tmp_path_factory: pytest.TempPathFactory, browser):
     ONNX files, with their ONNX Runtime twin on the server."""
     from tests.ocr_helpers import reading_ocr_model
 
-    if not (ORT_DIR / "ort.wasm.min.js").is_file():
-        pytest.skip("needs onnxruntime-web vendored into serving/static/ort (scripts/setup does it)")
     root = tmp_path_factory.mktemp("browser-ocr")
     home = root / "ws"
     reading_ocr_model(root, home)
-    targets_api.export("reader", "web", home=home)
-    targets_api.export("reader", "onnxruntime", home=home)
-    with running_server(home) as url:
-        link = serving_api.preview_link("reader", base_url=url, home=home)
-        tab = open_page(browser, link["url"])
+    with served_page(browser, home, "reader") as tab:
         yield home, tab
-        tab.close()
 
 
 JS_READ = """async ([b64]) => {""" + JS_PIXELS + """

@@ -66,6 +66,14 @@ def assistant_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory)
     return home
 
 
+def zipped(folder: Path, archive: Path, pattern: str = "*") -> Path:
+    """The files under `folder` matching `pattern` in the .zip `archive`, at their paths relative to it."""
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in folder.rglob(pattern):
+            z.write(f, f.relative_to(folder))
+    return archive
+
+
 def wait_until(assistant: Assistant, conv: str, step: str, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -185,10 +193,7 @@ def test_the_flow_for_a_detection_dataset(assistant_home: Path, tmp_path: Path):
     from factory.tasks.detection.datasets import write_detection
 
     folder = write_detection(tmp_path / "yolo", images=48, size=128, seed=3, layout="yolo")
-    archive = tmp_path / "street.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for f in folder.rglob("*"):
-            z.write(f, f.relative_to(folder))
+    archive = zipped(folder, tmp_path / "street.zip")
     a = Assistant(assistant_home, base_url="http://127.0.0.1:9")
     conv = "detect"
     assert "boxes" in a.chat(conv, "I want to detect objects").text
@@ -250,10 +255,7 @@ def test_the_flow_for_reading_text_from_data_to_the_phone(tmp_path: Path):
     from factory.tasks.ocr.formats import write_ocr
 
     folder = write_ocr(tmp_path / "signs", "icdar2015", count=30, seed=4, languages=("en", "zh"))
-    archive = tmp_path / "signs.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for f in folder.rglob("*"):
-            z.write(f, f.relative_to(folder))
+    archive = zipped(folder, tmp_path / "signs.zip")
     a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
     conv = "signs"
     assert "text reader (OCR)" in a.chat(conv, "I want to read the text in photos of signs").text
@@ -285,10 +287,7 @@ def test_the_flow_for_retrieval_with_a_gallery(tmp_path: Path):
 
     folder = write_identities(tmp_path / "products", identities=16, per_identity=5, size=48, seed=5)
     extra = write_identities(tmp_path / "extra", identities=2, per_identity=3, size=48, seed=77)
-    archive = tmp_path / "new.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for f in extra.rglob("*.jpg"):
-            z.write(f, f.relative_to(extra))
+    archive = zipped(extra, tmp_path / "new.zip", "*.jpg")
     a = Assistant(tmp_path / "ws", base_url="http://127.0.0.1:9")
     conv = "products"
     assert "one folder of photos per identity" in a.chat(conv, "I want to find which product is in a photo").text
