@@ -386,6 +386,7 @@ JS_READ = """async ([b64]) => {""" + JS_PIXELS + """
 }"""
 
 
+@pytest.mark.slow
 def test_the_page_reads_text_with_both_networks_draws_it_and_copies_it(ocr_page, tmp_path: Path):
     from factory.api import session
     from targets.predictor import load_predictor

@@ -89,6 +89,7 @@ def test_an_int8_network_that_misses_the_budget_stays_fp32_beside_the_other_at_i
     assert meta["networks"]["detector"]["compression"]["strategy"] in ("ptq", "ptq_mixed")
 
 
+@pytest.mark.slow
 def test_no_network_at_int8_is_a_budget_error_that_writes_nothing(home: Path, monkeypatch):
     real_search = ExportJob.search
 

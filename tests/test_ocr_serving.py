@@ -25,6 +25,9 @@ from tests.ocr_helpers import reading_ocr_model
 from tests.serving_helpers import running_server
 
 
+pytestmark = pytest.mark.slow  # a server, a trained model and its export: the slow job runs them
+
+
 @pytest.fixture(scope="module")
 def ocr_server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("ocr-serve")
