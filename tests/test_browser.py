@@ -197,10 +197,15 @@ def detector_page(det_home: Path, tmp_path_factory: pytest.TempPathFactory, brow
         yield home, tab
 
 
-JS_DETECT = """async ([b64]) => {""" + JS_PIXELS + """
+def js_page_result(field: str) -> str:
+    """A page function of [base64 PNG] that runs the page's model on its pixels and returns `r.<field>`."""
+    return """async ([b64]) => {""" + JS_PIXELS + f"""
   const r = await window.edgefactory.classifyPixels(rgba, bitmap.width, bitmap.height);
-  return r.detections;
-}"""
+  return r.{field};
+}}"""
+
+
+JS_DETECT = js_page_result("detections")
 
 
 def test_the_page_draws_the_detectors_boxes_like_python_and_the_server(detector_page, tmp_path: Path):
@@ -380,10 +385,7 @@ def ocr_page(tmp_path_factory: pytest.TempPathFactory, browser):
         yield home, tab
 
 
-JS_READ = """async ([b64]) => {""" + JS_PIXELS + """
-  const r = await window.edgefactory.classifyPixels(rgba, bitmap.width, bitmap.height);
-  return r.lines;
-}"""
+JS_READ = js_page_result("lines")
 
 
 @pytest.mark.slow
