@@ -7,7 +7,7 @@ const ZH = {
   "(add ?ep=webgpu to try WebGPU)": "（加上 ?ep=webgpu 可试用 WebGPU）", "Send latency to the report": "把延迟发送到报告",
   "model": "模型", "artifact": "导出文件", "task": "任务", "created": "创建时间", "accuracy": "准确率",
   "classes": "类别数", "identities": "身份数", "classification": "图像分类", "detection": "目标检测", "retrieval": "图像检索",
-  "ocr": "文字识别",
+  "ocr": "文字识别", "end-to-end Hmean": "端到端 Hmean", "characters": "字符数",
   "{backend} ({threads} thread(s)), loaded in {ms} ms": "{backend}（{threads} 个线程），加载用时 {ms} 毫秒",
   "Ready: take a photo or start the camera.": "准备就绪：拍一张照片或打开相机。",
   "{ms} ms (median {median} ms over {runs})": "{ms} 毫秒（{runs} 次的中位数 {median} 毫秒）",
