@@ -16,13 +16,13 @@ from factory.errors import DatasetError
 from factory.tasks.ocr.metrics import DONT_CARE, edit_distance, recognition_scores
 from factory.tasks.ocr.pipeline import Reader, score_scenes
 from factory.tasks.ocr.postprocess import rectify
-from factory.tasks.ocr.training import torch_reader
+from factory.tasks.ocr.training import model_reader
 from factory.workspace import atomic_write_json
 
 WORST_SHOWN = 5
 
 
-def _name(entry: dict) -> str:
+def entry_name(entry: dict) -> str:
     """An image's name in scores and predictions: its path as imported (unique, unlike a bare file name)."""
     return entry.get("source") or entry["file"]
 
@@ -35,9 +35,7 @@ def worst_lines(pairs: list[tuple[str, str]], count: int = WORST_SHOWN) -> list[
 
 def evaluate_ocr(model, meta: dict, root: Path, entries: list[dict]) -> dict:
     """Full metrics of the OCR `model` on `entries`, with what it read (`predictions`, by file name)."""
-    post = meta["postprocessing"]
-    return evaluate_reader(torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0], db=post.get("db")),
-                           root, entries)
+    return evaluate_reader(model_reader(model, meta), root, entries)
 
 
 def evaluate_reader(reader: Reader, root: Path, entries: list[dict]) -> dict:
@@ -47,8 +45,8 @@ def evaluate_reader(reader: Reader, root: Path, entries: list[dict]) -> dict:
         raise DatasetError("The split to evaluate has no images.", fix="Pick another split (train, val or test).")
     scenes = [e for e in entries if "regions" in e]
     if scenes and reader.detector is not None:
-        images = {_name(e): load_rgb(root / e["file"]) for e in scenes}
-        out = score_scenes(reader, images, {_name(e): e["regions"] for e in scenes})
+        images = {entry_name(e): load_rgb(root / e["file"]) for e in scenes}
+        out = score_scenes(reader, images, {entry_name(e): e["regions"] for e in scenes})
         predictions = {name: [{"points": line["points"], "text": line["text"], "score": round(line["score"], 6)}
                               for line in lines] for name, lines in out["found"].items()}
         return {"det": out["det"], "rec": out["rec"], "e2e": out["e2e"], "e2e_hmean": out["e2e"]["hmean"],
@@ -56,14 +54,14 @@ def evaluate_reader(reader: Reader, root: Path, entries: list[dict]) -> dict:
                 "predictions": predictions}
     crops = [(e, load_rgb(root / e["file"])) for e in entries if "text" in e]
     if scenes:  # a recognizer-only model on scenes: read the labelled regions
-        crops = [({"text": r["text"], "source": f"{_name(e)}#{i}"}, rectify(image, r["points"]))
+        crops = [({"text": r["text"], "source": f"{entry_name(e)}#{i}"}, rectify(image, r["points"]))
                  for e, image in ((e, load_rgb(root / e["file"])) for e in scenes)
                  for i, r in enumerate(e["regions"]) if r["text"] != DONT_CARE]
     read = [t["text"] for t in reader.recognize([image for _, image in crops])]
     truth = [e["text"] for e, _ in crops]
     rec = recognition_scores(truth, read)
     return {"rec": rec, "e2e_hmean": rec["word_accuracy"], "images": len(crops),
-            "worst": worst_lines(list(zip(truth, read))), "predictions": {_name(e): r for (e, _), r in zip(crops, read)}}
+            "worst": worst_lines(list(zip(truth, read))), "predictions": {entry_name(e): r for (e, _), r in zip(crops, read)}}
 
 
 def ocr_payload(model, meta: dict, root: Path, entries: list[dict], save_predictions: str | Path | None) -> dict:

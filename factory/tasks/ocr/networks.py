@@ -21,6 +21,7 @@ from torch import nn
 
 from factory.datasets.images import load_rgb
 from factory.tasks.base import EvalSet, Network, Task
+from factory.tasks.ocr.evaluation import entry_name
 from factory.tasks.ocr.metrics import DONT_CARE, detection_scores, end_to_end_scores, recognition_scores
 from factory.tasks.ocr.pipeline import Reader, detector_input, recognizer_input, served
 from factory.tasks.ocr.postprocess import db_boxes, rectify
@@ -33,10 +34,6 @@ NOT_FOR_NETWORKS = {
     "accuracy_control": "its validation batches one input size, and an OCR network's inputs vary in size",
     "qat": "quantization-aware training runs the classification trainer",
     "prune": "structured pruning fine-tunes with the classification trainer"}
-
-
-def _scene_name(entry: dict) -> str:
-    return entry.get("source") or entry["file"]
 
 
 def _text_chars(entry: dict) -> set[str]:
@@ -73,7 +70,7 @@ class DetectorNetwork(OcrNetwork):
     def eval_set(self, root: Path, entries: list[dict], meta: dict) -> EvalSet:
         scenes = [(e, load_rgb(root / e["file"])) for e in entries if "regions" in e]
         return EvalSet([detector_input(image, self.reader.det_side)[0] for _, image in scenes],
-                       [(_scene_name(e), image, e["regions"]) for e, image in scenes])
+                       [(entry_name(e), image, e["regions"]) for e, image in scenes])
 
     def output_shape(self, meta: dict) -> tuple[int, ...]:
         return (1, -1, -1)
@@ -119,8 +116,8 @@ class RecognizerNetwork(OcrNetwork):
                       if r["text"] != DONT_CARE]
             if self.with_detector:
                 boxes = self.reader.boxes(image, self.reader.probability(image))
-                regions[_scene_name(e)] = e["regions"]
-                owners += [(_scene_name(e), b) for b in boxes]
+                regions[entry_name(e)] = e["regions"]
+                owners += [(entry_name(e), b) for b in boxes]
                 found += self.reader.crops(image, boxes)
         return found + [c for _, c in pairs], {"regions": regions, "boxes": owners, "texts": [t for t, _ in pairs]}
 
@@ -145,7 +142,7 @@ class RecognizerNetwork(OcrNetwork):
         found: dict[str, list[dict]] = {name: [] for name in truth["regions"]}
         for (name, box), text in zip(truth["boxes"], read):
             found[name].append({"points": box["points"], "text": text})
-        e2e = end_to_end_scores(truth["regions"], {name: [x for x in lines if x["text"]] for name, lines in found.items()})
+        e2e = end_to_end_scores(truth["regions"], {name: served(lines) for name, lines in found.items()})
         return {"e2e_hmean": e2e["hmean"], "rec": rec}
 
     def parity(self, outputs: list, reference: list, precision: str, meta: dict) -> dict:

@@ -25,7 +25,7 @@ from factory.tasks.ocr.formats import CROP_LAYOUTS, IMAGE_SUFFIXES, SCENE_LAYOUT
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.postprocess import DB_DEFAULTS
 from factory.tasks.ocr.training import (MAX_RENDERED, MIN_SEEN, OcrData, OcrTrainer, ocr_preprocessing, readable,
-                                       rendered_texts, torch_reader)
+                                       model_reader, rendered_texts)
 from factory.tasks.ocr.zh import ZH
 from factory.training import defaults
 from factory.training.defaults import round32
@@ -314,9 +314,7 @@ class Ocr(Task):
         return ("detector", "recognizer") if meta["postprocessing"].get("detector", True) else ("recognizer",)
 
     def network(self, model: nn.Module, meta: dict, name: str) -> Network:
-        post = meta["postprocessing"]
-        return ocr_network(model, meta, name, torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0],
-                                                           db=post.get("db")))
+        return ocr_network(model, meta, name, model_reader(model, meta))
 
     def reader(self, meta: dict, runners: dict[str, Callable]) -> Reader:
         """A Reader of the networks' runners (by name) with the model's pre- and post-processing."""

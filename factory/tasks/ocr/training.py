@@ -339,6 +339,12 @@ def torch_reader(model, alphabet: list[str], det_side: int, device: torch.device
     return Reader(detector, run(model.recognizer), alphabet, det_side, REC_HEIGHT, db)
 
 
+def model_reader(model, meta: dict) -> Reader:
+    """A Reader running a model version's PyTorch networks with its metadata's pre- and post-processing."""
+    post = meta["postprocessing"]
+    return torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0], db=post.get("db"))
+
+
 def ocr_preprocessing(det_side: int) -> dict:
     """The detector's (long side to `det_side`, sides multiples of 32, ImageNet mean and std) and the recognizer's
     (32 px high crops at their own width, in [-1, 1]) preprocessing, as data."""
