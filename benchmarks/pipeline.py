@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -23,20 +22,7 @@ from factory.refs import dataset_row_for
 from factory.tasks import task_of
 from factory.tasks.cost import model_cost
 from factory.workspace import Workspace
-from targets.base import TARGETS
-from targets.pytorch import eager_runner
-
-
-def network_runners(ws: Workspace, row: dict, folder: Path | None, meta: dict, target: str,
-                    device: str) -> dict[str, tuple[Callable, list[int]]]:
-    """Per network: its runner (an artifact's subfolder, or the eager module) and its example input size."""
-    if folder is None:
-        model, _ = load_model(ws, row)
-        task = task_of(meta)
-        nets = {name: task.network(model, meta, name) for name in task.networks(meta)}
-        return {name: (eager_runner(n.module), n.meta["input_size"]) for name, n in nets.items()}
-    return {name: (TARGETS.get(target)().load(folder / name, {**meta, **net}, device), net["input_size"])
-            for name, net in meta["networks"].items()}
+from targets.predictor import network_runners
 
 
 def pipeline_cost(model, meta: dict) -> dict:
@@ -54,7 +40,7 @@ def measure_pipeline(spec: BenchSpec, ws: Workspace, catalog, row: dict, folder:
     split, entries = data.evaluation()
     base_kb = reset_peak_memory()
     start = time.perf_counter()
-    nets = network_runners(ws, row, folder, meta, spec.target, spec.device)
+    nets = network_runners(spec.target, folder, meta, spec.device, load_model(ws, row)[0] if folder is None else None)
     load_ms = (time.perf_counter() - start) * 1000
     networks = {}
     for name, (runner, size) in nets.items():

@@ -155,17 +155,27 @@ def load_predictor(ws: Workspace, catalog: Catalog, ref: str, target: str | None
     precision = precision or ("int8" if (target, "int8") in have else "fp32")
     if target == "pytorch" and precision == "fp32":
         model, meta = load_model(ws, row)
-        task = task_of(meta)
-        runner = ({name: eager_runner(task.network(model, meta, name).module) for name in task.networks(meta)}
-                  if task.is_pipeline(meta) else eager_runner(model))
+        runner = ({name: r for name, (r, _) in network_runners(target, None, meta, device, model).items()}
+                  if task_of(meta).is_pipeline(meta) else eager_runner(model))
         return Predictor(row["name"], row["version"], target, precision, meta, runner, True)
     folder, meta = runnable_artifact(ws, catalog, row, target, precision, device)
     if "networks" in meta:  # one subfolder per network
-        runner = {name: TARGETS.get(target)().load(folder / name, {**meta, **network}, device)
-                  for name, network in meta["networks"].items()}
+        runner = {name: r for name, (r, _) in network_runners(target, folder, meta, device).items()}
         return Predictor(row["name"], row["version"], target, precision, meta, runner, False)
     runner = TARGETS.get(target)().load(folder, meta, device)
     return Predictor(row["name"], row["version"], target, precision, meta, runner, meta["input_shape"][0] == -1)
+
+
+def network_runners(target: str, folder: Path | None, meta: dict, device: str,
+                    model=None) -> dict[str, tuple[Runner, list[int]]]:
+    """A model of several networks: per network, its runner and its example input size, from the artifact's
+    subfolders in `folder`, or (folder None) from the eager `model`'s networks."""
+    if folder is None:
+        task = task_of(meta)
+        nets = {name: task.network(model, meta, name) for name in task.networks(meta)}
+        return {name: (eager_runner(n.module), n.meta["input_size"]) for name, n in nets.items()}
+    return {name: (TARGETS.get(target)().load(folder / name, {**meta, **net}, device), net["input_size"])
+            for name, net in meta["networks"].items()}
 
 
 def runs_on(meta: dict, device: str) -> bool:
