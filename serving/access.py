@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import sqlite3
+import tempfile
 import threading
 import time
 from typing import Callable
@@ -138,11 +139,17 @@ def check_key(catalog: Catalog, presented: str | None, model: str | None, touch:
 def signing_key(ws: Workspace) -> bytes:
     """The workspace's HMAC secret (created on first use, readable by its owner only)."""
     path = ws.home / "serving" / "link-secret"
-    if not path.is_file():
+    if not path.is_file():  # written aside, then linked in: two processes at once both read the one that won
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
+        fd, aside = tempfile.mkstemp(dir=path.parent, prefix=".link-secret-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(aside)
     return path.read_bytes()
 
 

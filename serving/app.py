@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,7 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
+                               generate_latest)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from factory import api as core_api
@@ -49,6 +51,20 @@ class Metrics:
         self.errors = Counter("edgefactory_errors_total", "Errors by stable code", ["code", "model"], registry=self.registry)
         self.inference = Histogram("edgefactory_inference_seconds", "Runner time per request", ["model"], registry=self.registry,
                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5))
+        # per server process: one series per live worker's PID in multiprocess mode (`serve --workers N`)
+        self.worker_requests = Gauge("edgefactory_worker_requests", "HTTP requests this server process served",
+                                     registry=self.registry, multiprocess_mode="liveall")
+
+    def exposition(self) -> bytes:
+        """The text format: this process's metrics, or with several workers (PROMETHEUS_MULTIPROC_DIR set by
+        serving.workers) the totals over all of them and each live worker's requests."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
 
 KEY_USE_FLUSH_S = 30.0  # how often the keys' last-used times are written (never by a request)
@@ -218,6 +234,7 @@ def _observe(app: FastAPI) -> None:
         model = model if model in app.state.pool.loaded_names() else ""  # only served models become labels
         app.state.metrics.requests.labels(path, model, str(response.status_code)).inc()
         app.state.metrics.latency.labels(path, model).observe(time.perf_counter() - start)
+        app.state.metrics.worker_requests.inc()
         return response
 
 
@@ -254,7 +271,7 @@ def _service_routes(app: FastAPI) -> None:
     async def metrics(request: Request) -> PlainTextResponse:
         """Prometheus metrics: requests, latency histogram, errors by code, per model."""
         authorize(request)
-        return PlainTextResponse(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:

@@ -17,15 +17,16 @@ def _err(line: str) -> None:
 
 def cmd_serve(a: argparse.Namespace) -> dict:
     """The API and the chat on --host:--port; phone previews over HTTPS on every interface (--phone-port), unless
-    the API's own listener already serves the LAN over HTTPS. Prints each deployment's QR code at start."""
+    the API's own listener already serves the LAN over HTTPS. Prints each deployment's QR code at start. With
+    --workers N, N processes serve the same ports (serving.workers)."""
     import asyncio
 
-    import uvicorn
-
+    from factory.errors import ConfigError
     from factory.workspace import Workspace
     from serving import qr, tls
-    from serving.app import UVICORN_OPTIONS, create_app
 
+    if a.workers < 1:
+        raise ConfigError(f"--workers must be 1 or more, got {a.workers}.", fix="Use --workers 2 for two server processes.")
     ws = Workspace.open(a.home)
     lan = qr.lan_ip()
     on_lan = a.host in ("0.0.0.0", "::")
@@ -33,22 +34,17 @@ def cmd_serve(a: argparse.Namespace) -> dict:
     tls_files = {"ssl_certfile": cert["cert"], "ssl_keyfile": cert["key"]} if cert else {}
     scheme = "https" if a.https else "http"
     api_url = f"{scheme}://{lan if on_lan else a.host}:{a.port}"
-    app = create_app(ws.home, log=_err, base_url=api_url)
-    servers = [uvicorn.Server(uvicorn.Config(app, host=a.host, port=a.port, **UVICORN_OPTIONS,
-                                             **(tls_files if a.https else {})))]
     if on_lan and a.https:
         phone_url = api_url  # the API's listener reaches phones itself
     elif a.phone_port and not _port_free(a.phone_port):
         _err(f"port {a.phone_port} is taken (another `edgefactory serve`?): phones cannot reach this server; "
              "pass another --phone-port")
         phone_url = None
-    elif a.phone_port:
-        phone_url = f"https://{lan}:{a.phone_port}"
-        servers.append(uvicorn.Server(uvicorn.Config(listeners.PhoneOnly(app, api_url), host="0.0.0.0", port=a.phone_port,
-                                                     lifespan="off", **UVICORN_OPTIONS, **tls_files)))
     else:
-        phone_url = None
-    _err(f"serving the API and the chat on {api_url}  (API docs: /docs)")
+        phone_url = f"https://{lan}:{a.phone_port}" if a.phone_port else None
+    phone_listener = bool(phone_url) and phone_url != api_url
+    _err(f"serving the API and the chat on {api_url}  (API docs: /docs)"
+         + (f" with {a.workers} worker processes" if a.workers > 1 else ""))
     if phone_url and lan.startswith("127."):
         _err("no LAN address here (no network?): phones cannot reach this machine")
         phone_url = None
@@ -59,10 +55,32 @@ def cmd_serve(a: argparse.Namespace) -> dict:
     if phone_url:
         _print_codes(ws.home, phone_url)
     try:
-        asyncio.run(listeners.serve_all(servers))
+        if a.workers > 1:
+            from serving import workers
+
+            sockets = [workers.bind(a.host, a.port)] + ([workers.bind("0.0.0.0", a.phone_port)] if phone_listener else [])
+            workers.serve(a.workers, sockets, {"home": str(ws.home), "api_url": api_url, "https": a.https,
+                                               "tls": tls_files}, ws.home)
+        else:
+            asyncio.run(listeners.serve_all(_servers(ws, a, api_url, tls_files, phone_listener)))
     finally:
         listeners.clear(ws)
     return {"stopped": True}
+
+
+def _servers(ws, a: argparse.Namespace, api_url: str, tls_files: dict, phone_listener: bool) -> list:
+    """The uvicorn servers of a one-process `serve`: the app on --host:--port, and the phone listener."""
+    import uvicorn
+
+    from serving.app import UVICORN_OPTIONS, create_app
+
+    app = create_app(ws.home, log=_err, base_url=api_url)
+    servers = [uvicorn.Server(uvicorn.Config(app, host=a.host, port=a.port, **UVICORN_OPTIONS,
+                                             **(tls_files if a.https else {})))]
+    if phone_listener:
+        servers.append(uvicorn.Server(uvicorn.Config(listeners.PhoneOnly(app, api_url), host="0.0.0.0", port=a.phone_port,
+                                                     lifespan="off", **UVICORN_OPTIONS, **tls_files)))
+    return servers
 
 
 def _port_free(port: int) -> bool:
@@ -162,6 +180,8 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
                     "serves phones itself)")
     sp.add_argument("--phone-port", type=int, default=listeners.PHONE_PORT,
                     help="HTTPS port on every interface for phone previews only (0: none)")
+    sp.add_argument("--workers", type=int, default=1, help="server processes on the same ports (default 1); they "
+                    "share the workspace's catalog: deployments, keys, revocations and preview links")
     sp = add(sub, "deploy", cmd_deploy, "serve a model version under its name")
     sp.add_argument("ref", help="model NAME[:vN]")
     sp.add_argument("--target", help="default: the fastest artifact here")

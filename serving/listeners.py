@@ -69,14 +69,18 @@ def running(ws: Workspace) -> dict | None:
     return entry if processes.alive(entry.get("pid"), entry.get("started")) else None
 
 
-async def serve_all(servers: list) -> None:
+async def serve_all(servers: list, sockets: list | None = None) -> None:
     """Run uvicorn servers in one event loop: the first runs the app's lifespan and takes Ctrl-C; the others (on
-    the same app, lifespan off) start once it is up and stop with it."""
+    the same app, lifespan off) start once it is up and stop with it. With `sockets` (one per server, bound by a
+    parent process: serving.workers), each server listens on its socket instead of binding its own."""
+    def serve(i: int, server):
+        return server.serve(sockets=[sockets[i]]) if sockets else server.serve()
+
     main, *others = servers
-    main_task = asyncio.ensure_future(main.serve())
+    main_task = asyncio.ensure_future(serve(0, main))
     while not main.started and not main_task.done():
         await asyncio.sleep(0.05)
-    tasks = [asyncio.ensure_future(server.serve()) for server in others] if main.started else []
+    tasks = [asyncio.ensure_future(serve(i + 1, server)) for i, server in enumerate(others)] if main.started else []
     try:
         await main_task
     finally:

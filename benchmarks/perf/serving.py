@@ -45,18 +45,22 @@ def small_workspace(home: Path) -> str:
     return "shapes-mnv3"
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """`edgefactory serve` on a free loopback port, once all its `workers` answer (each has a series in /metrics)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "serve", "--home", str(home), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "serve", "--home", str(home), "--port", str(port),
+                             "--phone-port", "0", "--workers", str(workers)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200 and (
+                    workers == 1 or httpx.get(f"{url}/metrics", timeout=1).text.count("edgefactory_worker_requests{") >= workers):
                 return proc, url
+            time.sleep(0.2)
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()

@@ -1,0 +1,117 @@
+"""`edgefactory serve --workers 2` as a user starts it: two server processes on one port and one workspace. A key
+made and revoked with the CLI is honoured by both at once (each request on a fresh connection, which the kernel
+gives to either worker; /metrics shows that both served), and a bounded load run (2,000 predictions, 16 at a time)
+completes with no error and no lost request, counted by the workers' summed Prometheus metrics."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving import api as serving_api
+from targets import api as targets_api
+from tests.conftest import REPO, copy_home, run_cli
+from tests.serving_helpers import free_port
+from tests.test_serving import png_bytes
+
+pytestmark = pytest.mark.slow
+MODEL = "shapes-tiny"
+WORKER_SERIES = re.compile(r'^edgefactory_worker_requests\{pid="(\d+)"\} ([0-9.e+]+)$', re.M)
+
+
+def worker_requests(url: str, headers: dict | None = None) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    return {pid: float(v) for pid, v in WORKER_SERIES.findall(text)}
+
+
+@pytest.fixture(scope="module")
+def two_workers(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("workers") / "ws"
+    copy_home(trained_home, home)
+    targets_api.export(f"{MODEL}:v1", "onnxruntime", home=home)
+    serving_api.deploy(MODEL, home=home)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEFACTORY_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "serve", "--workers", "2", "--port", str(port),
+                             "--phone-port", "0"], env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while len(worker_requests(url) if _up(url) else {}) < 2:  # both workers made their app (and loaded the model)
+        assert proc.poll() is None and time.time() < deadline, f"the server did not start: {proc.communicate()[0]}"
+        time.sleep(0.5)
+    yield url, home, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def fresh(method: str, url: str, **kwargs) -> httpx.Response:
+    """One request on a new connection (the kernel gives each new connection to either worker)."""
+    with httpx.Client(timeout=30) as client:
+        return client.request(method, url, **kwargs)
+
+
+def test_a_key_and_its_revocation_are_seen_by_both_workers(two_workers):
+    url, home, _ = two_workers
+    before = worker_requests(url)
+    _, stays, _ = run_cli("keys", "create", "--name", "stays", home=home)  # with no key left, loopback needs none
+    _, key, _ = run_cli("keys", "create", "--name", "replicas", home=home)
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    used = [fresh("GET", f"{url}/v1/models", headers=auth) for _ in range(30)]
+    assert [r.status_code for r in used] == [200] * 30
+    assert {r.json()["models"][0]["name"] for r in used} == {MODEL}
+    assert {fresh("GET", f"{url}/v1/models").status_code for _ in range(10)} == {401}  # keys exist: no key, no entry
+    run_cli("keys", "revoke", key["id"], home=home)
+    revoked = [fresh("GET", f"{url}/v1/models", headers=auth) for _ in range(30)]
+    assert {r.status_code for r in revoked} == {401}
+    assert {r.json()["error"]["code"] for r in revoked} == {"UNAUTHORIZED"}
+    after = worker_requests(url, {"Authorization": f"Bearer {stays['key']}"})
+    served = {pid: after[pid] - before.get(pid, 0) for pid in after}
+    assert len(served) == 2 and all(n > 0 for n in served.values()), served  # both workers answered some of them
+
+
+def test_load_run_over_two_workers_loses_nothing(two_workers):
+    url, home, proc = two_workers
+    _, key, _ = run_cli("keys", "create", "--name", "load", home=home)
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    body = {"image": base64.b64encode(png_bytes()).decode()}
+    wanted = {"model": MODEL, "route": "/v1/models/{name}/predict", "status": "200"}
+
+    def counted() -> float:
+        text = httpx.get(f"{url}/metrics", headers=auth, timeout=10).text
+        return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+                   if s.name == "edgefactory_requests_total" and s.labels == wanted)
+
+    start = counted()
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=16)) as client:
+        def one(_: int) -> tuple[int, str]:
+            r = client.post(f"{url}/v1/models/{MODEL}/predict", json=body, headers=auth)
+            return r.status_code, r.json()["predictions"][0]["label"] if r.status_code == 200 else r.text
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(2000)))
+    assert [status for status, _ in results] == [200] * 2000, [r for r in results if r[0] != 200][:3]
+    assert len({label for _, label in results}) == 1  # one picture, one answer, whichever worker gave it
+    assert counted() - start == 2000
+    proc.send_signal(signal.SIGINT)  # Ctrl-C stops the workers with the server
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode is not None and "Traceback" not in out, out
