@@ -35,8 +35,12 @@ def bind(host: str, port: int) -> socket.socket:
     return uvicorn.Config(app=None, host=host, port=port).bind_socket()
 
 
-def _log(line: str) -> None:
-    print(f"[worker {os.getpid()}] {line}", file=sys.stderr, flush=True)
+def _log(line: str, role: str = "worker") -> None:
+    print(f"[{role} {os.getpid()}] {line}", file=sys.stderr, flush=True)
+
+
+def _supervisor_log(line: str) -> None:
+    _log(line, "server")
 
 
 def worker(settings: dict, sockets: list[socket.socket]) -> None:
@@ -58,7 +62,7 @@ def worker(settings: dict, sockets: list[socket.socket]) -> None:
 class Supervisor:
     """Starts `count` workers on `sockets`, keeps that many alive, and stops them when asked."""
 
-    def __init__(self, count: int, sockets: list[socket.socket], settings: dict, log=_log):
+    def __init__(self, count: int, sockets: list[socket.socket], settings: dict, log=_supervisor_log):
         self.count, self.sockets, self.settings, self.log = count, sockets, settings, log
         self.context = multiprocessing.get_context("spawn")
         self.stop = threading.Event()
