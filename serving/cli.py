@@ -43,8 +43,11 @@ def cmd_serve(a: argparse.Namespace) -> dict:
     else:
         phone_url = f"https://{lan}:{a.phone_port}" if a.phone_port else None
     phone_listener = bool(phone_url) and phone_url != api_url
-    _err(f"serving the API and the chat on {api_url}  (API docs: /docs)"
-         + (f" with {a.workers} worker processes" if a.workers > 1 else ""))
+    if a.workers > 1:
+        _err(f"serving the API on {api_url} with {a.workers} worker processes  (API docs: /docs; the chat needs "
+             "--workers 1: its sessions live in one process)")
+    else:
+        _err(f"serving the API and the chat on {api_url}  (API docs: /docs)")
     if phone_url and lan.startswith("127."):
         _err("no LAN address here (no network?): phones cannot reach this machine")
         phone_url = None

@@ -1,9 +1,11 @@
 """Train, export and bench jobs started through the REST API: each runs in a thread of the server,
-its progress events are kept in order for the SSE stream, and its status is persisted in the
-catalog's runs table (so `edgefactory runs list` and a restarted server see it)."""
+its progress events are kept in order for the SSE stream and written to the run's `log.jsonl`, and its status is
+persisted in the catalog's runs table (so `edgefactory runs list`, a restarted server and the other workers of
+`serve --workers N` see it: a worker streams another worker's job from its log and the catalog)."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -11,14 +13,15 @@ import uuid
 from typing import Any, Callable
 
 from factory import api as core_api
-from factory import params
+from factory import params, processes
 from factory.api import Home, session
 from factory.errors import ConfigError, FactoryError, NotFoundError
 from factory.jobs import JobManager
 from factory.models import resolve_model
+from factory.workspace import Workspace
 
 KINDS = ("train", "export", "bench")
-MAX_RUNNING = 4  # jobs running at once in this server (each trains, exports or measures on the same cores)
+MAX_RUNNING = 4  # jobs running at once in this server process (each trains, exports or measures on the same cores)
 MAX_RUNNING_PER_KEY = 2
 
 
@@ -73,7 +76,15 @@ class ApiJobs:
         return {"id": job_id, "kind": kind, "status": "running"}
 
     def _persisted(self, job_id: str, work: Callable[[Callable], dict]):
-        def run(on_event: Callable, stop: threading.Event) -> dict:
+        log_path = Workspace.open(self.home).run_dir(job_id) / "log.jsonl"
+
+        def run(deliver: Callable, stop: threading.Event) -> dict:
+            def on_event(event: dict) -> None:  # logged as training logs its events: other workers stream it from there
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(event, default=str) + "\n")
+                deliver(event)
+
             with session(self.home) as (_, catalog):
                 catalog.update_run(job_id, status="running")
                 try:
@@ -138,14 +149,33 @@ class ApiJobs:
                 "last_event": events[-1] if events else None}
 
     def events(self, job_id: str) -> list[dict]:
+        """The job's events so far: this process's own job's from memory, another process's from its log."""
         try:
             return list(self.manager.get(job_id).events)
         except NotFoundError:
+            return self._logged(job_id)
+
+    def _logged(self, job_id: str) -> list[dict]:
+        path = Workspace.open(self.home).run_dir(job_id) / "log.jsonl"
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
             return []
+        events = []
+        for line in lines:
+            try:
+                events.append(json.loads(line))
+            except ValueError:  # the line being written right now: read again on the next poll
+                break
+        return events
 
     def finished(self, job_id: str) -> bool:
+        """Whether the job ended: this process's own by its thread, another's by its catalog status and process."""
         try:
             return not self.manager.get(job_id).thread.is_alive()
         except NotFoundError:
-            return True
+            pass
+        with session(self.home) as (_, catalog):
+            run = catalog.run(job_id)
+        return run is None or run["status"] not in ("queued", "running") or not processes.alive(run["pid"], run["pid_started"])
 

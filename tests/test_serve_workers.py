@@ -6,6 +6,7 @@ completes with no error and no lost request, counted by the workers' summed Prom
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import signal
@@ -48,20 +49,26 @@ def two_workers(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
-    while len(worker_requests(url) if _up(url) else {}) < 2:  # both workers made their app (and loaded the model)
-        assert proc.poll() is None and time.time() < deadline, f"the server did not start: {proc.communicate()[0]}"
-        time.sleep(0.5)
-    yield url, home, proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
-
-
-def _up(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        while not _both_serving(url):
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError(f"the server did not start: {proc.communicate(timeout=30)[0]}")
+            time.sleep(0.5)
+        yield url, home, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+
+
+def _both_serving(url: str) -> bool:
+    """Whether both workers have answered requests (each call opens new connections, which either may take)."""
+    try:
+        served = worker_requests(url)
     except httpx.TransportError:
         return False
+    return len(served) == 2 and all(n > 0 for n in served.values())
 
 
 def fresh(method: str, url: str, **kwargs) -> httpx.Response:
@@ -87,6 +94,37 @@ def test_a_key_and_its_revocation_are_seen_by_both_workers(two_workers):
     after = worker_requests(url, {"Authorization": f"Bearer {stays['key']}"})
     served = {pid: after[pid] - before.get(pid, 0) for pid in after}
     assert len(served) == 2 and all(n > 0 for n in served.values()), served  # both workers answered some of them
+
+
+def sse(url: str, headers: dict) -> tuple[list[dict], dict]:
+    """A job's server-sent events read to the end on a new connection: (events, the `end` event's data)."""
+    events, end = [], None
+    with httpx.Client(timeout=120) as client, client.stream("GET", url, headers=headers) as stream:
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                if kind == "end":
+                    end = data
+                else:
+                    events.append(data)
+    return events, end
+
+
+def test_a_job_started_on_one_worker_streams_from_every_worker(two_workers):
+    url, home, _ = two_workers
+    _, key, _ = run_cli("keys", "create", "--name", "jobs", home=home)
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    job = fresh("POST", f"{url}/v1/jobs", json={"kind": "export", "params": {"model": MODEL, "target": "onnxruntime"}},
+                headers=auth).json()
+    streams = [sse(f"{url}/v1/jobs/{job['id']}/events", auth) for _ in range(6)]  # fresh connections: both workers
+    assert {end["status"] for _, end in streams} == {"completed"}, streams
+    assert all(events == streams[0][0] and events for events, _ in streams)  # the same events, whichever worker
+    assert streams[0][0][-1]["type"] == "finished"
+    statuses = {fresh("GET", f"{url}/v1/jobs/{job['id']}", headers=auth).json()["status"] for _ in range(6)}
+    assert statuses == {"completed"}
 
 
 def test_load_run_over_two_workers_loses_nothing(two_workers):
