@@ -14,6 +14,19 @@ import uvicorn
 from serving.app import UVICORN_OPTIONS, create_app
 
 
+def deployed_copy(source: Path, home: Path, model: str, targets: tuple[str, ...]) -> Path:
+    """A copy of workspace `source` at `home` with `model:v1` exported to `targets` and deployed (on the first)."""
+    from serving import api as serving_api
+    from targets import api as targets_api
+    from tests.conftest import copy_home
+
+    copy_home(source, home)
+    for target in targets:
+        targets_api.export(f"{model}:v1", target, home=home)
+    serving_api.deploy(model, home=home, target=targets[0])
+    return home
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

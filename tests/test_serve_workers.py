@@ -20,10 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving import api as serving_api
-from targets import api as targets_api
-from tests.conftest import REPO, copy_home, run_cli
-from tests.serving_helpers import free_port
+from tests.conftest import REPO, run_cli
+from tests.serving_helpers import deployed_copy, free_port
 from tests.test_serving import png_bytes
 
 pytestmark = pytest.mark.slow
@@ -39,9 +37,7 @@ def worker_requests(url: str, headers: dict | None = None) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def two_workers(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("workers") / "ws"
-    copy_home(trained_home, home)
-    targets_api.export(f"{MODEL}:v1", "onnxruntime", home=home)
-    serving_api.deploy(MODEL, home=home)
+    deployed_copy(trained_home, home, MODEL, ("onnxruntime",))
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEFACTORY_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "serve", "--workers", "2", "--port", str(port),

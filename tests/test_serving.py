@@ -20,9 +20,8 @@ from PIL import Image
 from serving import api as serving_api
 from serving import qr
 from serving.access import create_link
-from targets import api as targets_api
 from tests.conftest import copy_home, run_cli
-from tests.serving_helpers import running_server
+from tests.serving_helpers import deployed_copy, running_server
 
 MODEL = "shapes-tiny"
 
@@ -30,11 +29,7 @@ MODEL = "shapes-tiny"
 @pytest.fixture(scope="module")
 def serve_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("serve") / "ws"
-    copy_home(trained_home, home)
-    targets_api.export(f"{MODEL}:v1", "onnxruntime", home=home)
-    targets_api.export(f"{MODEL}:v1", "web", home=home)
-    serving_api.deploy(MODEL, home=home)
-    return home
+    return deployed_copy(trained_home, home, MODEL, ("onnxruntime", "web"))
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,9 @@ import pytest
 from PIL import Image
 
 from factory.api import session
-from serving import api as serving_api
-from targets import api as targets_api
 from targets.predictor import decode_image, load_predictor
-from tests.conftest import copy_home, run_cli
-from tests.serving_helpers import running_server
+from tests.conftest import run_cli
+from tests.serving_helpers import deployed_copy, running_server
 
 MODEL = "scenes-tiny-det"
 
@@ -27,9 +25,7 @@ MODEL = "scenes-tiny-det"
 @pytest.fixture(scope="module")
 def det_server(det_home: Path, tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("serve-det") / "ws"
-    copy_home(det_home, home)
-    targets_api.export(f"{MODEL}:v1", "openvino", home=home)
-    serving_api.deploy(MODEL, home=home)
+    deployed_copy(det_home, home, MODEL, ("openvino",))
     with running_server(home) as url:
         yield home, url
 

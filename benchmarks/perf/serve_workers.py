@@ -9,7 +9,6 @@ Without --home it makes the workspace of benchmarks.perf.serving (synthetic shap
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.device import identity
+from benchmarks.perf import serving
 from benchmarks.perf.serving import load, small_workspace, start_server
 
 RESULTS = Path(__file__).parents[1] / "results" / "serve_workers.json"
@@ -60,15 +60,5 @@ def run(home: Path | None, model: str | None, seconds: float, out: Path | None) 
     return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--home", type=Path)
-    ap.add_argument("--model")
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args()
-    run(args.home, args.model, args.seconds, args.out)
-
-
 if __name__ == "__main__":
-    main()
+    serving.main(run, __doc__, 20.0, RESULTS)

@@ -169,12 +169,13 @@ def _timed_get(client: httpx.Client, url: str) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(run=run, doc: str | None = __doc__, seconds: float = 10.0, results: Path = RESULTS) -> None:
+    """The command line of a serving benchmark: `run(home, model, seconds, out)` with --home, --model, --seconds, --out."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path)
     ap.add_argument("--model")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--seconds", type=float, default=seconds)
+    ap.add_argument("--out", type=Path, default=results)
     args = ap.parse_args()
     run(args.home, args.model, args.seconds, args.out)
 
