@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory.errors import ConfigError, FactoryError
+from factory.errors import ConfigError, FactoryError, NotFoundError
 
 RESTART_PAUSE_S = 1.0  # between a worker's death and its replacement (a worker dying at start must not spin)
 QUICK_DEATH_S = 20.0  # a worker that dies sooner than this after its start died of its start-up
@@ -88,6 +88,13 @@ def worker(settings: dict, sockets: list[socket.socket]) -> None:
     from serving.app import UVICORN_OPTIONS, create_app
 
     app = create_app(settings["home"], log=_log, base_url=settings["api_url"], apps=False)
+
+    async def no_chat():
+        raise NotFoundError("The chat is not served by `serve --workers N`: a chat session lives in one process.",
+                            fix="Start another `edgefactory serve` (one worker) on another --port for the chat; the API "
+                                "is here.")
+
+    app.add_api_route("/", no_chat, methods=["GET"], include_in_schema=False)
     tls = settings["tls"]
     servers = [uvicorn.Server(uvicorn.Config(app, **UVICORN_OPTIONS, **(tls if settings["https"] else {})))]
     if len(sockets) > 1:

@@ -75,6 +75,8 @@ def fresh(method: str, url: str, **kwargs) -> httpx.Response:
 
 def test_a_key_and_its_revocation_are_seen_by_both_workers(two_workers):
     url, home, _ = two_workers
+    chat = fresh("GET", f"{url}/")
+    assert chat.status_code == 404 and "--workers" in chat.json()["error"]["message"]  # said, not a bare 404
     before = worker_requests(url)
     _, stays, _ = run_cli("keys", "create", "--name", "stays", home=home)  # with no key left, loopback needs none
     _, key, _ = run_cli("keys", "create", "--name", "replicas", home=home)
