@@ -76,6 +76,32 @@ class Workspace:
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
 
+    def run_log(self, run_id: str) -> Path:
+        """A run's events, one JSON object a line (training runs, and the server's export and bench jobs)."""
+        return self.run_dir(run_id) / "log.jsonl"
+
+
+def append_event(log: Path, event: dict) -> None:
+    """Add one event to a run's log (`Workspace.run_log`)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        fh.write(json.dumps(event, default=str) + "\n")
+
+
+def read_events(log: Path) -> list[dict]:
+    """A run's logged events so far (none when it has no log); a line still being written is left for the next read."""
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            break
+    return events
+
 
 def _private(home: Path) -> None:
     """The workspace folder open to its owner only: the catalog, its WAL and the QR codes (each a live preview link)

@@ -63,7 +63,7 @@ def cmd_serve(a: argparse.Namespace) -> dict:
 
             sockets = [workers.bind(a.host, a.port)] + ([workers.bind("0.0.0.0", a.phone_port)] if phone_listener else [])
             workers.serve(a.workers, sockets, {"home": str(ws.home), "api_url": api_url, "https": a.https,
-                                               "tls": tls_files}, ws.home)
+                                               "tls": tls_files})
         else:
             asyncio.run(listeners.serve_all(_servers(ws, a, api_url, tls_files, phone_listener)))
     finally:

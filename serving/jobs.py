@@ -5,7 +5,6 @@ persisted in the catalog's runs table (so `edgefactory runs list`, a restarted s
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -18,7 +17,7 @@ from factory.api import Home, session
 from factory.errors import ConfigError, FactoryError, NotFoundError
 from factory.jobs import JobManager
 from factory.models import resolve_model
-from factory.workspace import Workspace
+from factory.workspace import Workspace, append_event, read_events
 
 KINDS = ("train", "export", "bench")
 MAX_RUNNING = 4  # jobs running at once in this server process (each trains, exports or measures on the same cores)
@@ -36,6 +35,7 @@ class ApiJobs:
 
     def __init__(self, home: Home):
         self.home, self.manager = home, JobManager()
+        self.ws = Workspace.open(home)
         self.kinds: dict[str, str] = {}
         self.owners: dict[str, str | None] = {}  # job id -> key id, for this server's jobs (kept in the catalog too)
         self._lock = threading.Lock()
@@ -76,13 +76,9 @@ class ApiJobs:
         return {"id": job_id, "kind": kind, "status": "running"}
 
     def _persisted(self, job_id: str, work: Callable[[Callable], dict]):
-        log_path = Workspace.open(self.home).run_dir(job_id) / "log.jsonl"
-
         def run(deliver: Callable, stop: threading.Event) -> dict:
             def on_event(event: dict) -> None:  # logged as training logs its events: other workers stream it from there
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(event, default=str) + "\n")
+                append_event(self.ws.run_log(job_id), event)
                 deliver(event)
 
             with session(self.home) as (_, catalog):
@@ -153,21 +149,7 @@ class ApiJobs:
         try:
             return list(self.manager.get(job_id).events)
         except NotFoundError:
-            return self._logged(job_id)
-
-    def _logged(self, job_id: str) -> list[dict]:
-        path = Workspace.open(self.home).run_dir(job_id) / "log.jsonl"
-        try:
-            lines = path.read_text().splitlines()
-        except OSError:
-            return []
-        events = []
-        for line in lines:
-            try:
-                events.append(json.loads(line))
-            except ValueError:  # the line being written right now: read again on the next poll
-                break
-        return events
+            return read_events(self.ws.run_log(job_id))
 
     def finished(self, job_id: str) -> bool:
         """Whether the job ended: this process's own by its thread, another's by its catalog status and process."""

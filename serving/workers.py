@@ -25,7 +25,6 @@ import socket
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from factory.errors import ConfigError, FactoryError, NotFoundError
 
@@ -165,12 +164,12 @@ class Supervisor:
                 process.join()
 
 
-def serve(count: int, sockets: list[socket.socket], settings: dict, home: Path) -> None:
+def serve(count: int, sockets: list[socket.socket], settings: dict) -> None:
     """Run `count` workers until Ctrl-C or SIGTERM, with a fresh Prometheus multiprocess folder (removed after)."""
     from serving import access
     from factory.workspace import Workspace
 
-    access.signing_key(Workspace.open(home))  # made once here, not raced by the workers
+    access.signing_key(Workspace.open(settings["home"]))  # made once here, not raced by the workers
     metrics_dir = tempfile.mkdtemp(prefix="edgefactory-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each spawned worker's prometheus_client
     try:

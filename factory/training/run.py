@@ -3,7 +3,6 @@ evaluate on the test split, register the model version. Resumable after a crash 
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -26,7 +25,7 @@ from factory.tasks import DEFAULT_TASK, all_tasks, task_of
 from factory.tasks.base import Task
 from factory.training import defaults
 from factory.training.engine import Event, StopRequested, seed_everything
-from factory.workspace import Workspace, atomic_write_json
+from factory.workspace import Workspace, append_event, atomic_write_json
 
 EventSink = Callable[[Event], None]
 
@@ -65,15 +64,14 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
 
 
 def _log_writer(ws: Workspace, catalog: Catalog, run_id: str, sink: EventSink | None, metric_label: str) -> EventSink:
-    log_path = ws.run_dir(run_id) / "log.jsonl"
+    log_path = ws.run_log(run_id)
     last_persist = [0.0]
 
     def on_event(event: Event) -> None:
         event = {"run": run_id, "time": round(time.time(), 3), **event}
         if "metric" in event:
             event.setdefault("metric_label", metric_label)  # the task's words for it, for every front end
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(event) + "\n")
+        append_event(log_path, event)
         now = time.monotonic()
         if event["type"] != "step" or now - last_persist[0] > 5:
             last_persist[0] = now
@@ -93,9 +91,8 @@ def _deliver(sink: EventSink, event: Event, log_path: Path) -> None:
     try:
         sink(event)
     except Exception as exc:  # a consumer's bug must not fail (or half-register) the run it watches
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps({"type": "consumer_error", "event": event.get("type"),
-                                 "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        append_event(log_path, {"type": "consumer_error", "event": event.get("type"),
+                                "error": f"{type(exc).__name__}: {exc}"})
 
 
 def start_run(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> str:
@@ -137,7 +134,7 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
     except Exception as exc:  # unexpected: keep the run inspectable, then surface it
         catalog.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise TrainingError(f"Training run {run_id} failed: {type(exc).__name__}: {exc}",
-                            fix=f"See {ws.run_dir(run_id) / 'log.jsonl'}; resume with `edgefactory train --resume {run_id}`.") from exc
+                            fix=f"See {ws.run_log(run_id)}; resume with `edgefactory train --resume {run_id}`.") from exc
     catalog.update_run(run_id, status="completed", result=result)
     return result
 
