@@ -93,7 +93,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.mean = torch.tensor(preprocessing["mean"], device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(preprocessing["std"], device=self.device).view(1, 3, 1, 1)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.on_event = on_event or (lambda e: None)
         self.stop = stop or threading.Event()
@@ -253,12 +253,18 @@ class Trainer:
                 break
         return total / max(count, 1)
 
+    def param_groups(self) -> list[dict]:
+        """The optimizer's parameter groups, each with its `lr_scale` (its learning rate over cfg.lr): one group
+        at 1 here; a task's trainer gives a pretrained part a smaller step."""
+        return [{"params": list(self.model.parameters()), "lr_scale": 1.0}]
+
     def scheduled_lr(self, start: float) -> None:
-        """Set this step's learning rate: warm-up, then cosine over the epochs or the time budget."""
+        """Set this step's learning rate: warm-up, then cosine over the epochs or the time budget (times each
+        group's `lr_scale`)."""
         factor = lr_factor(self.state.step, self.warmup_steps,
                            self.progress_fraction(self.state.elapsed_s + time.perf_counter() - start))
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * factor
+            group["lr"] = self.cfg.lr * factor * group.get("lr_scale", 1.0)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, start: float) -> float:
         cfg = self.cfg
