@@ -233,9 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--patience", type=int, help="epochs without improvement before stopping (default: 15, or off "
                                                   "with --time-budget)")
     sp.add_argument("--seed", type=int)
-    sp.add_argument("--pretrained", choices=["imagenet", "none"],
-                    help="start from ImageNet weights found on this machine, or from scratch (default: decided from the "
-                         "data and the weights at hand; the run's config.json says why)")
+    sp.add_argument("--pretrained", choices=list(dict.fromkeys(s for t in all_tasks() for s in t.pretrained_sources)),
+                    help="start from ImageNet weights found on this machine, from PP-OCRv4's recognizer (OCR: "
+                         "ppocrv4), or from scratch (default: decided from the data and the weights at hand; the run's "
+                         "config.json says why)")
     sp.add_argument("--hflip", type=float, metavar="P",
                     help="probability of a horizontal flip in training; 0 where orientation matters (default: decided "
                          "from the data)")

@@ -36,7 +36,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     patience: int | None = None  # epochs without a better validation metric before stopping
     seed: int = 0
-    pretrained: str | None = None  # "imagenet": weights found offline; "none": from scratch; None: resolved
+    pretrained: str | None = None  # "imagenet": weights found offline; "none": from scratch; a task's own source
+    # (Task.pretrained_sources: OCR's "ppocrv4"); None: resolved
     from_model: str | None = None  # "name:vN": continue from an earlier model version
     hflip: float | None = None  # probability of a horizontal flip; 0 where orientation matters
     crop_scale: float | None = None  # random resized crop keeps between crop_scale and 100 % of the area
@@ -66,9 +67,18 @@ class TrainConfig:
         """Each value of its field's type and range (the shared job schema, `TRAIN_PARAMS`), then the rules
         between fields; ConfigError names the field."""
         params.check(TRAIN_PARAMS, self.to_dict())
-        if self.pretrained == "imagenet" and self.from_model:
+        if self.pretrained is not None:
+            from factory.tasks import all_tasks  # loaded here: the task packages import the engine, which imports this
+
+            sources = list(dict.fromkeys(s for t in all_tasks() for s in t.pretrained_sources))
+            if self.pretrained not in sources:
+                raise ConfigError(f"Training option pretrained={self.pretrained!r} is not one of "
+                                  f"{', '.join(map(repr, sources))}.",
+                                  fix=f"Send pretrained as one of {', '.join(map(repr, sources))} (or leave it out).")
+        if self.pretrained not in (None, "none") and self.from_model:
             raise ConfigError("Both --pretrained and --from were given.",
-                              fix="Use --from to continue an earlier model, or --pretrained to start from ImageNet.")
+                              fix="Use --from to continue an earlier model, or --pretrained to start from pretrained "
+                                  "weights.")
 
     def filled(self) -> "TrainConfig":
         """This config with ENGINE_FALLBACKS in place of every option left unresolved (None)."""
@@ -92,7 +102,7 @@ _RANGES: dict[str, Any] = {
     "hflip": Field(ge=0, le=1), "crop_scale": Field(ge=0.05, le=1), "color_jitter": Field(ge=0, le=1),
     "workers": Field(ge=0, le=64), "embedding_dim": Field(ge=8, le=4096),
 }
-_CHOICES: dict[str, Any] = {"pretrained": Literal["imagenet", "none"] | None, "device": Literal["auto", "cpu", "cuda"]}
+_CHOICES: dict[str, Any] = {"device": Literal["auto", "cpu", "cuda"]}
 
 
 class _TrainParams(params.Params):

@@ -54,6 +54,9 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     if foreign:
         raise ConfigError(f"Training option {foreign[0]} does not apply to {task.name} models.",
                           fix=f"Leave it out (it is read by: {', '.join(t.name for t in all_tasks() if foreign[0] in t.options)}).")
+    if cfg.pretrained is not None and cfg.pretrained not in task.pretrained_sources:
+        raise ConfigError(f"--pretrained {cfg.pretrained} does not apply to {task.name} models.",
+                          fix=f"Use one of: {', '.join(task.pretrained_sources)}; or leave it out.")
     res = defaults.Resolution(cfg.to_dict())
     data = DatasetSplits.open(ws, ds)
     extra = task.resolve(ws, ds, arch, res, data.entries("train"), data.root)
