@@ -70,10 +70,11 @@ def class_samples(root: Path, entries: list[dict]) -> dict[str, list[Image.Image
 
 
 class Resolution:
-    """Values chosen for the options the user left out, and why; the user's own values are kept as given."""
+    """Values chosen for the options the user left out, and why; the user's own values are kept as given.
+    `parent` is the metadata of the version a run continues from (--from), for what a task keeps from it."""
 
-    def __init__(self, given: dict):
-        self.given = given
+    def __init__(self, given: dict, parent: dict | None = None):
+        self.given, self.parent = given, parent
         self.values: dict = {}
         self.why: dict[str, str] = {}
 

@@ -19,7 +19,7 @@ from factory.datasets.publish import validate_name
 from factory.datasets.splits import DatasetSplits
 from factory.errors import ConfigError, FactoryError, TrainingError
 from factory.i18n import speaking
-from factory.models import load_model, register_model_version, resolve_model
+from factory.models import load_model, read_metadata, register_model_version, resolve_model
 from factory.refs import dataset_row_for
 from factory.tasks import DEFAULT_TASK, all_tasks, task_of
 from factory.tasks.base import Task
@@ -40,6 +40,7 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     ds = dataset_row_for(catalog, cfg.dataset)
     task = task_of(ds)
     arch = cfg.model or task.default_arch
+    parent = None
     if cfg.from_model:
         parent = resolve_model(catalog, cfg.from_model)
         if (parent.get("task") or DEFAULT_TASK) != task.name:
@@ -57,7 +58,7 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     if cfg.pretrained is not None and cfg.pretrained not in task.pretrained_sources:
         raise ConfigError(f"--pretrained {cfg.pretrained} does not apply to {task.name} models.",
                           fix=f"Use one of: {', '.join(task.pretrained_sources)}; or leave it out.")
-    res = defaults.Resolution(cfg.to_dict())
+    res = defaults.Resolution(cfg.to_dict(), read_metadata(ws, parent) if parent else None)
     data = DatasetSplits.open(ws, ds)
     extra = task.resolve(ws, ds, arch, res, data.entries("train"), data.root)
     defaults.resolve_schedule(res)
