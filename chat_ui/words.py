@@ -121,7 +121,8 @@ def defaults_sentence(resolved: dict) -> str:
     """The resolver's choices a person cares about, in words (its reasons, from the run's `why`)."""
     why = {k: tr("as you asked") if v == "given" else tr(v) for k, v in resolved.get("why", {}).items()}
     flips = tr("no mirrored copies") if not resolved.get("hflip") else tr("mirrored copies")
-    start = tr("ImageNet weights") if resolved.get("pretrained") == "imagenet" else tr("scratch")
+    sources = TASKS.get(resolved.get("task") or DEFAULT_TASK).pretrained_sources
+    start = tr(sources.get(resolved.get("pretrained") or "none", "scratch"))
     return tr("Input {size} px ({size_why}); training starts from {start} ({start_why}) with {flips} ({flips_why}).",
               size=resolved["img_size"], size_why=why.get("img_size", tr("as you asked")), start=start,
               start_why=why.get("pretrained", tr("as you asked")), flips=flips,

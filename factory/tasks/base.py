@@ -77,7 +77,8 @@ class Task:
     prediction_keys: tuple[str, ...] = ("label", "score", "index")
     min_score: float | None = None  # the lowest score a served prediction keeps (the phone page keeps the same)
     options: tuple[str, ...] = ()  # training options (TrainConfig fields) only this task reads, e.g. retrieval's loss
-    pretrained_sources: tuple[str, ...] = ("imagenet", "none")  # what `--pretrained` may name for this task
+    # what `--pretrained` may name for this task, each with how people call the start it gives (tr() words)
+    pretrained_sources: dict[str, str] = {"imagenet": "ImageNet weights", "none": "scratch"}
     uses_gallery = False  # its model answers by searching a gallery index of its embeddings (retrieval/)
 
     # -- datasets ------------------------------------------------------------------------------------
