@@ -2,6 +2,9 @@
 
 An architecture names the text detector's backbone (DB head and FPN on its stride-4 to -32 features) and the
 recognizer's width; the recognizer reads the dictionary in `postprocessing.alphabet` plus the CTC blank at index 0.
+The recognizer comes in kinds (`RECOGNIZERS`, named in `postprocessing.recognizer`): `crnn`, this project's own (32 px
+high, a time step per 4 px), and `ppocrv4`, PP-OCRv4 mobile's (48 px high, a time step per 8 px), which
+`--pretrained ppocrv4` starts from PaddleOCR's weights.
 A model trained on crops alone (a recognition dataset) has no detector (`detector` is None, `networks` names the
 recognizer only).
 """
@@ -18,6 +21,7 @@ from factory.errors import UnsupportedSpecError
 from factory.registry import Registry
 from factory.tasks.detection.model import StrideFeatures
 from factory.tasks.efficientnet_lite import build_efficientnet_lite, load_lite_weights, weights_path
+from factory.tasks.ocr import ppocr
 from factory.tasks.ocr.model import CTCRecognizer, DBDetector, TinyBackbone
 
 DB_STRIDES = (4, 8, 16, 32)
@@ -36,6 +40,16 @@ class OcrArch:
     default_side: int  # the detector's long side
     load_imagenet: Callable[[nn.Module], dict] | None = None  # ImageNet weights into the backbone (never downloads)
     imagenet_available: Callable[[], bool] = lambda: False
+    ppocr_default: bool = True  # whether `--pretrained` defaults to ppocrv4 where the wheel is here (not tiny models)
+
+
+@dataclass(frozen=True)
+class RecognizerKind:
+    name: str
+    height: int  # the crops' height in pixels
+    stride: int  # pixels of crop width per time step (the crops' width is a multiple of it)
+    build: Callable[[int, OcrArch], nn.Module]  # (classes with the blank, architecture) -> the network
+    crops_per_scene: int  # recognizer crops per detector scene in a training step
 
 
 ARCHITECTURES: Registry[OcrArch] = Registry("OCR architecture")
@@ -56,7 +70,15 @@ def _lite0_available() -> bool:
         return False
 
 
-ARCHITECTURES.add("tiny_ocr", OcrArch("tiny_ocr", lambda: TinyBackbone(8), 16, 8, 320))
+RECOGNIZERS: Registry[RecognizerKind] = Registry("OCR recognizer")
+RECOGNIZERS.add("crnn", RecognizerKind("crnn", 32, 4, lambda classes, spec: CTCRecognizer(classes, 32, spec.rec_width),
+                                       crops_per_scene=4))
+# a PP-OCRv4 crop costs about 4x a CRNN crop to train, and the network starts trained: one crop per scene leaves
+# the detector most of the time budget
+RECOGNIZERS.add("ppocrv4", RecognizerKind("ppocrv4", ppocr.HEIGHT, ppocr.STRIDE,
+                                          lambda classes, spec: ppocr.PPOCRv4Recognizer(classes), crops_per_scene=1))
+
+ARCHITECTURES.add("tiny_ocr", OcrArch("tiny_ocr", lambda: TinyBackbone(8), 16, 8, 320, ppocr_default=False))
 ARCHITECTURES.add("mobilenet_v3_small", OcrArch("mobilenet_v3_small", _torchvision("mobilenet_v3_small"), 64, 32, 640))
 ARCHITECTURES.add("efficientnet_lite0", OcrArch(
     "efficientnet_lite0", lambda: StrideFeatures(build_efficientnet_lite("lite0", 1000).features, DB_STRIDES), 64, 32,
@@ -78,10 +100,10 @@ class OcrModel(nn.Module):
         raise UnsupportedSpecError(NOT_YET, fix=NOT_YET_FIX)
 
 
-def build_ocr(arch: str, alphabet_size: int, with_detector: bool = True) -> OcrModel:
+def build_ocr(arch: str, alphabet_size: int, with_detector: bool = True, recognizer: str = "crnn") -> OcrModel:
     spec = ARCHITECTURES.get(arch)
     detector = None
     if with_detector:
         backbone = spec.backbone()
         detector = DBDetector(backbone, list(backbone.channels), spec.fpn)
-    return OcrModel(detector, CTCRecognizer(alphabet_size + 1, 32, spec.rec_width))
+    return OcrModel(detector, RECOGNIZERS.get(recognizer).build(alphabet_size + 1, spec))

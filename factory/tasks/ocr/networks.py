@@ -3,7 +3,7 @@
 - The detector takes the picture at its long side `det_side` (height and width vary: a multiple of 32 each) and
   returns the text probability map. Its parity is the maps' largest difference and the agreement of the boxes read
   from them; its score is the end-to-end Hmean of its boxes read by the PyTorch recognizer.
-- The recognizer takes one crop 32 px high at its own width and returns (T, classes) logits. Its parity is the
+- The recognizer takes one crop 32 px high (PP-OCRv4's: 48) at its own width and returns (T, classes) logits. Its parity is the
   agreement of the decoded strings; its score is the end-to-end Hmean of the PyTorch detector's boxes read by it
   (a recognizer-only model: word accuracy on the crops, as `eval` reports it).
 
@@ -23,7 +23,7 @@ from factory.datasets.images import load_rgb
 from factory.tasks.base import EvalSet, Network, Task
 from factory.tasks.ocr.evaluation import entry_name
 from factory.tasks.ocr.metrics import DONT_CARE, detection_scores, end_to_end_scores, recognition_scores
-from factory.tasks.ocr.pipeline import Reader, detector_input, recognizer_input, served
+from factory.tasks.ocr.pipeline import Reader, detector_input, served
 from factory.tasks.ocr.postprocess import db_boxes, rectify
 
 # precision -> (largest |difference| allowed, least agreement): probability maps are in [0, 1]
@@ -123,7 +123,7 @@ class RecognizerNetwork(OcrNetwork):
 
     def eval_set(self, root: Path, entries: list[dict], meta: dict) -> EvalSet:
         crops, truth = self.crops(root, entries)
-        return EvalSet([recognizer_input([c], self.reader.rec_height)[0][0] for c in crops], truth)
+        return EvalSet([self.reader.recognizer_input(c)[0] for c in crops], truth)
 
     def output_shape(self, meta: dict) -> tuple[int, ...]:
         return (-1, meta["num_classes"] + 1)

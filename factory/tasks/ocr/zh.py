@@ -1,6 +1,7 @@
 """Simplified Chinese for the OCR task's words (factory.i18n): its dataset issues. Data only."""
 
 ZH = {
+    "PP-OCRv4's recognizer": "PP-OCRv4 的识别模型",
     "No supported OCR layout was found.": "没有找到支持的 OCR 标注格式。",
     "Use ICDAR 2015 (img_N.jpg + gt_img_N.txt), a PaddleOCR Label.txt or recognition list (path TAB text), Ku+ "
     "wzjc-result.json, dddwzsb-result.json or wzsb-result.json, an MMOCR textdet or textrecog JSON, or labels.csv "

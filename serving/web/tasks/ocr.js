@@ -1,8 +1,8 @@
 // OCR on the phone page: both networks in the browser, as factory/tasks/ocr/pipeline.py's Reader composes them.
 // The detector reads the picture at its long side (each side a multiple of 32), its probability map gives the
-// text boxes (ocr_post.js, held to the NumPy post-processing by a browser test), each box is cut out upright 32 px
-// high at its own width, and the recognizer reads it (CTC greedy). Lines are drawn with their text, listed in
-// reading order, and one button copies all the text.
+// text boxes (ocr_post.js, held to the NumPy post-processing by a browser test), each box is cut out upright as
+// high as the recognizer reads (32 px, PP-OCRv4's 48) at its own width, and the recognizer reads it (CTC greedy).
+// Lines are drawn with their text, listed in reading order, and one button copies all the text.
 
 import { t } from "../i18n.js";
 import { resizeBilinear } from "../preprocess.js";
@@ -22,14 +22,15 @@ function detectorInput(rgba, width, height, pre) {
 const dist = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1]);
 
 // A box (4 corners clockwise from the top-left) cut out of the picture by bilinear quad mapping, `height` px high at
-// its aspect ratio (width a multiple of 4, at least `height`, at most `maxWidth`), normalised for the recognizer.
+// its aspect ratio (width a multiple of the recognizer's stride, at least `height`, at most `maxWidth`), normalised for the recognizer.
 // A box much taller than wide (vertical text) is turned to read left to right, as the server does.
 export function cropInput(rgba, width, height, points, rec) {
   const [tl, tr, br, bl] = points;
   const boxW = Math.max(dist(tl, tr), dist(bl, br), 1), boxH = Math.max(dist(tl, bl), dist(tr, br), 1);
   const vertical = boxH >= 1.5 * boxW;
   const [along, across] = vertical ? [boxH, boxW] : [boxW, boxH];
-  const outH = rec.height, outW = Math.min(rec.max_width, Math.max(outH, roundEven((along * outH) / across / 4) * 4));
+  const step = rec.width_multiple || 4;  // the recognizer's stride: one time step per `step` px of width
+  const outH = rec.height, outW = Math.min(rec.max_width, Math.max(outH, roundEven((along * outH) / across / step) * step));
   const plane = outW * outH, input = new Float32Array(3 * plane);
   for (let y = 0; y < outH; y++) for (let x = 0; x < outW; x++) {
     const un = (x + 0.5) / outW, vn = (y + 0.5) / outH;
