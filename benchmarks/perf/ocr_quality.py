@@ -12,7 +12,8 @@ within a budget of 1 point of end-to-end Hmean (per network: one that misses sta
 
 Scores (factory.tasks.ocr.metrics, the ICDAR 2015 protocol): detection P/R/Hmean, end-to-end Hmean (exact text),
 and per labelled region the text of the reader's best-overlapping line (IoU > 0.5, else empty): word accuracy, CER,
-English word accuracy and Chinese line accuracy; ms per page (mean and p50, wall clock, this machine's threads).
+English word accuracy and Chinese line accuracy; ms per page (mean and p50, wall clock, this machine's threads); and
+each region read wrong ([truth, read], read "" where no line overlapped it).
 Prints a table; writes benchmarks/results/ocr_quality.json.
 
     .venv/bin/python -m benchmarks.perf.ocr_quality [--minutes 20] [--scenes 300] [--pages 80]
@@ -115,7 +116,7 @@ def score(reader: Reader, pages: list[tuple[Path, list[dict]]]) -> dict:
             "e2e_hmean": end_to_end_scores(truth, found)["hmean"], "word_accuracy": rec["word_accuracy"],
             "cer": rec["cer"], "english_word_accuracy": recognition_scores(*zip(*english))["word_accuracy"] if english else None,
             "chinese_line_accuracy": recognition_scores(*zip(*chinese))["word_accuracy"] if chinese else None,
-            "regions": len(pairs), "pages": len(pages),
+            "regions": len(pairs), "pages": len(pages), "misread": [[t, r] for t, r in pairs if t != r],
             "ms_per_page": {"mean": statistics.mean(times), "p50": statistics.median(times)}}
 
 
