@@ -4,6 +4,7 @@ messages that name the fix, and unknown keys rejected with suggestions."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal
@@ -67,14 +68,12 @@ class TrainConfig:
         """Each value of its field's type and range (the shared job schema, `TRAIN_PARAMS`), then the rules
         between fields; ConfigError names the field."""
         params.check(TRAIN_PARAMS, self.to_dict())
-        if self.pretrained is not None:
-            from factory.tasks import all_tasks  # loaded here: the task packages import the engine, which imports this
-
-            sources = list(dict.fromkeys(s for t in all_tasks() for s in t.pretrained_sources))
-            if self.pretrained not in sources:
-                raise ConfigError(f"Training option pretrained={self.pretrained!r} is not one of "
-                                  f"{', '.join(map(repr, sources))}.",
-                                  fix=f"Send pretrained as one of {', '.join(map(repr, sources))} (or leave it out).")
+        if self.pretrained is not None and not re.fullmatch(r"[a-z0-9_]{1,32}", self.pretrained):
+            # which sources there are is the dataset's task's to say (Task.pretrained_sources, checked when a run is
+            # resolved); here only the shape of a name
+            raise ConfigError(f"Training option pretrained={self.pretrained!r} is not a source's name.",
+                              fix="Send pretrained as imagenet, none or a task's own source (lower-case letters, digits "
+                                  "and _; or leave it out).")
         if self.pretrained not in (None, "none") and self.from_model:
             raise ConfigError("Both --pretrained and --from were given.",
                               fix="Use --from to continue an earlier model, or --pretrained to start from pretrained "

@@ -35,7 +35,7 @@ def test_config_rejects_unknown_keys_with_suggestion():
 
 
 @pytest.mark.parametrize("key,value", [("epochs", 0), ("lr", 5.0), ("batch_size", 0), ("img_size", 8),
-                                       ("time_budget_min", -1), ("pretrained", "coco"), ("device", "tpu")])
+                                       ("time_budget_min", -1), ("pretrained", "Coco Weights"), ("device", "tpu")])
 def test_config_range_checks_name_the_fix(key, value):
     with pytest.raises(ConfigError, match=rf"option {key}=.* is not .*Fix: Send {key} as "):
         TrainConfig.from_dict({"dataset": "d", key: value})

@@ -100,7 +100,7 @@ def test_asking_for_it_without_the_wheel_says_how_to_install_it(tmp_path: Path, 
         api.train({"dataset": "words", "model": "tiny_ocr", "epochs": 1, "pretrained": "ppocrv4"}, home=home)
     assert "pip install rapidocr-onnxruntime" in err.value.fix
     assert api.list_models(home=home) == []
-    with pytest.raises(ConfigError, match="pretrained='coco' is not one of"):
+    with pytest.raises(ConfigError, match="--pretrained coco does not apply to ocr models"):
         api.train({"dataset": "words", "model": "tiny_ocr", "epochs": 1, "pretrained": "coco"}, home=home)
 
 
