@@ -6,8 +6,9 @@ become initializers first (onnx2torch reads weights from initializers only), sha
 varies, the softmax and the 6,625-class head are cut off, and every float tensor of more than one value becomes a
 trainable parameter (onnx2torch keeps MatMul weights and LayerNorm scales as buffers). The few BatchNorms left in its
 neck are frozen (`FrozenBatchNorm2d`): the rest of the network has its BatchNorms folded into the convolutions, so
-it reads one crop as it reads a batch. The first convolution's input channels are swapped (Paddle reads BGR, the
-pipeline RGB), and a new head over the model's own dictionary takes PP-OCRv4's rows for the characters both hold.
+it reads one crop as it reads a batch. The first convolution's input channels are swapped when the module is built
+(Paddle reads BGR, the pipeline RGB), and a new head over the model's own dictionary takes PP-OCRv4's rows for the
+characters both hold (`load_pretrained`).
 
 Input: (N, 3, 48, W) in [-1, 1], W a multiple of 8; output: (N, W / 8, classes) logits. The module's structure is
 built from the wheel's file, so a model version trained from it needs the wheel where it is trained, evaluated or
@@ -199,7 +200,10 @@ class PPOCRv4Recognizer(nn.Module):
         onnx_model, _, _ = _graph()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.body = _trainable(convert(onnx_model))
+            self.body = _trainable(convert(onnx_model))  # PP-OCRv4's weights as shipped
+        first = next(m for m in self.body.modules() if isinstance(m, nn.Conv2d))
+        with torch.no_grad():
+            first.weight.copy_(first.weight.flip(1))  # BGR -> RGB
         self.head = nn.Linear(FEATURES, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,19 +211,11 @@ class PPOCRv4Recognizer(nn.Module):
         return self.head(self.body(x))
 
     def load_pretrained(self, alphabet: list[str]) -> dict:
-        """PP-OCRv4's weights: the body as shipped (its first convolution reading RGB), and the head's rows for the
-        blank and for the characters of `alphabet` that PP-OCRv4's dictionary holds; the others start at zero with
-        the lowest bias. Returns {loaded, characters_known, characters_new}."""
-        from onnx2torch import convert
-
-        onnx_model, (weight, bias), chars = _graph()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            shipped = _trainable(convert(onnx_model))
-        self.body.load_state_dict(shipped.state_dict())
-        first = next(m for m in self.body.modules() if isinstance(m, nn.Conv2d))
+        """PP-OCRv4's head rows for the blank and for the characters of `alphabet` that its dictionary holds; the
+        others start at zero with the lowest bias. The body holds PP-OCRv4's weights from its construction (reading
+        RGB). Returns {loaded, characters_known, characters_new}."""
+        _, (weight, bias), chars = _graph()
         with torch.no_grad():
-            first.weight.copy_(first.weight.flip(1))  # BGR -> RGB
             index = {c: i for i, c in enumerate(chars)}
             rows = [0] + [index.get(c, -1) for c in alphabet]
             self.head.weight.zero_()
@@ -229,5 +225,5 @@ class PPOCRv4Recognizer(nn.Module):
                     self.head.weight[new] = weight[:, old]
                     self.head.bias[new] = bias[old]
         known = sum(1 for r in rows[1:] if r >= 0)
-        return {"loaded": len(shipped.state_dict()) + 2, "characters_known": known,
+        return {"loaded": len(self.body.state_dict()) + 2, "characters_known": known,
                 "characters_new": len(alphabet) - known}
