@@ -6,7 +6,7 @@ A task subclasses `Task`, fills in what it needs and registers one instance in `
 is used (README "Tasks are plugins" has the table):
 
 - datasets: `claims`, `import_dataset`, `format_names`, `export_dataset`, `samples`, `stats_lines`;
-- training: `default_arch`, `architectures`, `resolve` (defaults from the data), `training_data`,
+- training: `default_arch` (`default_architecture`), `architectures`, `resolve` (defaults from the data), `training_data`,
   `initial_model`, `trainer`, `preprocessing`, `postprocessing` (saved in the model version's metadata);
 - evaluation: `evaluate` (full metrics), `version_metrics` (what the model version keeps), `write_report`,
   `evaluation` (the `eval` command's payload), `score_text` / `eval_lines` (how the CLI prints them);
@@ -141,12 +141,18 @@ class Task:
         """The chat's recipe: {model, time_budget_min, epochs, reason} from the data and the slowest device
         (devices have `short_name` and `fp32_gflops`)."""
         n = stats.get("num_images") or 0
-        return {"model": self.default_arch, "time_budget_min": 2.0 if n < 300 else 4.0, "epochs": None,
-                "reason": tr("{arch} is the default {task} architecture.", arch=self.default_arch, task=tr(self.name))}
+        arch = self.default_architecture({})
+        return {"model": arch, "time_budget_min": 2.0 if n < 300 else 4.0, "epochs": None,
+                "reason": tr("{arch} is the default {task} architecture.", arch=arch, task=tr(self.name))}
 
     # -- models and training -------------------------------------------------------------------------
     def architectures(self) -> list[str]:
         return []
+
+    def default_architecture(self, given: dict) -> str:
+        """The architecture a run takes when `--model` is left out, from the options given (TrainConfig's fields):
+        `default_arch` unless a task's default depends on them (OCR's on `--pretrained`)."""
+        return self.default_arch
 
     def build(self, meta: dict) -> nn.Module:
         """A freshly initialised network for the metadata (architecture, classes, ...)."""

@@ -39,7 +39,7 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     the result is saved before work starts."""
     ds = dataset_row_for(catalog, cfg.dataset)
     task = task_of(ds)
-    arch = cfg.model or task.default_arch
+    arch = cfg.model or task.default_architecture(cfg.to_dict())
     parent = None
     if cfg.from_model:
         parent = resolve_model(catalog, cfg.from_model)
