@@ -1,8 +1,9 @@
-"""PP-OCRv4's recognizer as a trainable PyTorch module (`--pretrained ppocrv4`), with the real weights the
-rapidocr-onnxruntime wheel ships (installed by scripts/setup, read offline): the same probabilities as the wheel's
-ONNX file on ONNX Runtime, weights that train, text read before any training, the default start for full-size
-models and not for tiny ones, a clear error where the wheel is missing, and a recognizer-only version trained from
-it, continued with --from, exported to ONNX Runtime and OpenVINO with parity and read back."""
+"""PP-OCRv4's recognizer and detector as trainable PyTorch modules (`--pretrained ppocrv4`, `ppocrv4_mobile`), with
+the real weights the rapidocr-onnxruntime wheel ships (installed by scripts/setup, read offline): the same outputs as
+the wheel's ONNX files on ONNX Runtime, weights that train, text found and read before any training, the default
+start and architecture for full-size models and not for tiny ones, a clear error where the wheel is missing, and
+versions trained from them (recognizer only; detector and recognizer), continued with --from, exported to ONNX
+Runtime and OpenVINO with parity and read back."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from factory.errors import ConfigError
 from factory.tasks.ocr import ppocr
 from factory.tasks.ocr.architectures import ARCHITECTURES, RECOGNIZERS
 from factory.tasks.ocr.formats import write_ocr
-from factory.tasks.ocr.pipeline import recognizer_input
+from factory.tasks.ocr.metrics import detection_scores
+from factory.tasks.ocr.pipeline import detector_input, recognizer_input
 from factory.tasks.ocr.postprocess import ctc_decode
-from factory.tasks.ocr.synthetic import crop
+from factory.tasks.ocr.postprocess import db_boxes
+from factory.tasks.ocr.synthetic import crop, scene
+from factory.tasks.ocr import TASK as OCR
 from factory.tasks.ocr.task import pretrained_start
 
 pytestmark = pytest.mark.skipif(not ppocr.available(), reason="rapidocr-onnxruntime or onnx2torch is not installed "
@@ -79,6 +83,54 @@ def test_it_reads_rendered_english_and_chinese_before_any_training():
     assert read == ["Invoice 2024-08", "营业时间", "EXIT"]
 
 
+def test_the_detector_gives_the_wheel_s_map_for_the_pipeline_s_rgb_input():
+    import onnxruntime as ort
+
+    page = scene(random.Random(5), 480, 352, languages=("en", "zh"))
+    x = detector_input(page.image, 480)  # RGB, ImageNet mean and std, as every OCR detector here reads
+    rgb = x * np.array(ppocr.PADDLE_STD, np.float32).reshape(1, 3, 1, 1) + np.array(ppocr.PADDLE_MEAN, np.float32).reshape(1, 3, 1, 1)
+    paddle = (rgb[:, ::-1] - np.array(ppocr.PADDLE_MEAN, np.float32).reshape(1, 3, 1, 1)) / np.array(
+        ppocr.PADDLE_STD, np.float32).reshape(1, 3, 1, 1)  # BGR with the mean and std in that order, as Paddle trained
+    session = ort.InferenceSession(str(ppocr.model_file(ppocr.DET_FILE)), providers=["CPUExecutionProvider"])
+    shipped = session.run(None, {session.get_inputs()[0].name: paddle.astype(np.float32)})[0]
+    with torch.no_grad():
+        ours = ppocr.PPOCRv4Detector().eval()(torch.from_numpy(x)).numpy()
+    assert ours.shape == shipped.shape == (1, 1, 352, 480)
+    assert shipped.max() > 0.9  # the page's text is found
+    assert np.abs(ours - shipped).max() < 1e-3
+
+
+def test_the_detector_finds_rendered_text_before_any_training_and_trains_a_threshold_head():
+    detector = ppocr.PPOCRv4Detector().eval()
+    rng = random.Random(11)
+    truth, found = {}, {}
+    for i in range(12):
+        page = scene(rng, 480, 352, languages=("en", "zh"))
+        with torch.no_grad():
+            prob = detector(torch.from_numpy(detector_input(page.image, 480))).numpy()[0, 0]
+        truth[i], found[i] = page.regions, db_boxes(prob, page.image.width, page.image.height)
+    assert detection_scores(truth, found)["hmean"] >= 0.9
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in detector.body.modules())
+    detector.train()
+    prob, thresh, binary = detector(torch.zeros(1, 3, 64, 96))
+    assert prob.shape == thresh.shape == binary.shape == (1, 1, 64, 96)
+    thresh.mean().backward()
+    assert detector.thresh_head[0][0].weight.grad is not None
+    assert detector.pretrained_info()["loaded"] > 200
+
+
+def test_ppocrv4_mobile_is_the_default_architecture_where_the_wheel_is_here(monkeypatch: pytest.MonkeyPatch):
+    assert OCR.default_architecture({}) == OCR.default_architecture({"pretrained": "ppocrv4"}) == "ppocrv4_mobile"
+    assert OCR.default_architecture({"pretrained": "none"}) == "mobilenet_v3_small"
+    assert OCR.default_architecture({"pretrained": "imagenet"}) == "efficientnet_lite0"
+    assert pretrained_start(ARCHITECTURES.get("ppocrv4_mobile"), True, False)[0] == "ppocrv4"
+    with pytest.raises(ConfigError, match="starts from --pretrained ppocrv4 only") as err:
+        OCR._check_pretrained("none", "ppocrv4_mobile", ARCHITECTURES.get("ppocrv4_mobile"), True)
+    assert "--model mobilenet_v3_small --pretrained none" in err.value.fix
+    monkeypatch.setattr(ppocr, "available", lambda: False)
+    assert OCR.default_architecture({}) == "mobilenet_v3_small"
+
+
 def test_it_is_the_default_start_for_full_size_models_only(monkeypatch: pytest.MonkeyPatch):
     assert pretrained_start(ARCHITECTURES.get("mobilenet_v3_small"), True, False)[0] == "ppocrv4"
     assert pretrained_start(ARCHITECTURES.get("tiny_ocr"), True, False)[0] == "none"
@@ -92,8 +144,8 @@ def test_asking_for_it_without_the_wheel_says_how_to_install_it(tmp_path: Path, 
     home = tmp_path / "ws"
     api.import_dataset(write_ocr(tmp_path / "crops", "paddle_rec", count=20, seed=1, languages=("en",)), "words",
                        task="ocr", home=home)
-    monkeypatch.setattr(ppocr, "model_file", lambda: (_ for _ in ()).throw(
-        ConfigError("PP-OCRv4's recognizer comes from the rapidocr-onnxruntime wheel, which is not installed.",
+    monkeypatch.setattr(ppocr, "model_file", lambda name=None: (_ for _ in ()).throw(
+        ConfigError("PP-OCRv4's networks come from the rapidocr-onnxruntime wheel, which is not installed.",
                     fix=ppocr.FIX)))
     monkeypatch.setattr(ppocr, "available", lambda: False)
     with pytest.raises(ConfigError, match="rapidocr-onnxruntime") as err:

@@ -5,6 +5,8 @@ recognizer's width; the recognizer reads the dictionary in `postprocessing.alpha
 The recognizer comes in kinds (`RECOGNIZERS`, named in `postprocessing.recognizer`): `crnn`, this project's own (32 px
 high, a time step per 4 px), and `ppocrv4`, PP-OCRv4 mobile's (48 px high, a time step per 8 px), which
 `--pretrained ppocrv4` starts from PaddleOCR's weights.
+An architecture's detector is a DB head on its backbone, or PP-OCRv4 mobile's whole DB network (`ppocrv4_mobile`,
+whose structure and weights come from the rapidocr-onnxruntime wheel: its recognizer is PP-OCRv4's too).
 A model trained on crops alone (a recognition dataset) has no detector (`detector` is None, `networks` names the
 recognizer only).
 """
@@ -31,16 +33,23 @@ NOT_YET_FIX = ("Time the exported pipeline with `edgefactory predict` on a folde
                "NAME --save-predictions FILE`.")
 
 
+def _db_detector(spec: "OcrArch") -> nn.Module:
+    backbone = spec.backbone()
+    return DBDetector(backbone, list(backbone.channels), spec.fpn)
+
+
 @dataclass(frozen=True)
 class OcrArch:
     name: str
-    backbone: Callable[[], nn.Module]  # -> a module returning the stride 4, 8, 16 and 32 features, with `channels`
+    backbone: Callable[[], nn.Module] | None  # -> a module returning the stride 4, 8, 16 and 32 features, with `channels`
     fpn: int  # the FPN's inner channels
     rec_width: int  # the recognizer's first convolution's channels (the rest are 2x, 4x, 8x)
     default_side: int  # the detector's long side
     load_imagenet: Callable[[nn.Module], dict] | None = None  # ImageNet weights into the backbone (never downloads)
     imagenet_available: Callable[[], bool] = lambda: False
     ppocr_default: bool = True  # whether `--pretrained` defaults to ppocrv4 where the wheel is here (not tiny models)
+    detector: Callable[["OcrArch"], nn.Module] = _db_detector
+    weights: str | None = None  # the one start this architecture has (its structure comes with those weights)
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ RECOGNIZERS.add("ppocrv4", RecognizerKind("ppocrv4", ppocr.HEIGHT, ppocr.STRIDE,
 
 ARCHITECTURES.add("tiny_ocr", OcrArch("tiny_ocr", lambda: TinyBackbone(8), 16, 8, 320, ppocr_default=False))
 ARCHITECTURES.add("mobilenet_v3_small", OcrArch("mobilenet_v3_small", _torchvision("mobilenet_v3_small"), 64, 32, 640))
+ARCHITECTURES.add("ppocrv4_mobile", OcrArch("ppocrv4_mobile", None, 0, 0, 640, detector=lambda spec: ppocr.PPOCRv4Detector(),
+                                            weights="ppocrv4"))
 ARCHITECTURES.add("efficientnet_lite0", OcrArch(
     "efficientnet_lite0", lambda: StrideFeatures(build_efficientnet_lite("lite0", 1000).features, DB_STRIDES), 64, 32,
     640, lambda backbone: load_lite_weights(backbone, "lite0", skip_head=True), _lite0_available))
@@ -88,7 +99,7 @@ ARCHITECTURES.add("efficientnet_lite0", OcrArch(
 class OcrModel(nn.Module):
     """The detector (None for a recognizer-only model) and the recognizer of one model version."""
 
-    def __init__(self, detector: DBDetector | None, recognizer: CTCRecognizer):
+    def __init__(self, detector: nn.Module | None, recognizer: nn.Module):
         super().__init__()
         self.detector, self.recognizer = detector, recognizer
 
@@ -102,8 +113,5 @@ class OcrModel(nn.Module):
 
 def build_ocr(arch: str, alphabet_size: int, with_detector: bool = True, recognizer: str = "crnn") -> OcrModel:
     spec = ARCHITECTURES.get(arch)
-    detector = None
-    if with_detector:
-        backbone = spec.backbone()
-        detector = DBDetector(backbone, list(backbone.channels), spec.fpn)
+    detector = spec.detector(spec) if with_detector else None
     return OcrModel(detector, RECOGNIZERS.get(recognizer).build(alphabet_size + 1, spec))

@@ -32,65 +32,103 @@ PACKAGE = "rapidocr-onnxruntime==1.4.4"
 FIX = f"pip install {PACKAGE} onnx2torch --no-deps (scripts/setup installs both), or train without --pretrained ppocrv4."
 
 
-def model_file() -> Path:
-    """The PP-OCRv4 mobile recognizer's ONNX file in the installed rapidocr-onnxruntime wheel."""
+REC_FILE, DET_FILE = "ch_PP-OCRv4_rec_infer.onnx", "ch_PP-OCRv4_det_infer.onnx"
+DET_FUSED = "p2o.Concat.1"  # the detector's neck output (N, 96, H / 4, W / 4): what its DB head reads
+DET_FEATURES = 96
+# the detector was trained on BGR pictures with ImageNet's mean and std taken in that order (PaddleOCR's
+# NormalizeImage on cv2's BGR arrays); the pipeline gives RGB with the mean and std in RGB order
+PADDLE_MEAN, PADDLE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def model_file(name: str = REC_FILE) -> Path:
+    """One of PP-OCRv4 mobile's ONNX files in the installed rapidocr-onnxruntime wheel."""
     try:
         import rapidocr_onnxruntime
     except ImportError:
-        raise ConfigError("PP-OCRv4's recognizer comes from the rapidocr-onnxruntime wheel, which is not installed.",
+        raise ConfigError("PP-OCRv4's networks come from the rapidocr-onnxruntime wheel, which is not installed.",
                           fix=FIX) from None
-    path = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+    path = Path(rapidocr_onnxruntime.__file__).parent / "models" / name
     if not path.is_file():
         raise ConfigError(f"The rapidocr-onnxruntime wheel here has no {path.name}.", fix=FIX)
     return path
 
 
 def available() -> bool:
-    """Whether `--pretrained ppocrv4` can load here (the wheel and onnx2torch installed)."""
+    """Whether `--pretrained ppocrv4` can load here (the wheel's two networks and onnx2torch installed)."""
     try:
-        model_file()
+        model_file(REC_FILE), model_file(DET_FILE)
         import onnx2torch  # noqa: F401
     except (ConfigError, ImportError):
         return False
     return True
 
 
-@lru_cache(maxsize=1)
-def _graph() -> tuple[object, object, list[str]]:
-    """The ONNX graph up to the head's input (N, T, 120), the head's weight (120, 6625) and bias as tensors, and
-    PP-OCRv4's dictionary (index 0 the blank, then its characters, the space last)."""
+def _load(name: str) -> tuple[object, dict, list]:
+    """The wheel's ONNX file `name`, its Constant nodes' values by name, and its other nodes in order."""
     import onnx
     from onnx import numpy_helper
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    m = onnx.load(str(model_file()))
-    g = m.graph
-    values = {}
-    body = []
-    for node in g.node:
+    m = onnx.load(str(model_file(name)))
+    values, body = {}, []
+    for node in m.graph.node:
         if node.op_type == "Constant" and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         else:
             body.append(node)
-    softmax = body[-1]
-    head_add, head_matmul = body[-2], body[-3]
-    if (softmax.op_type, head_add.op_type, head_matmul.op_type) != ("Softmax", "Add", "MatMul"):
-        raise ConfigError("This rapidocr-onnxruntime wheel's recognizer does not end in the MatMul, Add and Softmax "
-                          "of PP-OCRv4's head.", fix=FIX)
-    weight, bias = values[head_matmul.input[1]], values[head_add.input[1]]
-    features = head_matmul.input[0]
-    kept = body[:-3]
+    return m, values, body
+
+
+def _convertible(m, values: dict, kept: list, outputs: list[str], height: int | None = None):
+    """`m` with the nodes `kept`, the constants they read as initializers (where onnx2torch reads weights), the
+    graph outputs `outputs` and its shapes inferred (the input's height fixed where given)."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    g = m.graph
     used = {name for node in kept for name in node.input}
     del g.node[:]
     g.node.extend(kept)
     g.initializer.extend(numpy_helper.from_array(v, k) for k, v in values.items() if k in used)
     del g.output[:]
-    g.output.append(onnx.helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
-    g.input[0].type.tensor_type.shape.dim[2].dim_value = HEIGHT
-    m = SymbolicShapeInference.infer_shapes(m, auto_merge=True)
+    g.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in outputs)
+    if height is not None:
+        g.input[0].type.tensor_type.shape.dim[2].dim_value = height
+    return SymbolicShapeInference.infer_shapes(m, auto_merge=True)
+
+
+@lru_cache(maxsize=1)
+def _graph() -> tuple[object, object, list[str]]:
+    """The recognizer's ONNX graph up to the head's input (N, T, 120), the head's weight (120, 6625) and bias as
+    tensors, and PP-OCRv4's dictionary (index 0 the blank, then its characters, the space last)."""
+    m, values, body = _load(REC_FILE)
+    softmax, head_add, head_matmul = body[-1], body[-2], body[-3]
+    if (softmax.op_type, head_add.op_type, head_matmul.op_type) != ("Softmax", "Add", "MatMul"):
+        raise ConfigError("This rapidocr-onnxruntime wheel's recognizer does not end in the MatMul, Add and Softmax "
+                          "of PP-OCRv4's head.", fix=FIX)
+    weight, bias = values[head_matmul.input[1]], values[head_add.input[1]]
+    m = _convertible(m, values, body[:-3], [head_matmul.input[0]], HEIGHT)
     meta = {p.key: p.value for p in m.metadata_props}
     chars = meta.get("character", "").split("\n")
     return m, (torch.from_numpy(weight.copy()), torch.from_numpy(bias.copy())), ["<blank>", *chars, " "]
+
+
+@lru_cache(maxsize=1)
+def _det_graph():
+    """The detector's ONNX graph returning its neck's output (what a DB head reads) and its probability map."""
+    m, values, body = _load(DET_FILE)
+    if body[-1].op_type != "Sigmoid" or not any(DET_FUSED in node.output for node in body):
+        raise ConfigError("This rapidocr-onnxruntime wheel's detector is not PP-OCRv4's DB network (a neck output "
+                          f"{DET_FUSED} and a sigmoid probability map).", fix=FIX)
+    return _convertible(m, values, body, [DET_FUSED, body[-1].output[0]])
+
+
+def _converted(graph) -> nn.Module:
+    from onnx2torch import convert
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _trainable(convert(graph))
 
 
 class _Shape(nn.Module):
@@ -195,12 +233,7 @@ class PPOCRv4Recognizer(nn.Module):
 
     def __init__(self, classes: int):
         super().__init__()
-        from onnx2torch import convert
-
-        onnx_model, _, _ = _graph()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.body = _trainable(convert(onnx_model))  # PP-OCRv4's weights as shipped
+        self.body = _converted(_graph()[0])  # PP-OCRv4's weights as shipped
         first = next(m for m in self.body.modules() if isinstance(m, nn.Conv2d))
         with torch.no_grad():
             first.weight.copy_(first.weight.flip(1))  # BGR -> RGB
@@ -227,3 +260,47 @@ class PPOCRv4Recognizer(nn.Module):
         known = sum(1 for r in rows[1:] if r >= 0)
         return {"loaded": len(self.body.state_dict()) + 2, "characters_known": known,
                 "characters_new": len(alphabet) - known}
+
+
+class PPOCRv4Detector(nn.Module):
+    """PP-OCRv4 mobile's DB text detector with its shipped weights, reading the pipeline's RGB input (ImageNet mean
+    and std), and a DB threshold head on its neck for training (the wheel's inference graph has the probability
+    branch only; this one starts fresh). Training returns (probability, threshold, approximate binary) maps as
+    `DBDetector` does; eval (and export) the probability map (N, 1, H, W) only. H and W: multiples of 32."""
+
+    def __init__(self):
+        super().__init__()
+        from factory.tasks.ocr.model import DBDetector
+
+        self.body = _converted(_det_graph())
+        first = next(m for m in self.body.modules() if isinstance(m, nn.Conv2d))
+        with torch.no_grad():
+            first.weight.copy_(first.weight.flip(1))  # BGR -> RGB
+        scale, shift = _rgb_imagenet_input()
+        self.register_buffer("in_scale", scale)
+        self.register_buffer("in_shift", shift)
+        self.thresh_head = DBDetector._head(DET_FEATURES)
+        self.export_mode = False
+
+    def forward(self, x: torch.Tensor):
+        from factory.tasks.ocr.model import K
+
+        fused, prob = self.body(x * self.in_scale + self.in_shift)
+        if self.export_mode or not self.training:
+            return prob
+        thresh = self.thresh_head(fused)
+        return prob, thresh, torch.sigmoid(K * (prob - thresh))
+
+    def pretrained_info(self) -> dict:
+        """The init event's fields: the tensors that hold PP-OCRv4's weights (the threshold head's start fresh)."""
+        return {"loaded": len(self.body.state_dict()), "fresh": len(self.thresh_head.state_dict())}
+
+
+def _rgb_imagenet_input() -> tuple[torch.Tensor, torch.Tensor]:
+    """The network read channel j as (bgr_j - mean_j) / std_j; the pipeline gives x_i = (rgb_i - mean_i) / std_i.
+    With the first convolution's input channels flipped (channel i now meets the weights of the old channel 2 - i),
+    channel i must arrive as x_i * scale_i + shift_i: returns (scale, shift), each (1, 3, 1, 1). An affine map in
+    front of the network rather than folded into the convolution, so that its zero padding stays exact."""
+    mean, std = torch.tensor(PADDLE_MEAN), torch.tensor(PADDLE_STD)
+    old_mean, old_std = mean.flip(0), std.flip(0)  # what was subtracted from and divided into the colour now at i
+    return (std / old_std).view(1, 3, 1, 1), ((mean - old_mean) / old_std).view(1, 3, 1, 1)

@@ -25,7 +25,7 @@ from factory.tasks.ocr.pipeline import Reader, served
 from factory.tasks.ocr.formats import CROP_LAYOUTS, IMAGE_SUFFIXES, SCENE_LAYOUTS, detect_layout, read_layout, write_ocr
 from factory.tasks.ocr.metrics import DONT_CARE
 from factory.tasks.ocr.postprocess import DB_DEFAULTS
-from factory.tasks.ocr.training import (MAX_RENDERED, MIN_SEEN, PRETRAINED_REC_LR_SCALE, OcrData, OcrTrainer,
+from factory.tasks.ocr.training import (MAX_RENDERED, MIN_SEEN, PRETRAINED_LR_SCALE, OcrData, OcrTrainer,
                                        ocr_preprocessing, readable, model_reader, rendered_texts)
 from factory.tasks.ocr.zh import ZH
 from factory.training import defaults
@@ -195,14 +195,25 @@ class Ocr(Task):
     def propose(self, stats: dict, devices: list, latency_ms: float | None, size_mb: float | None) -> dict:
         n = stats.get("num_images") or 0
         minutes = 5.0 if n < 100 else 10.0 if n < 500 else 20.0
-        return {"model": self.default_arch, "time_budget_min": minutes, "epochs": None,
+        arch = self.default_architecture({})
+        return {"model": arch, "time_budget_min": minutes, "epochs": None,
                 "reason": tr("a DB text detector on {model} with a CTC recognizer: {n} images with {texts} texts train "
-                             "in about {minutes:g} minutes here.", model=self.default_arch, n=n,
+                             "in about {minutes:g} minutes here.", model=arch, n=n,
                              texts=stats.get("num_texts", 0), minutes=minutes)}
 
     # -- models and training -------------------------------------------------------------------------
     def architectures(self) -> list[str]:
         return ARCHITECTURES.names()
+
+    def default_architecture(self, given: dict) -> str:
+        """PP-OCRv4 mobile's networks where the wheel is here and no other start is asked for; EfficientNet-Lite0
+        for `--pretrained imagenet` (the backbone with those weights); otherwise `default_arch`."""
+        pretrained = given.get("pretrained")
+        if pretrained in (None, "ppocrv4") and ppocr.available():
+            return "ppocrv4_mobile"
+        if pretrained == "imagenet":
+            return "efficientnet_lite0"
+        return self.default_arch
 
     def build(self, meta: dict) -> nn.Module:
         """The OCR model, or (metadata of one network, as its export has) that network alone."""
@@ -230,8 +241,9 @@ class Ocr(Task):
                  (16, f"{16 * per} crops a step"))
         res.pick("lr", lambda: (5e-4, "continuing from an earlier version: a smaller step") if has_parent else
                  (3e-3, "AdamW 3e-3 for both networks (1e-3 left them at zero after 10 minutes here)"
-                  + (f"; PP-OCRv4's recognizer at {PRETRAINED_REC_LR_SCALE:.2g} of it"
-                     if res.values["pretrained"] == "ppocrv4" else "")))
+                  + "".join(f"; PP-OCRv4's {name} at {scale:.2g} of it" for name, scale in
+                            pretrained_scales({**res.values, "model": arch,
+                                               "text_level": "scenes" if scenes else "crops"}).items())))
         res.pick("hflip", lambda: (0.0, "text reads one way: no flips"))
         res.pick("crop_scale", lambda: (0.6, "unused by OCR (scenes are zoomed 0.6-1.2x instead)"))
         alphabet = list(ds["classes"])
@@ -256,9 +268,13 @@ class Ocr(Task):
                               + ("this dataset has crops only, so there is no detector." if not scenes else
                                  f"{arch} has no ImageNet weights offered here."),
                               fix="Leave --pretrained out" + ("." if not scenes else ", or use --model efficientnet_lite0."))
-        if given == "ppocrv4" and not ppocr.available():
-            ppocr.model_file()  # says which part is missing
-            raise ConfigError("--pretrained ppocrv4 needs onnx2torch to read PP-OCRv4's recognizer.", fix=ppocr.FIX)
+        if spec.weights and given not in (None, spec.weights):
+            raise ConfigError(f"{arch} is PP-OCRv4 mobile's networks as PaddleOCR trained them: it starts from "
+                              f"--pretrained {spec.weights} only.", fix=f"Leave --pretrained out, or train --model "
+                              f"mobilenet_v3_small --pretrained {given} (a detector of this project's own).")
+        if (given == "ppocrv4" or spec.weights == "ppocrv4") and not ppocr.available():
+            ppocr.model_file(ppocr.REC_FILE), ppocr.model_file(ppocr.DET_FILE)  # say which part is missing
+            raise ConfigError("PP-OCRv4's networks need onnx2torch to be read.", fix=ppocr.FIX)
 
     def preprocessing(self, resolved: dict) -> dict:
         return ocr_preprocessing(resolved["img_size"], resolved.get("recognizer", "crnn"))
@@ -283,14 +299,16 @@ class Ocr(Task):
             sink({"type": "init", "source": "imagenet", "loaded_tensors": spec.load_imagenet(model.detector.backbone)["loaded"]})
         if resolved.get("pretrained") == "ppocrv4":
             sink({"type": "init", "source": "ppocrv4", **model.recognizer.load_pretrained(resolved["classes"])})
+            if hasattr(model.detector, "pretrained_info"):
+                sink({"type": "init", "source": "ppocrv4", "network": "detector", **model.detector.pretrained_info()})
         return model
 
     def trainer(self, cfg, model: nn.Module, train, val, preprocessing: dict, run_dir: Path, resolved: dict,
                 **kwargs) -> OcrTrainer:
         train.render(resolved.get("rendered_crops", 0))
         val.keep_exact()  # validation reads the labelled crops as cut, nothing rendered or moved
-        scale = PRETRAINED_REC_LR_SCALE if resolved.get("pretrained") == "ppocrv4" else 1.0
-        trainer = OcrTrainer(cfg, model, train, val, preprocessing, run_dir, rec_lr_scale=scale, **kwargs)
+        trainer = OcrTrainer(cfg, model, train, val, preprocessing, run_dir, lr_scales=pretrained_scales(resolved),
+                             **kwargs)
         trainer.on_event({"type": "stage", "stage": "recognizer crops", "crops": len(train.crops),
                           "rendered": train.rendered, "scenes": len(train.scenes)})
         return trainer
@@ -393,12 +411,24 @@ def pretrained_start(spec, scenes: bool, has_parent: bool) -> tuple[str, str]:
     imagenet = spec.imagenet_available() and scenes
     if has_parent:
         return "none", "continuing from an earlier version (--from)"
+    if spec.weights == "ppocrv4":
+        return "ppocrv4", ("PP-OCRv4 mobile's detector and recognizer (from the rapidocr-onnxruntime wheel here), "
+                           "fine-tuned on this data")
     if spec.ppocr_default and ppocr.available():
         return "ppocrv4", ("PP-OCRv4 mobile's recognizer (from the rapidocr-onnxruntime wheel here) fine-tuned"
                            + (", ImageNet weights in the detector's backbone" if imagenet else ""))
     if imagenet:
         return "imagenet", "ImageNet weights for the detector's backbone are on this machine"
     return "none", "no pretrained weights for this architecture here: from scratch"
+
+
+def pretrained_scales(resolved: dict) -> dict[str, float]:
+    """The networks that start from PP-OCRv4's weights, each with the share of the run's learning rate it takes."""
+    if resolved.get("pretrained") != "ppocrv4":
+        return {}
+    started = {"detector": ARCHITECTURES.get(resolved["model"]).weights == "ppocrv4" and resolved.get("text_level") != "crops",
+               "recognizer": resolved.get("recognizer") == "ppocrv4"}
+    return {name: PRETRAINED_LR_SCALE[name] for name, yes in started.items() if yes}
 
 
 def continue_from(model: nn.Module, alphabet: list[str], parent: nn.Module, meta: dict) -> int:

@@ -9,7 +9,7 @@ checkpoints and resume, and validation by end-to-end Hmean (word accuracy for a 
   every character of the dictionary at least `MIN_SEEN` times; each crop is as high as the recognizer reads
   (RecognizerKind.height: 32 px, PP-OCRv4's 48) at its own width, stretched 0.8-1.25x in training, and a batch is
   padded to its widest crop.
-- A recognizer started from PP-OCRv4's weights learns at `PRETRAINED_REC_LR_SCALE` of the detector's rate.
+- A network started from PP-OCRv4's weights learns at its `PRETRAINED_LR_SCALE` of the run's rate.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ GRAD_CLIP = 5.0
 SCORE_LABEL = "OCR validation score"
 VERTICAL = 1.5  # a crop this many times taller than wide is vertical text (PaddleOCR's ratio)
 BN_SAMPLE = 256  # scenes and crops (each a seeded random sample) that BatchNorm statistics are averaged over
-PRETRAINED_REC_LR_SCALE = 1 / 6  # PP-OCRv4's recognizer at 5e-4 beside the detector's 3e-3: its weights are kept
+# PP-OCRv4's networks fine-tuned beside the run's 3e-3: the recognizer at 5e-4, the detector at 1e-3 (PaddleOCR's
+# fine-tuning rate for it), so that their weights are kept rather than relearned
+PRETRAINED_LR_SCALE = {"detector": 1 / 3, "recognizer": 1 / 6}
 
 
 def rendered_texts(texts: list[str], alphabet: list[str], seed: int) -> list[str]:
@@ -174,8 +176,8 @@ class OcrTrainer(Trainer):
     metric_label = SCORE_LABEL
 
     def __init__(self, cfg, model, train: OcrData, val: OcrData, preprocessing: dict, run_dir: Path, *,
-                 rec_lr_scale: float = 1.0, **kwargs):
-        self.rec_lr_scale = rec_lr_scale  # read by param_groups, which the engine calls while it is set up
+                 lr_scales: dict[str, float] | None = None, **kwargs):
+        self.lr_scales = lr_scales or {}  # read by param_groups, which the engine calls while it is set up
         super().__init__(cfg, model, train, val, preprocessing, run_dir, **kwargs)
         self.index = {c: i + 1 for i, c in enumerate(train.alphabet)}
         self.rec_batch = self.cfg.batch_size * train.rec.crops_per_scene
@@ -186,8 +188,8 @@ class OcrTrainer(Trainer):
         self._orders: dict[str, list[int]] = {}
 
     def param_groups(self) -> list[dict]:
-        """The detector at the run's rate, the recognizer at `rec_lr_scale` of it."""
-        return [{"params": list(net.parameters()), "lr_scale": self.rec_lr_scale if name == "recognizer" else 1.0}
+        """Each network at its `lr_scales` of the run's rate (1 where not given)."""
+        return [{"params": list(net.parameters()), "lr_scale": self.lr_scales.get(name, 1.0)}
                 for name, net in self.model.networks().items()]
 
     # -- batches ------------------------------------------------------------------------------------
