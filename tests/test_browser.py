@@ -411,3 +411,38 @@ def test_the_page_reads_text_with_both_networks_draws_it_and_copies_it(ocr_page,
     page.check("#compare")
     page.wait_for_selector("#server[data-count]", timeout=60000)
     assert page.get_attribute("#server", "data-count") == "1" and "“A”" in page.text_content("#server")
+
+
+@pytest.mark.slow
+def test_the_page_runs_pp_ocrv4_s_networks_and_reads_what_python_reads(browser, tmp_path: Path):
+    """The default OCR architecture (PP-OCRv4 mobile's detector and recognizer, fine-tuned one epoch) in
+    onnxruntime-web: a rendered page in English and Chinese read on the phone page as the server's ONNX Runtime
+    twin reads it (the same texts, the same boxes), and mostly right."""
+    import random
+
+    from factory import api
+    from factory.api import session
+    from factory.tasks.ocr import ppocr
+    from factory.tasks.ocr.formats import write_ocr
+    from factory.tasks.ocr.metrics import end_to_end_scores
+    from factory.tasks.ocr.synthetic import scene
+    from targets.predictor import load_predictor
+
+    if not ppocr.available():
+        pytest.skip("rapidocr-onnxruntime or onnx2torch is not installed (scripts/setup installs both)")
+    home = tmp_path / "ws"
+    api.import_dataset(write_ocr(tmp_path / "scenes", "icdar2015", count=16, seed=5, languages=("en", "zh")), "signs",
+                       task="ocr", home=home)
+    api.train({"dataset": "signs", "epochs": 1, "img_size": 320, "name": "pp"}, home=home)
+    assert api.list_models(home=home)[0]["arch"] == "ppocrv4_mobile"
+    truth = scene(random.Random(21), 320, 240, languages=("en", "zh"), max_regions=4)
+    photo = tmp_path / "sign.png"
+    truth.image.save(photo)
+    with served_page(browser, home, "pp") as tab:
+        with session(home) as (ws, catalog):
+            python = load_predictor(ws, catalog, "pp", "onnxruntime", "fp32")
+        (py,) = python.predict([decode_image(photo.read_bytes())])
+        js = tab.evaluate(JS_READ, [base64.b64encode(photo.read_bytes()).decode()])
+    assert py and [x["text"] for x in js] == [x["text"] for x in py]
+    assert max(np.abs(np.asarray(a["points"]) - np.asarray(b["points"])).max() for a, b in zip(js, py)) <= 2
+    assert end_to_end_scores({"page": truth.regions}, {"page": js})["hmean"] >= 0.5
