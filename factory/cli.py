@@ -87,7 +87,8 @@ def cmd_dataset_sample(a: argparse.Namespace) -> dict:
 def _train_config(a: argparse.Namespace) -> dict:
     return {"dataset": a.dataset, "model": a.model, "epochs": a.epochs, "time_budget_min": a.time_budget,
             "img_size": a.img_size, "name": a.name, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
-            "pretrained": a.pretrained, "from_model": a.from_model, "device": a.device, "patience": a.patience,
+            "pretrained": a.pretrained, "from_model": a.from_model, "device": a.device, "devices": a.devices,
+            "patience": a.patience,
             "hflip": a.hflip, "embedding_dim": a.embedding_dim, "loss": a.loss, "dict_file": a.dict_file}
 
 
@@ -223,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add(sub, "train", cmd_train, "train a model on a dataset")
     sp.add_argument("--dataset")
-    sp.add_argument("--model", help="architecture (default mobilenet_v3_small)")
+    sp.add_argument("--model", help="architecture (default: the task's; mobilenet_v3_small for images, "
+                                              "ppocrv4_mobile for OCR)")
     sp.add_argument("--epochs", type=int)
     sp.add_argument("--time-budget", type=float, help="minutes; stops when spent (like PAI's auto mode)")
     sp.add_argument("--img-size", type=int, help="input side in px (default: from the images and objects)")
@@ -242,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "from the data)")
     sp.add_argument("--from", dest="from_model", help="continue from an earlier model version NAME:vN")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.add_argument("--devices", type=int, metavar="N",
+                    help="data-parallel processes on this machine (torch.distributed: one per GPU with NCCL, or CPU "
+                         "processes with gloo sharing the cores); each takes its share of every batch (default 1)")
     sp.add_argument("--embedding-dim", type=int, help="retrieval: embedding width (default 256)")
     sp.add_argument("--loss", help="retrieval: multi_similarity (default), arcface, subcenter_arcface or cosface")
     sp.add_argument("--dict", dest="dict_file", metavar="FILE",

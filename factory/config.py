@@ -45,6 +45,7 @@ class TrainConfig:
     color_jitter: float = 0.2
     workers: int | None = None  # DataLoader workers for data too large to cache; None: up to 4
     device: str = "auto"  # auto | cpu | cuda
+    devices: int | None = None  # data-parallel processes (torch.distributed: gloo on the CPU, NCCL on GPUs); None: 1
     # options of one task (a task lists those it reads in `Task.options`; others refuse them)
     embedding_dim: int | None = None  # retrieval: width of the L2-normalised embedding (default 256)
     loss: str | None = None  # retrieval: metric-learning loss (multi_similarity, arcface, subcenter_arcface, cosface)
@@ -99,7 +100,7 @@ _RANGES: dict[str, Any] = {
     "batch_size": Field(ge=1, le=4096), "lr": Field(gt=0, lt=1), "weight_decay": Field(ge=0, lt=1),
     "warmup_epochs": Field(ge=0, le=100), "label_smoothing": Field(ge=0, lt=1), "patience": Field(ge=1),
     "hflip": Field(ge=0, le=1), "crop_scale": Field(ge=0.05, le=1), "color_jitter": Field(ge=0, le=1),
-    "workers": Field(ge=0, le=64), "embedding_dim": Field(ge=8, le=4096),
+    "workers": Field(ge=0, le=64), "devices": Field(ge=1, le=64), "embedding_dim": Field(ge=8, le=4096),
 }
 _CHOICES: dict[str, Any] = {"device": Literal["auto", "cpu", "cuda"]}
 

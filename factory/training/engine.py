@@ -22,6 +22,7 @@ from torch import nn
 
 from factory.config import TrainConfig
 from factory.training.data import ImageTensors, augment, batches, normalize
+from factory.training.distributed import SINGLE, Group
 from factory.workspace import atomic_torch_save
 
 Event = dict[str, Any]
@@ -103,6 +104,9 @@ class Trainer:
         self.budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
         self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
         self._calibration: torch.Tensor | None = None
+        self.group: Group = SINGLE  # data-parallel ranks (factory.training.distributed): set before fit()
+        self.step_elapsed = 0.0  # the run's clock at this step's start, as all ranks agree on it
+        self.epoch_samples = 0
 
     # -- checkpoints --------------------------------------------------------------------------
     @property
@@ -114,6 +118,8 @@ class Trainer:
         return self.run_dir / "best.pt"
 
     def save_checkpoint(self, generator: torch.Generator) -> None:
+        if not self.group.main:
+            return
         atomic_torch_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                            "scaler": self.scaler.state_dict(), "state": self.state.__dict__,
                            "rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
@@ -150,16 +156,19 @@ class Trainer:
         while self.state.epoch < self.max_epochs and patience_left > 0 and not self.budget_spent():
             start = time.perf_counter()
             loss = self.train_epoch(generator, start)
-            if self.calibrate_bn:
-                self.calibrate_batchnorm()  # validate (and keep as best) weights whose BN statistics match them
-            value = self.evaluate_metric()
+            train_s = time.perf_counter() - start
+            value = self.validate()
             self.state.epoch += 1
-            self.state.elapsed_s += time.perf_counter() - start
+            # every rank goes on with rank 0's score and clock: the same stops, the same schedule
+            value, self.state.elapsed_s = self.group.from_main([value, self.state.elapsed_s + time.perf_counter() - start])
             if value > self.state.best_metric:
                 self.state.best_metric, self.state.best_epoch = value, self.state.epoch
-                atomic_torch_save(self.model.state_dict(), self.best_path)
+                if self.group.main:
+                    atomic_torch_save(self.model.state_dict(), self.best_path)
             patience_left = self.cfg.patience - (self.state.epoch - self.state.best_epoch)
-            record = {"epoch": self.state.epoch, "train_loss": loss, f"val_{self.metric}": value, "val_metric": value,
+            record = {"epoch": self.state.epoch, "train_loss": loss, "samples": self.epoch_samples * self.group.world,
+                      "train_s": round(train_s, 2),
+                      f"val_{self.metric}": value, "val_metric": value,
                       "metric": self.metric, **self.labelled(), "lr": self.optimizer.param_groups[0]["lr"],
                       "elapsed_s": round(self.state.elapsed_s, 2)}
             self.state.history.append(record)
@@ -173,6 +182,12 @@ class Trainer:
         for warning in self.diagnose():
             self.on_event({"type": "warning", **warning})
         return self.state
+
+    def validate(self) -> float:
+        """The validation metric of this epoch's weights (rank 0's; other ranks wait for it)."""
+        if self.calibrate_bn:  # every rank, alike: under SyncBatchNorm (NCCL) they compute the statistics together
+            self.calibrate_batchnorm()  # validate (and keep as best) weights whose BN statistics match them
+        return self.evaluate_metric() if self.group.main else 0.0
 
     def labelled(self) -> dict:
         """The tracked metric's name in people's words, for events that carry it (none when the task's own)."""
@@ -232,7 +247,7 @@ class Trainer:
         """One epoch's shuffled batches as (images, targets, batch size), on the training device; a task's trainer
         whose targets are not one label per image (boxes, text) overrides this and `train_step`."""
         for images, labels in batches(self.train, self.cfg.batch_size, shuffle=True, generator=generator,
-                                      workers=self.cfg.workers):
+                                      workers=self.cfg.workers, shard=self.group.shard):
             yield images.to(self.device, non_blocking=True), labels.to(self.device), len(labels)
 
     def train_epoch(self, generator: torch.Generator, start: float) -> float:
@@ -240,8 +255,12 @@ class Trainer:
         total, count = 0.0, 0
         last_event = time.perf_counter()
         for images, targets, n in self.epoch_batches(generator):
-            if self.stop.is_set():
+            # every rank stops at the same step and schedules its learning rate by the same clock
+            stop, self.step_elapsed = self.group.agree(self.stop.is_set(), self.state.elapsed_s + time.perf_counter() - start)
+            if stop:
                 raise StopRequested()
+            if count and self.budget_s and self.step_elapsed >= self.budget_s:
+                break
             loss = self.train_step(images, targets, generator, start)
             total += loss * n
             count += n
@@ -249,8 +268,7 @@ class Trainer:
                 last_event = time.perf_counter()
                 self.on_event({"type": "step", "epoch": self.state.epoch + 1, "step": self.state.step,
                                "steps_per_epoch": self.steps_per_epoch, "loss": loss})
-            if self.budget_s and self.state.elapsed_s + time.perf_counter() - start >= self.budget_s:
-                break
+        self.epoch_samples = count  # this rank's (each rank trains as many)
         return total / max(count, 1)
 
     def param_groups(self) -> list[dict]:
@@ -261,8 +279,8 @@ class Trainer:
     def scheduled_lr(self, start: float) -> None:
         """Set this step's learning rate: warm-up, then cosine over the epochs or the time budget (times each
         group's `lr_scale`)."""
-        factor = lr_factor(self.state.step, self.warmup_steps,
-                           self.progress_fraction(self.state.elapsed_s + time.perf_counter() - start))
+        elapsed = self.step_elapsed if self.group.world > 1 else self.state.elapsed_s + time.perf_counter() - start
+        factor = lr_factor(self.state.step, self.warmup_steps, self.progress_fraction(elapsed))
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * factor * group.get("lr_scale", 1.0)
 
@@ -287,6 +305,7 @@ class Trainer:
         """One optimizer step on `loss` (scaled under AMP); counts the step and returns the loss's value."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.group.average_gradients(self.optimizer)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.state.step += 1

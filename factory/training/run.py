@@ -23,7 +23,7 @@ from factory.models import load_model, read_metadata, register_model_version, re
 from factory.refs import dataset_row_for
 from factory.tasks import DEFAULT_TASK, all_tasks, task_of
 from factory.tasks.base import Task
-from factory.training import defaults
+from factory.training import defaults, distributed
 from factory.training.engine import Event, StopRequested, seed_everything
 from factory.workspace import Workspace, append_event, atomic_write_json
 
@@ -58,6 +58,7 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     if cfg.pretrained is not None and cfg.pretrained not in task.pretrained_sources:
         raise ConfigError(f"--pretrained {cfg.pretrained} does not apply to {task.name} models.",
                           fix=f"Use one of: {', '.join(task.pretrained_sources)}; or leave it out.")
+    distributed.check_devices(cfg.devices or 1, cfg.device)
     res = defaults.Resolution(cfg.to_dict(), read_metadata(ws, parent) if parent else None)
     data = DatasetSplits.open(ws, ds)
     extra = task.resolve(ws, ds, arch, res, data.entries("train"), data.root)
@@ -143,10 +144,9 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
     return result
 
 
-def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, resume: bool,
-                        sink: EventSink, stop: threading.Event | None) -> dict:
-    """Every task's run: load the splits, train with the engine, keep the best weights with exact BN statistics,
-    evaluate on the test split (val when there is none), register the version, write its report."""
+def _trainer_for(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, sink: EventSink,
+                 stop: threading.Event | None):
+    """The run's splits, initial model and trainer, as every data-parallel rank builds them alike."""
     task = task_of(resolved)
     data = DatasetSplits.open(ws, dataset_row_for(catalog, resolved["dataset"]))
     train_entries, val_entries = data.entries("train"), data.entries("val")
@@ -159,10 +159,33 @@ def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: 
     seed_everything(resolved.get("seed", 0))  # the fresh layers' initial weights are part of a reproducible run
     model = task.initial_model(resolved, parent, sink)
     pre = task.preprocessing(resolved)
-    cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__})
+    cfg = TrainConfig.from_dict({k: resolved[k] for k in TrainConfig.__dataclass_fields__ if k in resolved})
     trainer = task.trainer(cfg, model, train, val, pre, ws.run_dir(run_id), resolved, on_event=sink, stop=stop)
     trainer.metric_label = trainer.metric_label or task.metric_label  # a trainer may track a score of its own
-    state = trainer.fit(resume=resume)
+    return task, data, val_entries, model, pre, trainer
+
+
+def _fit(ws: Workspace, run_id: str, resolved: dict, trainer, resume: bool, sink: EventSink):
+    """The trainer's fit, in `devices` data-parallel processes when the run asks for more than one."""
+    devices = resolved.get("devices") or 1
+    if devices == 1:
+        return trainer.fit(resume=resume)
+    device = resolved.get("device", "auto")
+    with distributed.launched(devices, device, "factory.training.rank", [str(ws.home), run_id, "resume" if resume else "new"],
+                              lambda rank: distributed.rank_log(ws.run_dir(run_id), rank)) as group:
+        trainer.group = group
+        trainer.model = distributed.sync_batchnorm(trainer.model, device)
+        sink({"type": "stage", "stage": "data parallel", "processes": devices, "backend": distributed.backend(device),
+              "batch_per_process": len(group.shard(list(range(trainer.cfg.batch_size))))})
+        return trainer.fit(resume=resume)
+
+
+def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, resume: bool,
+                        sink: EventSink, stop: threading.Event | None) -> dict:
+    """Every task's run: load the splits, train with the engine, keep the best weights with exact BN statistics,
+    evaluate on the test split (val when there is none), register the version, write its report."""
+    task, data, val_entries, model, pre, trainer = _trainer_for(ws, catalog, run_id, resolved, sink, stop)
+    state = _fit(ws, run_id, resolved, trainer, resume, sink)
     model.load_state_dict(torch.load(trainer.best_path, map_location="cpu", weights_only=True))
     model.cpu().eval()
     trainer.recalibrate(model)  # exact statistics for the kept weights

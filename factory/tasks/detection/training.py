@@ -101,7 +101,7 @@ class DetectionTrainer(Trainer):
     def epoch_batches(self, generator: torch.Generator):
         order = torch.randperm(len(self.train), generator=generator)
         for first in range(0, len(order), self.cfg.batch_size):
-            idx = order[first:first + self.cfg.batch_size]
+            idx = self.group.shard(order[first:first + self.cfg.batch_size].tolist())  # a data-parallel rank's share
             yield self.train.images[idx], ([self.train.boxes[i] for i in idx], [self.train.labels[i] for i in idx]), len(idx)
 
     def train_step(self, images: torch.Tensor, targets, generator: torch.Generator, start: float) -> float:
@@ -112,6 +112,7 @@ class DetectionTrainer(Trainer):
         loss = detection_loss(self.model(x), boxes, self.centers, self.strides, len(self.classes))["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.group.average_gradients(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
         self.optimizer.step()
         self.state.step += 1

@@ -199,7 +199,7 @@ class OcrTrainer(Trainer):
         while len(order) < size:
             order += torch.randperm(count, generator=generator).tolist()
         taken, self._orders[kind] = order[:size], order[size:]
-        return taken
+        return self.group.shard(taken)  # a data-parallel rank's share
 
     def scene_batch(self, indices: list[int], generator: torch.Generator):
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -240,6 +240,7 @@ class OcrTrainer(Trainer):
             loss = loss + self.ctc_loss(*crops)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.group.average_gradients(self.optimizer)
         for net in self.model.networks().values():  # each its own norm: the detector's gradients must not shrink
             torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)  # the recognizer's steps (or the reverse)
         self.optimizer.step()

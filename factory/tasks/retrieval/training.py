@@ -52,7 +52,7 @@ class RetrievalTrainer(Trainer):
         k = self.per_identity
         p = max(2, self.cfg.batch_size // k)
         for _ in range(self.steps_per_epoch):
-            chosen = torch.randperm(len(ids), generator=generator)[:p].tolist()
+            chosen = self.group.shard(torch.randperm(len(ids), generator=generator)[:p].tolist())  # a rank's identities
             idx = []
             for c in chosen:
                 pool = by_id[ids[c]]

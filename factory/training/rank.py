@@ -1,0 +1,44 @@
+"""A data-parallel rank other than 0: `python -m factory.training.rank RANK WORLD ADDRESS HOME RUN new|resume`.
+
+Rank 0 (the run's own process, factory.training.run) starts one of these per other rank. It rebuilds the run's
+trainer from its saved config and the shared workspace, joins the process group and trains its share of every
+batch; it writes nothing to the workspace (rank 0 keeps the checkpoints, events and catalog), and its output
+(its traceback when it fails) goes to `runs/<run>/rank-N.log`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from factory.catalog import Catalog
+from factory.training import distributed
+from factory.training.engine import StopRequested
+from factory.training.run import _trainer_for
+from factory.workspace import Workspace
+
+
+def main(argv: list[str]) -> int:
+    rank, world, address, home, run_id, mode = int(argv[0]), int(argv[1]), argv[2], argv[3], argv[4], argv[5]
+    ws = Workspace.open(home)
+    catalog = Catalog(ws.catalog_path)
+    try:
+        resolved = catalog.run(run_id)["config"]
+        device = resolved.get("device", "auto")
+        group = distributed.join(rank, world, address, device)  # its GPU set before the model is built
+        trainer = _trainer_for(ws, catalog, run_id, resolved, lambda event: None, None)[-1]
+        trainer.group = group
+        trainer.model = distributed.sync_batchnorm(trainer.model, device)
+        trainer.fit(resume=mode == "resume")
+    except StopRequested:
+        return 0  # rank 0 was asked to stop, and every rank stopped at the same step
+    finally:
+        catalog.close()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
