@@ -51,7 +51,9 @@ class TrainingBar:
             cfg = event["config"]
             self.budget_s = cfg["time_budget_min"] * 60 if cfg.get("time_budget_min") else None
             total = round(self.budget_s) if self.budget_s else (cfg.get("epochs") or 30)
-            print(f"run {event['run']}: {cfg['model']} on {cfg['dataset']} at {cfg['img_size']} px", file=sys.stderr)
+            processes = f" in {cfg['devices']} data-parallel processes" if (cfg.get("devices") or 1) > 1 else ""
+            print(f"run {event['run']}: {cfg['model']} on {cfg['dataset']} at {cfg['img_size']} px{processes}",
+                  file=sys.stderr)
             fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]" if self.budget_s else None
             self.bar = tqdm(total=total, desc="train", unit="epoch", bar_format=fmt, file=sys.stderr)
         elif self.bar is None:
