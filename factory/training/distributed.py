@@ -21,6 +21,9 @@ import contextlib
 import datetime
 import os
 import socket
+import subprocess
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,14 +33,17 @@ import torch.distributed as dist
 
 from factory.errors import ConfigError, TrainingError
 
-TIMEOUT = datetime.timedelta(minutes=30)  # a rank waits this long for the others (rank 0 validates meanwhile)
-MAX_DEVICES = 64
+STEP_TIMEOUT = datetime.timedelta(minutes=5)  # joining, and each step's collectives: a dead rank fails the run soon
+WAIT_TIMEOUT = datetime.timedelta(minutes=30)  # the ranks wait this long for rank 0's validation, and for each
+# other to load the data and build the model before the first step
+_ACTIVE = threading.Lock()  # one process group per process: one data-parallel run at a time in a process
 
 
 @dataclass
 class Group:
     rank: int = 0
     world: int = 1
+    waits: object = None  # the process group with the long timeout (WAIT_TIMEOUT), for waits on other ranks' work
 
     @property
     def main(self) -> bool:
@@ -53,13 +59,15 @@ class Group:
         return padded[self.rank::self.world]
 
     def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
-        """Every parameter's gradient averaged over the ranks (a missing one counts as zero)."""
+        """Every gradient averaged over the ranks, in one all-reduce."""
         if self.world == 1:
             return
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        # a parameter without a gradient keeps none (the optimizer then leaves it alone, weight decay included):
+        # which ones have none is the same on every rank, since each runs the same graph
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        grads = [p.grad for p in params]
         flat = torch.cat([g.reshape(-1).float() for g in grads])
         dist.all_reduce(flat)
         flat /= self.world
@@ -79,12 +87,17 @@ class Group:
         return t.tolist()
 
     def from_main(self, values: list[float]) -> list[float]:
-        """Rank 0's `values` on every rank."""
+        """Rank 0's `values` on every rank (the others wait for it: it may be validating)."""
         if self.world == 1:
             return values
-        t = torch.tensor(values, dtype=torch.float64, device=_device())
-        dist.broadcast(t, src=0)
+        t = torch.tensor(values, dtype=torch.float64)  # the waits group is gloo's: on the CPU
+        dist.broadcast(t, src=0, group=self.waits)
         return t.tolist()
+
+    def ready(self) -> None:
+        """Wait until every rank has its trainer built (rank 0's clock starts after)."""
+        if self.world > 1:
+            dist.barrier(group=self.waits)
 
 
 SINGLE = Group()
@@ -121,57 +134,75 @@ def join(rank: int, world: int, address: str, device: str) -> Group:
     if kind == "nccl":
         torch.cuda.set_device(rank)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    dist.init_process_group(kind, init_method=address, rank=rank, world_size=world, timeout=TIMEOUT)
-    return Group(rank, world)
+    dist.init_process_group(kind, init_method=address, rank=rank, world_size=world, timeout=STEP_TIMEOUT)
+    return Group(rank, world, dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT))
 
 
 @contextlib.contextmanager
 def launched(world: int, device: str, module: str, args: list[str], logs: Callable[[int], Path]) -> Iterator[Group]:
     """Rank 0 of a `world`-process group: starts `python -m module RANK WORLD ADDRESS *args` for ranks 1..world-1
-    (fresh interpreters, as torchrun starts them: nothing of the caller's script is run again in them, and their
-    output goes to `logs(rank)`), joins the group and yields it; on exit leaves the group, waits for the ranks and
+    (fresh interpreters, as torchrun starts them: nothing of the caller's script is run again in them; their output
+    is added to `logs(rank)`), joins the group and yields it; on exit leaves the group, waits for the ranks and
     says which one failed."""
-    import subprocess
-    import sys
-
+    if not _ACTIVE.acquire(blocking=False):
+        raise ConfigError("Another data-parallel run is training in this process (a process has one "
+                          "torch.distributed group).", fix="Wait for it to end, or start this run from the CLI "
+                                                           "(`edgefactory train ... --devices N`: a process of its own).")
     address = f"tcp://127.0.0.1:{_free_port()}"
     procs = []
     for rank in range(1, world):
-        with open(logs(rank), "w", encoding="utf-8") as log:
+        with open(logs(rank), "a", encoding="utf-8") as log:
             procs.append(subprocess.Popen([sys.executable, "-m", module, str(rank), str(world), address, *args],
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
     threads = torch.get_num_threads()
-    failed = False
     try:
         yield join(0, world, address, device)
     except BaseException as exc:
-        failed = True
-        dead = [(rank, p.poll()) for rank, p in enumerate(procs, 1) if p.poll() not in (None, 0)]
+        _stop(procs, 10)
+        dead = [(rank, p.returncode) for rank, p in enumerate(procs, 1) if p.returncode not in (None, 0)]
         if dead and isinstance(exc, RuntimeError):  # a collective broke because a rank died: say which
+            said = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             raise TrainingError(f"Data-parallel rank {dead[0][0]} stopped (exit code {dead[0][1]}) during training: "
-                                f"{str(exc).splitlines()[0][:200]}",
-                                fix=f"See {logs(dead[0][0])}; the last checkpoint is kept, so `edgefactory train "
-                                    "--resume RUN` goes on from it.") from exc
+                                f"{said}", fix=f"See {logs(dead[0][0])}; the last checkpoint is kept, so `edgefactory "
+                                               "train --resume RUN` goes on from it.") from exc
         raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
         torch.set_num_threads(threads)
-        for p in procs:
-            try:
-                p.wait(timeout=None if not failed else 10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        bad = [(rank, p.returncode) for rank, p in enumerate(procs, 1) if p.returncode != 0]
-        if bad and not failed:
-            raise TrainingError(f"Data-parallel rank {bad[0][0]} exited with code {bad[0][1]}.",
-                                fix=f"See {logs(bad[0][0])}; train again without --devices to rule the data out.")
+        _stop(procs, WAIT_TIMEOUT.total_seconds())
+        _ACTIVE.release()
+    bad = [(rank, p.returncode) for rank, p in enumerate(procs, 1) if p.returncode != 0]
+    if bad:
+        raise TrainingError(f"Data-parallel rank {bad[0][0]} exited with code {bad[0][1]}.",
+                            fix=f"See {logs(bad[0][0])}; train again without --devices to rule the data out.")
 
 
-def sync_batchnorm(model: torch.nn.Module, device: str) -> torch.nn.Module:
-    """BatchNorm as SyncBatchNorm where the backend synchronises it (NCCL); unchanged under gloo."""
-    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if backend(device) == "nccl" else model
+def _stop(procs: list, grace_s: float) -> None:
+    """Wait up to `grace_s` for the rank processes to end (they end with the group), then kill what is left."""
+    for p in procs:
+        try:
+            p.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def sync_batchnorm(model: torch.nn.Module, device: str) -> Callable[[], None]:
+    """BatchNorm as SyncBatchNorm where the backend synchronises it (NCCL; unchanged under gloo), in place; returns
+    what puts the original BatchNorm modules back (with the trained values), for after training."""
+    if backend(device) != "nccl":
+        return lambda: None
+    originals = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # children replaced in place; the parameters are shared
+
+    def restore() -> None:
+        for name, bn in originals.items():
+            synced = model.get_submodule(name)
+            bn.load_state_dict(synced.state_dict())
+            parent, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, leaf, bn)
+    return restore
 
 
 def rank_log(run_dir: Path, rank: int) -> Path:

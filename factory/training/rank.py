@@ -8,7 +8,9 @@ batch; it writes nothing to the workspace (rank 0 keeps the checkpoints, events 
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 import torch
 
@@ -21,6 +23,8 @@ from factory.workspace import Workspace
 
 def main(argv: list[str]) -> int:
     rank, world, address, home, run_id, mode = int(argv[0]), int(argv[1]), argv[2], argv[3], argv[4], argv[5]
+    print(f"--- rank {rank} of {world}, run {run_id} ({mode}), pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
+          flush=True)
     ws = Workspace.open(home)
     catalog = Catalog(ws.catalog_path)
     try:
@@ -29,7 +33,8 @@ def main(argv: list[str]) -> int:
         group = distributed.join(rank, world, address, device)  # its GPU set before the model is built
         trainer = _trainer_for(ws, catalog, run_id, resolved, lambda event: None, None)[-1]
         trainer.group = group
-        trainer.model = distributed.sync_batchnorm(trainer.model, device)
+        distributed.sync_batchnorm(trainer.model, device)
+        group.ready()
         trainer.fit(resume=mode == "resume")
     except StopRequested:
         return 0  # rank 0 was asked to stop, and every rank stopped at the same step

@@ -174,10 +174,14 @@ def _fit(ws: Workspace, run_id: str, resolved: dict, trainer, resume: bool, sink
     with distributed.launched(devices, device, "factory.training.rank", [str(ws.home), run_id, "resume" if resume else "new"],
                               lambda rank: distributed.rank_log(ws.run_dir(run_id), rank)) as group:
         trainer.group = group
-        trainer.model = distributed.sync_batchnorm(trainer.model, device)
+        restore = distributed.sync_batchnorm(trainer.model, device)
         sink({"type": "stage", "stage": "data parallel", "processes": devices, "backend": distributed.backend(device),
               "batch_per_process": len(group.shard(list(range(trainer.cfg.batch_size))))})
-        return trainer.fit(resume=resume)
+        group.ready()  # the other ranks have built their trainers: the run's clock starts now
+        try:
+            return trainer.fit(resume=resume)
+        finally:
+            restore()  # plain BatchNorm again in the model that is registered
 
 
 def _train_and_register(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, resume: bool,

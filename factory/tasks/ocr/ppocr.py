@@ -197,6 +197,14 @@ def _plain(module: nn.Module) -> nn.Module | None:
     return None
 
 
+def _resize_inputs(graph: nn.Module) -> set[str]:
+    """The initializers the graph's Resize nodes read (their scales): constants of the structure, not weights."""
+    resizers = {name for name, m in graph.named_modules() if type(m).__name__.startswith("OnnxResize")}
+    return {arg.target.rpartition(".")[2] for node in graph.graph.nodes
+            if node.op == "call_module" and node.target in resizers
+            for arg in node.args if getattr(arg, "op", None) == "get_attr"}
+
+
 def _trainable(graph: nn.Module) -> nn.Module:
     """onnx2torch's module with its float weights (buffers) as parameters, its BatchNorms frozen and its hand-exported
     modules plain (`_plain`)."""
@@ -205,8 +213,9 @@ def _trainable(graph: nn.Module) -> nn.Module:
 
     holder = graph.initializers if hasattr(graph, "initializers") else None
     if holder is not None:
+        constants = _resize_inputs(graph)
         for name, buf in list(holder.named_buffers(recurse=False)):
-            if buf.is_floating_point() and buf.numel() > 1:
+            if buf.is_floating_point() and buf.numel() > 1 and name not in constants:
                 delattr(holder, name)
                 holder.register_parameter(name, nn.Parameter(buf.clone()))
     for name, module in list(graph.named_modules()):

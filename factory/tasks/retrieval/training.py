@@ -52,13 +52,16 @@ class RetrievalTrainer(Trainer):
         k = self.per_identity
         p = max(2, self.cfg.batch_size // k)
         for _ in range(self.steps_per_epoch):
-            chosen = self.group.shard(torch.randperm(len(ids), generator=generator)[:p].tolist())  # a rank's identities
+            chosen = torch.randperm(len(ids), generator=generator)[:p].tolist()
             idx = []
             for c in chosen:
                 pool = by_id[ids[c]]
                 picks = torch.randint(len(pool), (k,), generator=generator) if len(pool) < k else \
                     torch.randperm(len(pool), generator=generator)[:k]
                 idx += [pool[j] for j in picks.tolist()]
+            # the whole batch drawn alike on every rank (their generators stay together); a data-parallel rank takes
+            # every N-th image, so each holds every chosen identity with K / N of its images
+            idx = self.group.shard(idx)
             index = torch.tensor(idx)
             images = self.train.images[index] if self.train.images is not None else \
                 torch.stack([self.train[i][0] for i in idx])
