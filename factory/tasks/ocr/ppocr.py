@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from factory.errors import ConfigError
+from factory.tasks.base import IMAGENET_MEAN, IMAGENET_STD
 
 HEIGHT, STRIDE = 48, 8
 FEATURES = 120  # the neck's channels: what the head reads at each time step
@@ -36,8 +37,8 @@ REC_FILE, DET_FILE = "ch_PP-OCRv4_rec_infer.onnx", "ch_PP-OCRv4_det_infer.onnx"
 DET_FUSED = "p2o.Concat.1"  # the detector's neck output (N, 96, H / 4, W / 4): what its DB head reads
 DET_FEATURES = 96
 # the detector was trained on BGR pictures with ImageNet's mean and std taken in that order (PaddleOCR's
-# NormalizeImage on cv2's BGR arrays); the pipeline gives RGB with the mean and std in RGB order
-PADDLE_MEAN, PADDLE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# NormalizeImage on cv2's BGR arrays); the pipeline gives RGB with the same numbers in RGB order
+PADDLE_MEAN, PADDLE_STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def model_file(name: str = REC_FILE) -> Path:
@@ -124,11 +125,17 @@ def _det_graph():
 
 
 def _converted(graph) -> nn.Module:
+    """onnx2torch's module of `graph`, trainable (`_trainable`), its first convolution reading RGB where Paddle
+    read BGR (its input channels flipped)."""
     from onnx2torch import convert
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _trainable(convert(graph))
+        module = _trainable(convert(graph))
+    first = next(m for m in module.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        first.weight.copy_(first.weight.flip(1))  # BGR -> RGB
+    return module
 
 
 class _Shape(nn.Module):
@@ -242,10 +249,7 @@ class PPOCRv4Recognizer(nn.Module):
 
     def __init__(self, classes: int):
         super().__init__()
-        self.body = _converted(_graph()[0])  # PP-OCRv4's weights as shipped
-        first = next(m for m in self.body.modules() if isinstance(m, nn.Conv2d))
-        with torch.no_grad():
-            first.weight.copy_(first.weight.flip(1))  # BGR -> RGB
+        self.body = _converted(_graph()[0])  # PP-OCRv4's weights as shipped, reading RGB
         self.head = nn.Linear(FEATURES, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -281,10 +285,7 @@ class PPOCRv4Detector(nn.Module):
         super().__init__()
         from factory.tasks.ocr.model import DBDetector
 
-        self.body = _converted(_det_graph())
-        first = next(m for m in self.body.modules() if isinstance(m, nn.Conv2d))
-        with torch.no_grad():
-            first.weight.copy_(first.weight.flip(1))  # BGR -> RGB
+        self.body = _converted(_det_graph())  # reading RGB
         scale, shift = _rgb_imagenet_input()
         self.register_buffer("in_scale", scale)
         self.register_buffer("in_shift", shift)
