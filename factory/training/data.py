@@ -10,7 +10,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from factory.datasets.images import load_rgb
+from factory.training.distributed import SINGLE, Group
 
 CACHE_LIMIT_BYTES = 3 * 1024**3
 
@@ -50,17 +51,15 @@ class ImageTensors(torch.utils.data.Dataset):
 
 
 def batches(data: ImageTensors, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-            workers: int | None = None, shard: Callable[[list[int]], list[int]] | None = None
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images, labels) batches; in-memory data is sliced directly (no per-item overhead). `shard`
-    takes a data-parallel rank's share of each batch (factory.training.distributed.Group.shard)."""
+            workers: int | None = None, group: Group = SINGLE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (uint8 images, labels) batches; in-memory data is sliced directly (no per-item overhead). A
+    data-parallel rank (`group`) gets its share of each batch."""
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    if shard is not None:
-        order = torch.tensor([i for start in range(0, n, batch_size) for i in shard(order[start:start + batch_size].tolist())],
-                             dtype=torch.long)
-        batch_size = len(shard(list(range(batch_size))))
-        n = len(order)
+    if group.world > 1:
+        order = torch.tensor([i for start in range(0, n, batch_size)
+                              for i in group.shard(order[start:start + batch_size].tolist())], dtype=torch.long)
+        batch_size, n = group.share(batch_size), len(order)
     if data.images is not None:
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]

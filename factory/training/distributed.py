@@ -54,9 +54,12 @@ class Group:
         longest (the first items repeated)."""
         if self.world == 1:
             return list(indices)
-        share = -(-len(indices) // self.world)
-        padded = list(indices) + list(indices[:share * self.world - len(indices)])
+        padded = list(indices) + list(indices[:self.share(len(indices)) * self.world - len(indices)])
         return padded[self.rank::self.world]
+
+    def share(self, size: int) -> int:
+        """How many items of a global batch of `size` each rank takes."""
+        return -(-size // self.world)
 
     def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         """Every gradient averaged over the ranks, in one all-reduce."""

@@ -247,7 +247,7 @@ class Trainer:
         """One epoch's shuffled batches as (images, targets, batch size), on the training device; a task's trainer
         whose targets are not one label per image (boxes, text) overrides this and `train_step`."""
         for images, labels in batches(self.train, self.cfg.batch_size, shuffle=True, generator=generator,
-                                      workers=self.cfg.workers, shard=self.group.shard):
+                                      workers=self.cfg.workers, group=self.group):
             yield images.to(self.device, non_blocking=True), labels.to(self.device), len(labels)
 
     def train_epoch(self, generator: torch.Generator, start: float) -> float:

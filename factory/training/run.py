@@ -176,7 +176,7 @@ def _fit(ws: Workspace, run_id: str, resolved: dict, trainer, resume: bool, sink
         trainer.group = group
         restore = distributed.sync_batchnorm(trainer.model, device)
         sink({"type": "stage", "stage": "data parallel", "processes": devices, "backend": distributed.backend(device),
-              "batch_per_process": len(group.shard(list(range(trainer.cfg.batch_size))))})
+              "batch_per_process": group.share(trainer.cfg.batch_size)})
         group.ready()  # the other ranks have built their trainers: the run's clock starts now
         try:
             return trainer.fit(resume=resume)

@@ -215,7 +215,7 @@ class OcrTrainer(Trainer):
                       if self.has_detector else None)
             crops = (crop_batch(self.train, self._next("crops", len(self.train.crops), self.rec_batch, generator),
                                      generator) if self.train.crops else None)
-            yield scenes, crops, len(self.group.shard(list(range(bs))))  # this rank's share of the step
+            yield scenes, crops, self.group.share(bs)  # this rank's share of the step
 
     # -- losses ---------------------------------------------------------------------------------------
     def ctc_loss(self, batch: torch.Tensor, widths: torch.Tensor, texts: list[str]) -> torch.Tensor:
