@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -158,11 +159,12 @@ def launched(world: int, device: str, module: str, args: list[str], logs: Callab
             procs.append(subprocess.Popen([sys.executable, "-m", module, str(rank), str(world), address, *args],
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
     threads = torch.get_num_threads()
+    failed = False
     try:
         yield join(0, world, address, device)
     except BaseException as exc:
-        _stop(procs, 10)
-        dead = [(rank, p.returncode) for rank, p in enumerate(procs, 1) if p.returncode not in (None, 0)]
+        failed = True
+        dead = _ended(procs, 5)  # those that ended by themselves (rank 0's own error leaves the others waiting)
         if dead and isinstance(exc, RuntimeError):  # a collective broke because a rank died: say which
             said = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             raise TrainingError(f"Data-parallel rank {dead[0][0]} stopped (exit code {dead[0][1]}) during training: "
@@ -173,12 +175,22 @@ def launched(world: int, device: str, module: str, args: list[str], logs: Callab
         if dist.is_initialized():
             dist.destroy_process_group()
         torch.set_num_threads(threads)
-        _stop(procs, WAIT_TIMEOUT.total_seconds())
+        _stop(procs, 10 if failed else WAIT_TIMEOUT.total_seconds())
         _ACTIVE.release()
     bad = [(rank, p.returncode) for rank, p in enumerate(procs, 1) if p.returncode != 0]
     if bad:
         raise TrainingError(f"Data-parallel rank {bad[0][0]} exited with code {bad[0][1]}.",
                             fix=f"See {logs(bad[0][0])}; train again without --devices to rule the data out.")
+
+
+def _ended(procs: list, within_s: float) -> list[tuple[int, int]]:
+    """(rank, exit code) of the rank processes that have ended with an error, or do so within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        if any(p.poll() not in (None, 0) for p in procs):
+            break
+        time.sleep(0.1)
+    return [(rank, p.poll()) for rank, p in enumerate(procs, 1) if p.poll() not in (None, 0)]
 
 
 def _stop(procs: list, grace_s: float) -> None:
