@@ -73,7 +73,7 @@ class Assistant:
     def save(self, conv_id: str, state: State, messages: list[dict]) -> None:
         now = time.time()
         with session(self.home) as (_, catalog), catalog.transaction():
-            catalog.conn.execute(
+            catalog.execute(
                 "INSERT INTO conversations (id, state, messages, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET state = excluded.state, messages = excluded.messages, updated_at = excluded.updated_at",
                 (conv_id, state.to_json(), json.dumps(messages, default=str), now, now))

@@ -33,7 +33,7 @@ Home = str | Path | None
 def session(home: Home = None) -> Iterator[tuple[Workspace, Catalog]]:
     """Open the workspace and its catalog (migrating it if needed) for one call."""
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_path)
+    catalog = Catalog(ws.catalog_location)
     try:
         yield ws, catalog
     finally:

@@ -1,26 +1,27 @@
-"""The SQLite catalog: datasets, runs (jobs) and model versions, with a schema version and migrations.
+"""The catalog: datasets, runs (jobs) and model versions, with a schema version and migrations.
 
-WAL mode and a busy timeout let two processes share one workspace; version numbers are allocated
-inside `BEGIN IMMEDIATE` transactions so two writers never get the same `name:vN`.
+It lives in the workspace's catalog.sqlite (WAL mode and a busy timeout let two processes share it), or in a
+PostgreSQL database several machines share (`EDGEFACTORY_CATALOG=postgresql://...`; factory/catalog_db.py runs the
+same SQL on both). Version numbers are allocated inside write transactions that take the database's write lock
+first, so two writers never get the same `name:vN`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from factory import processes
+from factory.catalog_db import BUSY_TIMEOUT_S, CatalogBusy, DatabaseError, connect  # noqa: F401 (re-exported)
 from factory.errors import CatalogError
 
-BUSY_TIMEOUT_S = 30.0
-
-# Each entry migrates the schema from version i to i + 1. Never edit a released entry: append.
-MIGRATIONS: list[str] = [
+# Each entry migrates the schema from version i to i + 1. Never edit a released entry: append. An entry is SQL for
+# both databases, or {database name: SQL} where they differ.
+MIGRATIONS: list[str | dict[str, str]] = [
     # 1: datasets and model versions
     """
     CREATE TABLE datasets (
@@ -53,13 +54,17 @@ MIGRATIONS: list[str] = [
     # 4-6 created the tables of benchmarks/, serving/ and chat_ui/; those packages own them now (`register_schema`),
     # with CREATE TABLE IF NOT EXISTS as their first migration, so catalogs made before keep their rows
     "", "", "",
-    # 7: each owner's schema version, and its tables keyed by (model, version) (they go with a deleted version)
-    """
+    # 7: each owner's schema version, and its tables keyed by (model, version) (they go with a deleted version);
+    # a PostgreSQL catalog is younger than the benchmarks table of migration 4, so it has none to carry over
+    {"sqlite": """
     CREATE TABLE schema_owners (
         owner TEXT PRIMARY KEY, version INTEGER NOT NULL, model_tables TEXT NOT NULL DEFAULT '[]');
     INSERT INTO schema_owners (owner, version, model_tables)
         SELECT 'benchmarks', 0, '["benchmarks"]' WHERE EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'benchmarks');
-    """,
+    """, "postgresql": """
+    CREATE TABLE schema_owners (
+        owner TEXT PRIMARY KEY, version INTEGER NOT NULL, model_tables TEXT NOT NULL DEFAULT '[]');
+    """},
     # 8: when a run's process started, beside its PID (a reused PID or a zombie is not the run's process)
     """
     ALTER TABLE runs ADD COLUMN pid_started REAL;
@@ -94,7 +99,7 @@ def register_schema(schema: Schema) -> Schema:
     return schema
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+def _decode(row: Any) -> dict[str, Any]:
     return {k: (json.loads(row[k]) if k in JSON_COLUMNS and row[k] is not None else row[k]) for k in row.keys()}
 
 
@@ -103,30 +108,30 @@ def _encode(value: Any) -> Any:
 
 
 class Catalog:
-    """Thin access layer over catalog.sqlite. One connection per instance; safe across processes."""
+    """Thin access layer over the catalog database (`location`: catalog.sqlite's path or a PostgreSQL URL). One
+    connection per instance; safe across processes and machines."""
 
-    def __init__(self, path: Path, *, migrate_to: int = SCHEMA_VERSION):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                    check_same_thread=False)
+    def __init__(self, location: Path | str, *, migrate_to: int = SCHEMA_VERSION):
+        self.db = connect(location)
+        self.location = self.db.location
         try:
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA foreign_keys = ON")
             self.migrate(migrate_to)
         except BaseException as exc:
-            self.conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise CatalogError(f"The catalog {self.path} cannot be opened or migrated: {exc}.",
+            self.db.close()
+            if isinstance(exc, DatabaseError) and not isinstance(exc, CatalogBusy):
+                raise CatalogError(f"The catalog {self.db.location} cannot be opened or migrated: {exc.message}",
                                    fix="Check that no other program holds it and that it is an edgefactory catalog; "
                                        "restore it from a backup if it is damaged.") from exc
             raise
 
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.db.name
+
     # -- schema -------------------------------------------------------------------------------
     def schema_version(self) -> int:
-        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        return self.db.schema_version()
 
     def migrate(self, target: int = SCHEMA_VERSION) -> None:
         """Apply the migrations between the stored schema version and `target`, each atomically."""
@@ -134,61 +139,71 @@ class Catalog:
             current = self.schema_version()
             if current > SCHEMA_VERSION:
                 raise CatalogError(
-                    f"{self.path} has schema version {current}, newer than this edgefactory ({SCHEMA_VERSION}).",
-                    fix="Upgrade edgefactory, or point EDGEFACTORY_HOME at another workspace.",
+                    f"{self.db.location} has schema version {current}, newer than this edgefactory "
+                    f"({SCHEMA_VERSION}).",
+                    fix="Upgrade edgefactory, or point EDGEFACTORY_HOME (or EDGEFACTORY_CATALOG) at another workspace.",
                 )
             for version in range(current, target):
-                self._execute_script(MIGRATIONS[version])
-                self.conn.execute(f"PRAGMA user_version = {version + 1}")
+                migration = MIGRATIONS[version]
+                self._execute_script(migration[self.dialect] if isinstance(migration, dict) else migration)
+                self.db.set_schema_version(version + 1)
             if target == SCHEMA_VERSION:
                 for schema in SCHEMAS.values():
                     self._migrate_owner(schema)
 
     def _execute_script(self, script: str) -> None:
-        for statement in script.split(";"):
+        for statement in self.db.ddl(script).split(";"):
             if statement.strip():
-                self.conn.execute(statement)
+                self.db.execute(statement)
 
     def _migrate_owner(self, schema: Schema) -> None:
-        row = self.conn.execute("SELECT version FROM schema_owners WHERE owner = ?", (schema.owner,)).fetchone()
-        current = int(row[0]) if row else 0
+        rows = self.select("SELECT version FROM schema_owners WHERE owner = ?", (schema.owner,))
+        current = int(rows[0]["version"]) if rows else 0
         if current > len(schema.migrations):
-            raise CatalogError(f"{self.path} holds {schema.owner}'s tables at version {current}, newer than this "
-                               f"edgefactory ({len(schema.migrations)}).",
-                               fix="Upgrade edgefactory, or point EDGEFACTORY_HOME at another workspace.")
+            raise CatalogError(f"{self.db.location} holds {schema.owner}'s tables at version {current}, "
+                               f"newer than this edgefactory ({len(schema.migrations)}).",
+                               fix="Upgrade edgefactory, or point EDGEFACTORY_HOME (or EDGEFACTORY_CATALOG) at another "
+                                   "workspace.")
         for version in range(current, len(schema.migrations)):
             self._execute_script(schema.migrations[version])
-        self.conn.execute("INSERT INTO schema_owners (owner, version, model_tables) VALUES (?, ?, ?) ON CONFLICT(owner) "
-                          "DO UPDATE SET version = excluded.version, model_tables = excluded.model_tables",
-                          (schema.owner, len(schema.migrations), json.dumps(list(schema.model_tables))))
+        self.execute("INSERT INTO schema_owners (owner, version, model_tables) VALUES (?, ?, ?) ON CONFLICT (owner) "
+                     "DO UPDATE SET version = excluded.version, model_tables = excluded.model_tables",
+                     (schema.owner, len(schema.migrations), json.dumps(list(schema.model_tables))))
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the database lock at once (BEGIN IMMEDIATE)."""
-        self.conn.execute("BEGIN IMMEDIATE")
+    def transaction(self) -> Iterator["Catalog"]:
+        """A write transaction that takes the database's write lock at once (SQLite: BEGIN IMMEDIATE)."""
+        self.db.begin()
         try:
-            yield self.conn
+            yield self
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.db.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement written for SQLite (`?` placeholders); JSON values are encoded."""
+        self.db.execute(sql, [_encode(v) for v in params])
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.db.executemany(sql, [[_encode(v) for v in row] for row in rows])
 
     # -- generic helpers ------------------------------------------------------------------------
     def next_version(self, table: str, name: str) -> int:
         """Next free version for `name`; call inside `transaction()` so it stays free."""
-        row = self.conn.execute(f"SELECT MAX(version) FROM {table} WHERE name = ?", (name,)).fetchone()
-        return int(row[0] or 0) + 1
+        row = self.select(f"SELECT MAX(version) AS latest FROM {table} WHERE name = ?", (name,))[0]
+        return int(row["latest"] or 0) + 1
 
     def insert(self, table: str, row: dict[str, Any]) -> None:
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        self.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", [_encode(v) for v in row.values()])
+        self.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
 
     def select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        return [_decode(r) for r in self.conn.execute(sql, params).fetchall()]
+        return [_decode(r) for r in self.db.execute(sql, params)]
 
     # -- datasets -------------------------------------------------------------------------------
     def datasets(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -209,8 +224,8 @@ class Catalog:
         owned = [t for r in self.select("SELECT model_tables FROM schema_owners") for t in r["model_tables"]]
         with self.transaction():
             for table in ["artifacts", *owned]:
-                self.conn.execute(f"DELETE FROM {table} WHERE model = ? AND version = ?", (name, version))
-            self.conn.execute("DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version))
+                self.execute(f"DELETE FROM {table} WHERE model = ? AND version = ?", (name, version))
+            self.execute("DELETE FROM model_versions WHERE name = ? AND version = ?", (name, version))
 
     # -- artifacts ------------------------------------------------------------------------------
     def artifacts(self, model: str | None = None, version: int | None = None) -> list[dict[str, Any]]:
@@ -222,7 +237,7 @@ class Catalog:
 
     def put_artifact(self, row: dict[str, Any]) -> None:
         """Insert or replace the row of (model, version, target, precision); call inside `transaction()`."""
-        self.conn.execute("DELETE FROM artifacts WHERE model = ? AND version = ? AND target = ? AND precision = ?",
+        self.execute("DELETE FROM artifacts WHERE model = ? AND version = ? AND target = ? AND precision = ?",
                           (row["model"], row["version"], row["target"], row["precision"]))
         self.insert("artifacts", row)
 
@@ -238,7 +253,7 @@ class Catalog:
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.transaction():
-            self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*map(_encode, fields.values()), run_id])
+            self.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*fields.values(), run_id])
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         rows = self.select("SELECT * FROM runs WHERE id = ?", (run_id,))

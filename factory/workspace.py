@@ -1,6 +1,6 @@
 """The workspace on disk: `$EDGEFACTORY_HOME` (default `./workspace`) and atomic writes.
 
-Layout (DESIGN.md): catalog.sqlite, datasets/, runs/, models/, artifacts/, reports/ (and tmp/: scratch folders).
+Layout (DESIGN.md): catalog.sqlite (unless $EDGEFACTORY_CATALOG names a PostgreSQL database), datasets/, runs/, models/, artifacts/, reports/ (and tmp/: scratch folders).
 Every dataset version, checkpoint and model version is written under a temporary name and renamed
 into place, so a crash or Ctrl-C never leaves a half-written file or folder where a reader looks.
 """
@@ -66,6 +66,12 @@ class Workspace:
     @property
     def catalog_path(self) -> Path:
         return self.home / "catalog.sqlite"
+
+    @property
+    def catalog_location(self) -> Path | str:
+        """The catalog to open: `$EDGEFACTORY_CATALOG` (a PostgreSQL URL several machines share, beside a workspace
+        folder they all mount) or, by default, this workspace's catalog.sqlite."""
+        return os.environ.get("EDGEFACTORY_CATALOG") or self.catalog_path
 
     def dataset_dir(self, name: str, version: int) -> Path:
         return self.home / "datasets" / name / f"v{version}"

@@ -287,6 +287,6 @@ def delete_index(ws: Workspace, catalog: Catalog, name: str) -> int:
     if not rows:
         raise NotFoundError(f"No gallery index {name!r}.", fix="`edgefactory index list` shows them.")
     with catalog.transaction():
-        catalog.conn.execute("DELETE FROM indexes WHERE name = ?", (name,))
+        catalog.execute("DELETE FROM indexes WHERE name = ?", (name,))
     shutil.rmtree(ws.home / "indexes" / name, ignore_errors=True)
     return len(rows)

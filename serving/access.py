@@ -9,13 +9,12 @@ import hmac
 import json
 import os
 import secrets
-import sqlite3
 import tempfile
 import threading
 import time
 from typing import Callable
 
-from factory.catalog import Catalog, Schema, register_schema
+from factory.catalog import Catalog, CatalogBusy, Schema, register_schema
 from factory.errors import ConfigError, FactoryError, NotFoundError
 from factory.workspace import Workspace
 
@@ -70,7 +69,7 @@ def revoke_key(catalog: Catalog, key_id: str) -> dict:
     if not rows:
         raise NotFoundError(f"No API key {key_id!r}.", fix="List keys with `edgefactory keys list`.")
     with catalog.transaction():
-        catalog.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
+        catalog.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key_id))
     return {"id": key_id, "revoked": True}
 
 
@@ -98,9 +97,9 @@ class KeyUse:
             return 0
         try:
             with catalog.transaction():
-                catalog.conn.executemany("UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
-                                         [(t, k) for k, t in seen.items()])
-        except sqlite3.OperationalError:  # locked by another process: try again next time
+                catalog.executemany("UPDATE api_keys SET last_used_at = ? WHERE id = ? "
+                                    "AND (last_used_at IS NULL OR last_used_at < ?)", [(t, k, t) for k, t in seen.items()])
+        except CatalogBusy:  # locked by another process: try again next time
             with self._lock:
                 for k, t in seen.items():
                     self._seen[k] = max(t, self._seen.get(k, 0))
@@ -219,7 +218,7 @@ def revoke_link(catalog: Catalog, link_id: str) -> dict:
     if not catalog.select("SELECT id FROM preview_links WHERE id = ?", (link_id,)):
         raise NotFoundError(f"No preview link {link_id!r}.", fix="See `edgefactory qr --list`.")
     with catalog.transaction():
-        catalog.conn.execute("UPDATE preview_links SET revoked_at = ? WHERE id = ?", (time.time(), link_id))
+        catalog.execute("UPDATE preview_links SET revoked_at = ? WHERE id = ?", (time.time(), link_id))
     return {"id": link_id, "revoked": True}
 
 

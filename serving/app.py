@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from factory import api as core_api
-from factory.catalog import Catalog
+from factory.catalog import Catalog, CatalogBusy
 from factory.errors import FactoryError, NotFoundError
 from factory.refs import parse_ref
 from factory.registry import suggest
@@ -86,7 +85,7 @@ def create_app(home: str | Path | None = None, *, log=print, base_url: str = "ht
     def catalog() -> Iterator[Catalog]:
         cat = getattr(local, "catalog", None)
         if cat is None:
-            cat = local.catalog = Catalog(ws.catalog_path)
+            cat = local.catalog = Catalog(ws.catalog_location)
         yield cat
 
     pool = deployments.ModelPool(ws, catalog)
@@ -203,10 +202,8 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse({"error": {"code": code, "message": message,
                                        "fix": "See the API at /docs."}}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(sqlite3.OperationalError)
-    async def catalog_busy(request: Request, exc: sqlite3.OperationalError):
-        if "locked" not in str(exc) and "busy" not in str(exc):
-            return await unexpected(request, exc)
+    @app.exception_handler(CatalogBusy)
+    async def catalog_busy(request: Request, exc: CatalogBusy):
         busy = FactoryError("The catalog is locked by another process writing to it (an import, a training run).",
                             fix="Try again in a moment.", code="CATALOG_BUSY")
         count(request, busy.code)

@@ -32,7 +32,7 @@ def deploy(ws: Workspace, catalog: Catalog, ref: str, target: str | None = None,
     dep = {"name": row["name"], "version": row["version"], "target": predictor.target, "precision": predictor.precision,
            "created_at": time.time()}
     with catalog.transaction():
-        catalog.conn.execute("DELETE FROM deployments WHERE name = ?", (row["name"],))
+        catalog.execute("DELETE FROM deployments WHERE name = ?", (row["name"],))
         catalog.insert("deployments", dep)
     return dep
 
@@ -40,7 +40,7 @@ def deploy(ws: Workspace, catalog: Catalog, ref: str, target: str | None = None,
 def undeploy(catalog: Catalog, name: str) -> dict:
     dep = get_deployment(catalog, name)
     with catalog.transaction():
-        catalog.conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
+        catalog.execute("DELETE FROM deployments WHERE name = ?", (name,))
     return {**dep, "undeployed": True}
 
 

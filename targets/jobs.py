@@ -22,7 +22,7 @@ def run_export(job: ExportJob) -> dict:
 def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
     """One ExportJob in its own workspace session (what the child process of `export_in_child` runs)."""
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_path)
+    catalog = Catalog(ws.catalog_location)
     try:
         return run_export(ExportJob(ws, catalog, ref, plan, log=log))
     finally:

@@ -61,6 +61,43 @@ def signal_stack_kept() -> Iterator[None]:
                                     "the native call that moved it in factory.signal_stack.kept_signal_stack()")
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator["postgres.Server"]:
+    """A PostgreSQL server on a loopback port for this test session (Debian's package, a temporary cluster)."""
+    from tests import postgres
+
+    bin_dir = postgres.binaries()
+    if bin_dir is None:
+        pytest.skip("Debian's postgresql package is not installed (scripts/setup installs it from "
+                    "scripts/debian-packages.txt)")
+    server = postgres.Server(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_catalog(postgres_server) -> str:
+    """The URL of a fresh, empty PostgreSQL database."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The catalog suite runs on both databases: a catalog.sqlite path, or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "catalog.sqlite"
+    return request.getfixturevalue("postgres_catalog")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_catalog(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Workspaces of this test keep their catalog in catalog.sqlite, or in a fresh PostgreSQL database
+    (EDGEFACTORY_CATALOG, which child processes inherit). Returns the database's name."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("EDGEFACTORY_CATALOG", request.getfixturevalue("postgres_catalog"))
+    return request.param
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "ws"

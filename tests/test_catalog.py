@@ -1,4 +1,5 @@
-"""The SQLite catalog: schema version, migrations, WAL, and two processes sharing one workspace."""
+"""The catalog on both of its databases (SQLite, and PostgreSQL from Debian's package on a loopback port): schema
+version, migrations, WAL, two processes sharing one workspace, and errors that name the database."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from factory import api
 from factory.catalog import SCHEMA_VERSION, Catalog
+from factory.catalog_db import connect
 from factory.errors import CatalogError
 
 from tests.conftest import REPO
@@ -20,13 +22,13 @@ from tests.conftest import REPO
 
 def test_new_catalog_is_at_latest_schema_in_wal_mode(tmp_path: Path):
     cat = Catalog(tmp_path / "catalog.sqlite")
-    assert cat.schema_version() == SCHEMA_VERSION >= 2
-    assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert cat.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
+    assert cat.schema_version() == SCHEMA_VERSION >= 2 and cat.dialect == "sqlite"
+    assert cat.db.execute("PRAGMA journal_mode")[0][0] == "wal"
+    assert cat.db.execute("PRAGMA busy_timeout")[0][0] >= 10_000
 
 
-def test_migration_from_version_1_keeps_rows(tmp_path: Path):
-    path = tmp_path / "catalog.sqlite"
+def test_migration_from_version_1_keeps_rows(catalog_location: Path | str):
+    path = catalog_location
     old = Catalog(path, migrate_to=1)
     assert old.schema_version() == 1
     with old.transaction():
@@ -51,17 +53,54 @@ def test_catalog_from_a_newer_edgefactory_is_refused(tmp_path: Path):
         Catalog(path)
 
 
-def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_failed_migration_rolls_back(catalog_location: Path | str, monkeypatch: pytest.MonkeyPatch):
     import factory.catalog as catalog_mod
 
-    path = tmp_path / "catalog.sqlite"
-    Catalog(path, migrate_to=1).close()
+    Catalog(catalog_location, migrate_to=1).close()
     monkeypatch.setattr(catalog_mod, "MIGRATIONS", [catalog_mod.MIGRATIONS[0], "CREATE TABLE runs (id TEXT); BROKEN SQL"])
     with pytest.raises(CatalogError, match="cannot be opened or migrated"):
-        Catalog(path)
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'runs'").fetchone() is None
+        Catalog(catalog_location)
+    db = connect(catalog_location)
+    assert db.schema_version() == 1 and not db.has_table("runs")
+    db.close()
+
+
+def test_postgresql_catalog_stores_what_sqlite_does(postgres_catalog: str):
+    """The spellings PostgreSQL reads differently: timestamps keep their fractions (REAL is 4 bytes there), ids
+    count up, and a statement with a literal % runs."""
+    from benchmarks import store
+
+    cat = Catalog(postgres_catalog)
+    assert cat.dialect == "postgresql" and cat.schema_version() == SCHEMA_VERSION
+    now = 1_764_550_000.123456
+    cat.create_run("r1", "train", {"lr": 0.001}, pid=1)
+    cat.update_run("r1", status="running", progress={"epoch": 2})
+    for device in ("cpu", "gpu"):
+        store.add_benchmark(cat, {"model": "m", "version": 1, "target": "onnxruntime", "precision": "fp32",
+                                  "device_id": device, "device": {"id": device}, "measured": True, "result": {},
+                                  "created_at": now})
+    rows = store.benchmarks(cat, "m", 1)
+    assert [r["id"] for r in rows] == [1, 2] and rows[0]["created_at"] == now and rows[0]["measured"] is True
+    assert cat.run("r1")["progress"] == {"epoch": 2} and cat.run("r1")["config"] == {"lr": 0.001}
+    assert cat.select("SELECT '100%' AS p WHERE ? = 1", (1,)) == [{"p": "100%"}]
+    cat.close()
+
+
+def test_a_catalog_that_cannot_be_reached_says_where_and_hides_the_password(postgres_server):
+    url = postgres_server.url("postgres").replace(f":{postgres_server.port}/", f":{_closed_port()}/")
+    with pytest.raises(CatalogError, match="Cannot connect to the catalog at postgresql://edgefactory:\\*\\*\\*@") as err:
+        Catalog(url)
+    assert "s3cret" not in str(err.value) and "EDGEFACTORY_CATALOG" in err.value.fix
+    with pytest.raises(CatalogError, match="neither a file nor a PostgreSQL URL"):
+        Catalog("mysql://u@h/db")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 WORKER = textwrap.dedent("""
@@ -74,7 +113,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_two_processes_share_one_workspace(tmp_path: Path, shapes_dir: Path):
+def test_two_processes_share_one_workspace(tmp_path: Path, shapes_dir: Path, shared_catalog: str):
     home = tmp_path / "ws"
     api.list_datasets(home=home)  # create the catalog first, as a user's first command would
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(home), str(shapes_dir), tag], cwd=REPO,
@@ -86,8 +125,11 @@ def test_two_processes_share_one_workspace(tmp_path: Path, shapes_dir: Path):
     shared = sorted(r["version"] for r in rows if r["dataset"] == "shared")
     assert shared == [1, 2, 3, 4, 5, 6]  # no version handed out twice
     assert sorted(r["version"] for r in rows if r["dataset"] == "own-a") == [1, 2, 3]
-    conn = sqlite3.connect(home / "catalog.sqlite")
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if shared_catalog == "sqlite":
+        conn = sqlite3.connect(home / "catalog.sqlite")
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    else:
+        assert not (home / "catalog.sqlite").exists()  # every row went to PostgreSQL
     for v in shared:
         folder = home / "datasets" / "shared" / f"v{v}"
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -129,8 +171,8 @@ def test_a_catalog_from_before_the_packages_owned_their_tables_keeps_their_rows(
     with old.transaction():
         for statement in LEGACY_4_TO_6.split(";"):
             if statement.strip():
-                old.conn.execute(statement)
-        old.conn.execute("PRAGMA user_version = 6")
+                old.execute(statement)
+        old.db.set_schema_version(6)
     old.close()
     conn = sqlite3.connect(path)
     conn.execute("INSERT INTO api_keys VALUES ('k1', 'phone', 'h', '[\"*\"]', 1.0, NULL, NULL)")
@@ -152,11 +194,11 @@ def test_a_catalog_from_before_the_packages_owned_their_tables_keeps_their_rows(
     assert owners["benchmarks"]["model_tables"] == ["benchmarks"] and owners["serving.access"]["version"] == len(access.SCHEMA.migrations)
 
 
-def test_an_owner_migrates_its_tables_and_its_rows_go_with_a_deleted_version(tmp_path: Path,
+def test_an_owner_migrates_its_tables_and_its_rows_go_with_a_deleted_version(catalog_location: Path | str,
                                                                               monkeypatch: pytest.MonkeyPatch):
     import factory.catalog as catalog_mod
 
-    path = tmp_path / "catalog.sqlite"
+    path = catalog_location
     first = catalog_mod.Schema("test.notes", ("CREATE TABLE IF NOT EXISTS notes (model TEXT, version INTEGER, note TEXT)",),
                                model_tables=("notes",))
     monkeypatch.setitem(catalog_mod.SCHEMAS, first.owner, first)

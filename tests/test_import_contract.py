@@ -34,6 +34,7 @@ def package_of(name: str) -> str:
 # except "pkg.*" (every module of that package not named elsewhere) and "task packages" (factory/tasks/<task>/).
 FACTORY_LAYERS = [
     ("core", ["factory", "factory.errors", "factory.registry", "factory.workspace", "factory.config", "factory.catalog",
+              "factory.catalog_db",
               "factory.refs", "factory.progress", "factory.signal_stack", "factory.isolated", "factory.text",
               "factory.processes", "factory.params", "factory.i18n", "factory.zh"]),
     ("datasets", ["factory.datasets.*"]),

@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     print(f"--- rank {rank} of {world}, run {run_id} ({mode}), pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
           flush=True)
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_path)
+    catalog = Catalog(ws.catalog_location)
     try:
         resolved = catalog.run(run_id)["config"]
         device = resolved.get("device", "auto")
