@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from factory.catalog import Catalog
+from factory.catalog import copy_catalog as catalog_copy
 from factory.config import TrainConfig
 from factory.datasets import importer
 from factory.datasets.synthetic import write_digits
@@ -150,6 +151,26 @@ def list_runs(*, home: Home = None) -> list[dict]:
         return [{"run": r["id"], "status": r["status"], "dataset": r["config"].get("dataset"),
                  "model": r["config"].get("model"), "name": r["config"].get("name"), "progress": r["progress"],
                  "error": r["error"], "result": r["result"]} for r in catalog.runs()]
+
+
+def copy_catalog(to: str, *, home: Home = None) -> dict:
+    """Copy this workspace's catalog.sqlite, every row, into the empty catalog at `to` (a PostgreSQL URL that several
+    machines then share through EDGEFACTORY_CATALOG). The source is left as it was."""
+    ws = Workspace.open(home)
+    if not ws.catalog_path.is_file():
+        raise NotFoundError(f"{ws.catalog_path} does not exist: this workspace has no catalog to copy.",
+                            fix="Pass --home (or set EDGEFACTORY_HOME) to the workspace whose catalog should move.")
+    source = Catalog(ws.catalog_path)
+    try:
+        dest = Catalog(to)
+        try:
+            rows = catalog_copy(source, dest)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+    return {"from": str(ws.catalog_path), "to": dest.location, "rows": rows,
+            "next": "export EDGEFACTORY_CATALOG=<the URL> on every machine that shares this workspace"}
 
 
 def run_status(run_id: str, *, home: Home = None) -> dict:

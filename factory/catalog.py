@@ -261,3 +261,44 @@ class Catalog:
 
     def runs(self) -> list[dict[str, Any]]:
         return self.select("SELECT * FROM runs ORDER BY created_at")
+
+
+# -- moving a workspace's catalog (catalog.sqlite to a shared PostgreSQL database) -------------------------------------
+BOOKKEEPING = ("catalog_schema", "schema_owners")
+FIRST = ("runs",)  # referenced by model_versions.run_id
+
+
+def copy_catalog(source: Catalog, dest: Catalog) -> dict[str, int]:
+    """Copy every row of `source` into the empty catalog `dest`, in one transaction; returns rows per table. Tables
+    of packages this process never imported are created in `dest` from the source's own statements (SQLite keeps
+    them), so nothing is left behind."""
+    taken = [t for t in ("datasets", "model_versions", "runs") if dest.select(f"SELECT 1 FROM {t} LIMIT 1")]
+    if taken:
+        raise CatalogError(f"The catalog {dest.location} already holds {', '.join(taken)}: a copy goes into an empty one.",
+                           fix="Create a new database for it (createdb NAME), or keep using the one it holds.")
+    if source.schema_version() != dest.schema_version():
+        raise CatalogError(f"{source.location} is at schema version {source.schema_version()}, {dest.location} at "
+                           f"{dest.schema_version()}.", fix="Open both with this edgefactory first (any command migrates).")
+    theirs, ours = source.db.tables(), dest.db.tables()
+    missing = [t for t in theirs if t not in ours and t not in BOOKKEEPING]
+    if any(not theirs[t] for t in missing):
+        raise CatalogError(f"{dest.location} lacks the tables {', '.join(missing)} of {source.location}.",
+                           fix="Copy from the workspace's catalog.sqlite, whose statements make them.")
+    copied: dict[str, int] = {}
+    with dest.transaction():
+        for table in missing:
+            dest._execute_script(";".join(theirs[table]))
+        for table in sorted(theirs, key=lambda t: (t not in FIRST, t)):
+            if table in BOOKKEEPING:
+                continue
+            rows = [dict(r) for r in source.db.execute(f"SELECT * FROM {table}")]
+            if rows:
+                columns = list(rows[0])
+                dest.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                                    [[r[c] for c in columns] for r in rows])
+                dest.db.identities_follow(table)
+            copied[table] = len(rows)
+        dest.executemany("INSERT INTO schema_owners (owner, version, model_tables) VALUES (?, ?, ?) ON CONFLICT (owner) "
+                         "DO UPDATE SET version = excluded.version, model_tables = excluded.model_tables",
+                         [(r["owner"], r["version"], r["model_tables"]) for r in source.select("SELECT * FROM schema_owners")])
+    return copied

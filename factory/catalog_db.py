@@ -99,7 +99,19 @@ class SQLite:
         self.execute(f"PRAGMA user_version = {int(version)}")
 
     def has_table(self, table: str) -> bool:
-        return bool(self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
+        return table in self.tables()
+
+    def tables(self) -> dict[str, list[str]]:
+        """Each table's CREATE statements (its own, then its indexes'), as this database stores them."""
+        rows = self.execute("SELECT type, tbl_name, sql FROM sqlite_master WHERE type IN ('table', 'index') AND sql IS "
+                            "NOT NULL AND tbl_name NOT LIKE 'sqlite_%' ORDER BY type DESC")
+        out: dict[str, list[str]] = {}
+        for kind, table, sql in rows:
+            out.setdefault(table, []).append(sql if kind == "table" else sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
+        return out
+
+    def identities_follow(self, table: str) -> None:
+        """After rows were inserted with their ids: SQLite's AUTOINCREMENT counter follows by itself."""
 
     def error(self, exc: sqlite3.Error) -> CatalogError:
         text = str(exc)
@@ -180,8 +192,21 @@ class PostgreSQL:
         self.execute("INSERT INTO catalog_schema (version) VALUES (?)", (int(version),))
 
     def has_table(self, table: str) -> bool:
-        return bool(self.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
-                                 "AND table_name = ?", (table,)))
+        return table in self.tables()
+
+    def tables(self) -> dict[str, list[str]]:
+        """The tables of this database's schema (their statements are not kept by PostgreSQL: empty lists)."""
+        rows = self.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                            "AND table_type = 'BASE TABLE'")
+        return {r["table_name"]: [] for r in rows}
+
+    def identities_follow(self, table: str) -> None:
+        """After rows were inserted with their ids: each identity column's next value comes after the largest."""
+        for row in self.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                                "current_schema() AND table_name = ? AND is_identity = 'YES'", (table,)):
+            column = row["column_name"]
+            self.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                         f"(SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)")
 
     def error(self, exc: Exception) -> CatalogError:
         errors = self.psycopg.errors

@@ -154,6 +154,14 @@ def cmd_runs_list(a: argparse.Namespace) -> dict:
     return {"runs": rows}
 
 
+def cmd_catalog_copy(a: argparse.Namespace) -> dict:
+    out = api.copy_catalog(a.to, home=a.home)
+    if not a.json:
+        print(f"copied {sum(out['rows'].values())} rows of {len(out['rows'])} tables from {out['from']} to {out['to']}")
+        print(f"next: {out['next']}")
+    return out
+
+
 def cmd_demo(a: argparse.Namespace) -> dict:
     out = api.demo(home=a.home, model=a.model, time_budget_min=a.time_budget, epochs=a.epochs,
                    on_event=TrainingBar(not a.quiet), progress=StageBars(not a.quiet))
@@ -271,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("runs", help="training runs").add_subparsers(dest="action", required=True)
     add(rs, "list", cmd_runs_list, "all runs with status and progress")
+
+    cs = sub.add_parser("catalog", help="the workspace's catalog database").add_subparsers(dest="action", required=True)
+    add(cs, "copy", cmd_catalog_copy, "copy the workspace's catalog.sqlite into an empty PostgreSQL database, to "
+                                      "share the workspace between machines").add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://USER:PASSWORD@HOST:5432/DATABASE (an empty database)")
 
     for plugin in entry_points(group="edgefactory.cli"):  # commands of the packages above factory/
         plugin.load()(sub, add)

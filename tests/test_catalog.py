@@ -218,3 +218,35 @@ def test_an_owner_migrates_its_tables_and_its_rows_go_with_a_deleted_version(cat
     cat = Catalog(path)
     cat.delete_model_version("m", 1)
     assert cat.select("SELECT * FROM notes") == [] and cat.model_versions() == []
+
+
+def test_a_workspace_catalog_is_copied_to_postgresql_with_every_row(trained_home: Path, tmp_path: Path,
+                                                                    postgres_catalog: str,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    """`edgefactory catalog copy --to URL`, then the same workspace read through EDGEFACTORY_CATALOG: the same datasets,
+    models, runs and keys; new versions and ids continue after the copied ones."""
+    from serving import access
+    from tests.conftest import copy_home, run_cli
+
+    home = copy_home(trained_home, tmp_path / "ws")
+    before = {kind: api_list(home) for kind, api_list in LISTS.items()}
+    cat = Catalog(home / "catalog.sqlite")
+    access.create_key(cat, "phone")
+    cat.execute("CREATE TABLE notes_of_a_plugin (id INTEGER PRIMARY KEY AUTOINCREMENT, note REAL NOT NULL)")
+    cat.execute("INSERT INTO notes_of_a_plugin (note) VALUES (0.5)")
+    cat.close()
+    _, out, _ = run_cli("catalog", "copy", "--to", postgres_catalog, home=home)
+    assert out["rows"]["model_versions"] == 1 and out["rows"]["notes_of_a_plugin"] == 1 and "s3cret" not in out["to"]
+    monkeypatch.setenv("EDGEFACTORY_CATALOG", postgres_catalog)
+    assert {kind: api_list(home) for kind, api_list in LISTS.items()} == before
+    shared = Catalog(postgres_catalog)
+    assert [k["name"] for k in access.list_keys(shared)] == ["phone"]
+    shared.execute("INSERT INTO notes_of_a_plugin (note) VALUES (0.25)")
+    assert shared.select("SELECT id, note FROM notes_of_a_plugin ORDER BY id") == [{"id": 1, "note": 0.5}, {"id": 2, "note": 0.25}]
+    shared.close()
+    code, _, err = run_cli("catalog", "copy", "--to", postgres_catalog, home=home, check=False)
+    assert code == 1 and "already holds" in err
+
+
+LISTS = {"datasets": lambda home: api.list_datasets(home=home), "models": lambda home: api.list_models(home=home),
+         "runs": lambda home: api.list_runs(home=home)}

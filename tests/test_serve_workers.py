@@ -1,7 +1,8 @@
-"""`edgefactory serve --workers 2` as a user starts it: two server processes on one port and one workspace. A key
-made and revoked with the CLI is honoured by both at once (each request on a fresh connection, which the kernel
-gives to either worker; /metrics shows that both served), and a bounded load run (2,000 predictions, 16 at a time)
-completes with no error and no lost request, counted by the workers' summed Prometheus metrics."""
+"""`edgefactory serve --workers 2` as a user starts it: two server processes on one port and one workspace (its
+catalog.sqlite, then a PostgreSQL catalog). A key made and revoked with the CLI is honoured by both at once (each
+request on a fresh connection, which the kernel gives to either worker; /metrics shows that both served), and a
+bounded load run (2,000 predictions, 16 at a time) completes with no error and no lost request, counted by the
+workers' summed Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from factory import api as core_api
 from tests.conftest import REPO, run_cli
 from tests.serving_helpers import deployed_copy, free_port
 from tests.test_serving import png_bytes
@@ -34,10 +36,20 @@ def worker_requests(url: str, headers: dict | None = None) -> dict[str, float]:
     return {pid: float(v) for pid, v in WORKER_SERIES.findall(text)}
 
 
-@pytest.fixture(scope="module")
-def two_workers(trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def two_workers(request: pytest.FixtureRequest, trained_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The workers share the workspace's catalog.sqlite, or a PostgreSQL database the catalog was copied into."""
     home = tmp_path_factory.mktemp("workers") / "ws"
     deployed_copy(trained_home, home, MODEL, ("onnxruntime",))
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "postgresql":
+            url = request.getfixturevalue("postgres_server").new_database()
+            core_api.copy_catalog(url, home=home)
+            patch.setenv("EDGEFACTORY_CATALOG", url)  # the server and every CLI call below
+        yield from _serving(home)
+
+
+def _serving(home: Path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEFACTORY_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "serve", "--workers", "2", "--port", str(port),
