@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,10 @@ MIGRATIONS: list[str | dict[str, str]] = [
     # 8: when a run's process started, beside its PID (a reused PID or a zombie is not the run's process)
     """
     ALTER TABLE runs ADD COLUMN pid_started REAL;
+    """,
+    # 9: the machine a run's process is on (with a shared catalog, a PID means nothing on another machine)
+    """
+    ALTER TABLE runs ADD COLUMN host TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -243,11 +248,18 @@ class Catalog:
 
     # -- runs -----------------------------------------------------------------------------------
     def create_run(self, run_id: str, kind: str, config: dict, pid: int) -> None:
-        """A queued run of process `pid`, with that process's start time (`processes.alive` checks both)."""
+        """A queued run of process `pid` on this machine, with that process's start time (`processes.alive` checks
+        both)."""
         now = time.time()
         with self.transaction():
-            self.insert("runs", {"id": run_id, "kind": kind, "status": "queued", "config": config,
-                                 "pid": pid, "pid_started": processes.started(pid), "created_at": now, "updated_at": now})
+            self.insert("runs", {"id": run_id, "kind": kind, "status": "queued", "config": config, "pid": pid,
+                                 "pid_started": processes.started(pid), "host": processes.HOST, "created_at": now,
+                                 "updated_at": now})
+
+    def claim_run(self, run_id: str, **fields: Any) -> None:
+        """The calling process runs `run_id` from now on (a resume, a retried Ray task): its PID, start time and
+        machine become the run's."""
+        self.update_run(run_id, pid=os.getpid(), pid_started=processes.started(), host=processes.HOST, **fields)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()

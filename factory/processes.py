@@ -4,10 +4,12 @@ after the first died, or a zombie nobody reaped, is not taken for the process th
 from __future__ import annotations
 
 import os
+import socket
 
 import psutil
 
 SAME_START_S = 1.0  # start times are stored rounded; two processes of one PID start further apart than this
+HOST = socket.gethostname()  # a PID names a process on this machine only (a shared catalog holds other machines')
 
 
 def started(pid: int | None = None) -> float | None:
@@ -32,3 +34,8 @@ def alive(pid: int | None, start: float | None = None) -> bool:
     if now is None:
         return False
     return start is None or now == 0.0 or abs(now - start) < SAME_START_S
+
+
+def on_this_machine(host: str | None) -> bool:
+    """Whether a record's process ran here (records from before machines were noted did)."""
+    return host is None or host == HOST

@@ -4,6 +4,8 @@ version, migrations, WAL, two processes sharing one workspace, and errors that n
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -250,3 +252,18 @@ def test_a_workspace_catalog_is_copied_to_postgresql_with_every_row(trained_home
 
 LISTS = {"datasets": lambda home: api.list_datasets(home=home), "models": lambda home: api.list_models(home=home),
          "runs": lambda home: api.list_runs(home=home)}
+
+
+def test_a_run_of_another_machine_is_not_taken_for_an_orphan(catalog_location: Path | str):
+    """With a shared catalog a PID means nothing on another machine: only this machine's dead runs are marked."""
+    from factory.training.run import mark_orphans
+
+    cat = Catalog(catalog_location)
+    for run_id, host in (("here", None), ("there", "gpu-node-7")):
+        cat.create_run(run_id, "train", {}, pid=1)
+        cat.update_run(run_id, status="running", pid=4_000_000, host=host)  # no such PID here
+    assert mark_orphans(cat) == ["here"]
+    assert cat.run("there")["status"] == "running" and cat.run("here")["status"] == "interrupted"
+    cat.claim_run("there")
+    assert cat.run("there")["host"] == socket.gethostname() and cat.run("there")["pid"] == os.getpid()
+    cat.close()

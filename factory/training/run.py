@@ -123,7 +123,7 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
         raise ConfigError(f"No run {run_id!r}.", fix="List runs with `edgefactory runs list`.")
     resolved = run["config"]
     sink = _log_writer(ws, catalog, run_id, on_event, task_of(resolved).metric_label)
-    catalog.update_run(run_id, status="running", pid=os.getpid(), error=None)
+    catalog.claim_run(run_id, status="running", error=None)
     try:
         result = _train_and_register(ws, catalog, run_id, resolved, resume, sink, stop)
     except StopRequested:
@@ -233,10 +233,11 @@ def registered(row: dict, run_id: str, metrics: dict, warnings: list[dict], head
 
 
 def mark_orphans(catalog: Catalog) -> list[str]:
-    """Runs left 'running' by a process that died (crash, kill, reboot) become 'interrupted': one whose PID now
-    names another process (reused) or a zombie is dead too."""
+    """Runs left 'running' by a process of this machine that died (crash, kill, reboot) become 'interrupted': one
+    whose PID now names another process (reused) or a zombie is dead too. Another machine's runs (a shared catalog)
+    are that machine's to judge, or their executor's."""
     orphans = [r["id"] for r in catalog.runs() if r["status"] in ("running", "queued") and r["pid"] != os.getpid()
-               and not processes.alive(r["pid"], r.get("pid_started"))]
+               and processes.on_this_machine(r.get("host")) and not processes.alive(r["pid"], r.get("pid_started"))]
     for run_id in orphans:
         catalog.update_run(run_id, status="interrupted")
     return orphans
