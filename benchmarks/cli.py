@@ -6,6 +6,8 @@ import argparse
 from typing import Callable
 
 from benchmarks import api
+from factory import executors
+from factory.executors import add_executor_option
 from factory.progress import StageBars, say
 
 
@@ -21,7 +23,8 @@ def cmd_bench(a: argparse.Namespace) -> dict:
                          detectors=[d for d in a.suite_detectors.split(",") if d] if a.suite_detectors is not None else None)
     if not a.ref or not a.target:
         raise SystemExit("edgefactory bench: give MODEL and --target (or --suite)")
-    out = api.bench(a.ref, a.target, precision=a.precision, device=a.device, home=a.home)
+    out = executors.call("bench", api.bench, executor_name=a.executor, ref=a.ref, target=a.target, precision=a.precision,
+                         device=a.device, home=a.home)
     if not a.json:
         lat = out["latency_ms"]
         acc = "–" if out["accuracy"] is None else f"{out['accuracy']:.4f}"
@@ -33,8 +36,9 @@ def cmd_bench(a: argparse.Namespace) -> dict:
 
 
 def cmd_report(a: argparse.Namespace) -> dict:
-    out = api.report(a.ref, home=a.home, export=a.export.split(",") if a.export else None, measure=not a.no_measure,
-                     budget=a.budget, log=_log(a), progress=StageBars(not a.quiet))
+    out = executors.call("report", api.report, executor_name=a.executor, ref=a.ref, home=a.home,
+                         export=a.export.split(",") if a.export else None, measure=not a.no_measure, budget=a.budget,
+                         log=_log(a), progress=StageBars(not a.quiet))
     if not a.json:
         for r in out["results"]:
             flag = " WARNING" if r["warnings"] else ""
@@ -57,8 +61,10 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--suite", action="store_true", help="run the project's performance suite against peers instead")
     sp.add_argument("--suite-models", help="suite: comma-separated architectures (default resnet18, mobilenet_v3_small/large)")
     sp.add_argument("--suite-detectors", help="suite: detector backbones at 320 px (default mobilenet_v3_small; '' for none)")
+    add_executor_option(sp)
     sp = add(sub, "report", cmd_report, "benchmark report of a model version: JSON + HTML, measured and estimated devices")
     sp.add_argument("ref", help="model NAME[:vN]")
     sp.add_argument("--export", help="targets to export first where missing (fp32 and int8), comma-separated")
     sp.add_argument("--no-measure", action="store_true", help="use stored results only (no new measurements)")
     sp.add_argument("--budget", type=float, default=1.0, help="accuracy budget in points for the guard (default 1)")
+    add_executor_option(sp)

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
+from factory import executors
 from factory.catalog import Catalog
 from factory.catalog import copy_catalog as catalog_copy
 from factory.config import TrainConfig
@@ -89,19 +90,24 @@ def list_datasets(*, home: Home = None) -> list[dict]:
 
 # -- training ------------------------------------------------------------------------------------
 def train(config: dict | TrainConfig, *, home: Home = None, on_event: Callable[[Event], None] | None = None,
-          stop: threading.Event | None = None) -> dict:
-    """Train in the calling thread until done; returns {model, version, run, metrics}.
+          stop: threading.Event | None = None, executor: str | None = None) -> dict:
+    """Train until done (on `executor`: this thread by default, or a Ray cluster's worker); returns {model, version,
+    run, metrics}.
 
     Raises: ConfigError for bad options, NotFoundError for an unknown dataset or model, TrainingError,
     MissingDependencyError (pretrained weights not in the local cache), StopRequested when `stop` is set.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    name = executors.chosen(executor)
     with session(home) as (ws, catalog):
         runs.mark_orphans(catalog)
         run_id = runs.start_run(ws, catalog, cfg)
+        resolved = catalog.run(run_id)["config"]
         if on_event:
-            on_event({"type": "run", "run": run_id, "config": catalog.run(run_id)["config"]})
-        return runs.execute_run(ws, catalog, run_id, on_event=on_event, stop=stop)
+            on_event({"type": "run", "run": run_id, "config": resolved})
+        if name == executors.DEFAULT:
+            return runs.execute_run(ws, catalog, run_id, on_event=on_event, stop=stop)
+    return executors.run(runs.job(run_id, str(ws.home), resolved), on_event, stop, name)
 
 
 def resolve_training(config: dict | TrainConfig, *, home: Home = None) -> dict:
@@ -120,18 +126,18 @@ def start_training(config: dict | TrainConfig, jobs: JobManager, *, home: Home =
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     with session(home) as (ws, catalog):
         run_id = runs.start_run(ws, catalog, cfg)
+        spec = runs.job(run_id, str(ws.home), catalog.run(run_id)["config"])
 
-    def work(on_event: Callable[[Event], None], stop: threading.Event) -> dict:
-        with session(home) as (ws2, catalog2):
-            return runs.execute_run(ws2, catalog2, run_id, on_event=on_event, stop=stop)
+    def work(on_event: Callable[[Event], None], stop: threading.Event) -> dict:  # EDGEFACTORY_EXECUTOR says where
+        return executors.run(spec, on_event, stop)
 
     jobs.start(run_id, work)
     return run_id
 
 
 def resume_training(run_id: str, *, home: Home = None, on_event: Callable[[Event], None] | None = None,
-                    stop: threading.Event | None = None) -> dict:
-    """Continue an interrupted, stopped or failed run from its last checkpoint."""
+                    stop: threading.Event | None = None, executor: str | None = None) -> dict:
+    """Continue an interrupted, stopped or failed run from its last checkpoint (on `executor`)."""
     with session(home) as (ws, catalog):
         runs.mark_orphans(catalog)
         run = catalog.run(run_id)
@@ -142,7 +148,7 @@ def resume_training(run_id: str, *, home: Home = None, on_event: Callable[[Event
             return {"task": run["config"].get("task") or DEFAULT_TASK, **run["result"]}
         if run["status"] == "running":
             raise ConfigError(f"Run {run_id} is still running (process {run['pid']}).", fix="Wait for it or stop it first.")
-        return runs.execute_run(ws, catalog, run_id, resume=True, on_event=on_event, stop=stop)
+    return executors.run(runs.job(run_id, str(ws.home), run["config"]), on_event, stop, executor)
 
 
 def list_runs(*, home: Home = None) -> list[dict]:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from factory import __version__, api
 from factory.errors import FactoryError
+from factory.executors import add_executor_option
 from factory.progress import StageBars, TrainingBar
 from factory.tasks import DEFAULT_TASK, TASKS, all_tasks, task_of
 from factory.text import table
@@ -95,12 +96,13 @@ def _train_config(a: argparse.Namespace) -> dict:
 def cmd_train(a: argparse.Namespace) -> dict:
     bar = TrainingBar(not a.quiet)
     if a.resume:
-        out = api.resume_training(a.resume, home=a.home, on_event=bar)
+        out = api.resume_training(a.resume, home=a.home, on_event=bar, executor=a.executor)
     else:
         if not a.dataset:
             raise FactoryError("No dataset given.", fix="Pass --dataset NAME, or --resume RUN to continue a run.",
                                code="CONFIG_ERROR")
-        out = api.train({k: v for k, v in _train_config(a).items() if v is not None}, home=a.home, on_event=bar)
+        out = api.train({k: v for k, v in _train_config(a).items() if v is not None}, home=a.home, on_event=bar,
+                        executor=a.executor)
     if not a.json:
         m = out["metrics"]
         score = "test " + task_of(out).score_text(m)
@@ -261,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ocr: a character dictionary, one character per line (as PaddleOCR's ppocr_keys); its characters "
                          "join the data's, and rendered text teaches those the data lacks")
     sp.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    add_executor_option(sp)
 
     sp = add(sub, "eval", cmd_eval, "evaluate a model version")
     sp.add_argument("ref")

@@ -56,6 +56,8 @@ class TrainingBar:
                   file=sys.stderr)
             fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]" if self.budget_s else None
             self.bar = tqdm(total=total, desc="train", unit="epoch", bar_format=fmt, file=sys.stderr)
+        elif kind == "executor":  # where a job of another executor runs (a Ray cluster)
+            say(event["message"])
         elif self.bar is None:
             return
         elif kind == "step":

@@ -17,11 +17,13 @@ from fastapi import Request
 from fastapi.responses import FileResponse
 from PIL import Image
 
+from factory import executors
 from factory.api import session
 from factory.datasets.images import is_image, load_rgb
 from factory.datasets.source import open_source
 from factory.datasets.splits import DatasetSplits
 from factory.errors import ConfigError, NotFoundError
+from factory.executors import add_executor_option
 from factory.progress import StageBars
 from factory.refs import dataset_row_for
 from factory.tasks import task_of
@@ -130,8 +132,9 @@ def _print(out: dict) -> None:
 
 
 def cmd_build(a: argparse.Namespace) -> dict:
-    out = build(a.model, a.gallery, a.name, target=a.target, precision=a.precision, kind=a.kind, home=a.home,
-                progress=_bar(a.quiet or a.json))
+    source = str(Path(a.gallery).resolve()) if Path(a.gallery).exists() else a.gallery  # a worker's folder differs
+    out = executors.call("index", build, executor_name=a.executor, model=a.model, source=source, name=a.name,
+                         target=a.target, precision=a.precision, kind=a.kind, home=a.home, progress=_bar(a.quiet or a.json))
     if not a.json:
         _print(out)
         print(f"  kind: {out['why']}")
@@ -202,6 +205,7 @@ def register(sub, add_command) -> None:
                     help="auto: exact under 50k items, an HNSW graph up to 2M where it fits in memory, inverted lists "
                          "above, inverted lists on disk (ivf_disk, memory-mapped) where the floats do not fit; "
                          "ivfpq (compressed codes, lower recall) only by name")
+    add_executor_option(sp)
     sp = add_command(ix, "add", cmd_add, "add images to a gallery (its next version), without retraining")
     sp.add_argument("index")
     sp.add_argument("path", help="a folder (one folder per identity) or an image file (labelled by its name)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from factory import executors
+from factory.executors import add_executor_option
 from factory.progress import StageBars, say
 from factory.tasks import task_of
 from targets import api
@@ -13,10 +15,11 @@ from targets import api
 
 def cmd_export(a: argparse.Namespace) -> dict:
     log = say if not a.quiet else None
-    out = api.export(a.ref, a.target, precision=a.precision, max_drop=a.max_drop, device=a.device,
-                     calibration_size=a.calibration_size, dynamic_batch=a.dynamic_batch,
-                     keep_if_slower=a.keep_if_slower, home=a.home, log=log,
-                     strategies=tuple(a.strategies.split(",")) if a.strategies else None)
+    out = executors.call("export", api.export, executor_name=a.executor, ref=a.ref, target=a.target,
+                         precision=a.precision, max_drop=a.max_drop, device=a.device,
+                         calibration_size=a.calibration_size, dynamic_batch=a.dynamic_batch,
+                         keep_if_slower=a.keep_if_slower, home=a.home, log=log,
+                         strategies=tuple(a.strategies.split(",")) if a.strategies else None)
     if not a.json:
         acc = "not run here" if out["accuracy"] is None else f"{out['accuracy']:.4f}"
         label = task_of(out).metric_label if out.get("task") else "accuracy"
@@ -31,9 +34,9 @@ def cmd_export(a: argparse.Namespace) -> dict:
 
 def cmd_compress(a: argparse.Namespace) -> dict:
     log = say if not a.quiet else None
-    out = api.compress(a.ref, a.target, prune=a.prune, target_latency_ms=a.target_latency, max_drop=a.max_drop,
-                       precision=a.precision, finetune_epochs=a.finetune_epochs, keep_if_slower=a.keep_if_slower,
-                       home=a.home, log=log)
+    out = executors.call("compress", api.compress, executor_name=a.executor, ref=a.ref, target=a.target, prune=a.prune,
+                         target_latency_ms=a.target_latency, max_drop=a.max_drop, precision=a.precision,
+                         finetune_epochs=a.finetune_epochs, keep_if_slower=a.keep_if_slower, home=a.home, log=log)
     if not a.json:
         p = out["pruning"]
         lat = (f", latency {p['before']['latency_ms']:.3f} -> {p['after']['latency_ms']:.3f} ms"
@@ -75,6 +78,7 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--dynamic-batch", action="store_true")
     sp.add_argument("--keep-if-slower", action="store_true", help="keep an INT8 artifact that is not faster than FP32")
     sp.add_argument("--strategies", help="INT8 strategies to try, comma-separated (default: the target's list, in order)")
+    add_executor_option(sp)
     sp = add(sub, "compress", cmd_compress, "prune (structured), fine-tune, register a new version, export to a target")
     sp.add_argument("ref", help="model NAME[:vN]")
     sp.add_argument("--target", required=True)
@@ -85,6 +89,7 @@ def register(sub: argparse._SubParsersAction, add: Callable[..., argparse.Argume
     sp.add_argument("--precision", default="fp32")
     sp.add_argument("--finetune-epochs", type=int, default=15)
     sp.add_argument("--keep-if-slower", action="store_true")
+    add_executor_option(sp)
     add(sub, "targets", cmd_targets, "list targets, their capabilities and what is missing here")
     sp = add(sub, "predict", cmd_predict, "offline batch prediction over a folder of images, as JSON Lines")
     sp.add_argument("ref", help="model NAME[:vN]")

@@ -62,7 +62,7 @@ def signal_stack_kept() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator["postgres.Server"]:
+def postgres_server() -> Iterator:
     """A PostgreSQL server on a loopback port for this test session (Debian's package, a temporary cluster)."""
     from tests import postgres
 

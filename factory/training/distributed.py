@@ -142,6 +142,26 @@ def join(rank: int, world: int, address: str, device: str) -> Group:
     return Group(rank, world, dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT))
 
 
+def adopted(world: int) -> Group:
+    """The process group a launcher made (Ray Train's TorchTrainer, torchrun) as this rank's Group; every rank calls
+    this at the same point (it makes the group's gloo side channel together)."""
+    if dist.get_world_size() != world:
+        raise ConfigError(f"The run asks for {world} data-parallel processes, but its launcher started "
+                          f"{dist.get_world_size()}.", fix="Start as many workers as --devices says.")
+    return Group(dist.get_rank(), world, dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT))
+
+
+@contextlib.contextmanager
+def ranks(world: int, device: str, module: str, args: list[str], logs: Callable[[int], Path]) -> Iterator[Group]:
+    """Rank 0's group: the one a launcher made when this process is in one (Ray Train), else one of `launched`
+    processes."""
+    if dist.is_initialized():
+        yield adopted(world)
+        return
+    with launched(world, device, module, args, logs) as group:
+        yield group
+
+
 @contextlib.contextmanager
 def launched(world: int, device: str, module: str, args: list[str], logs: Callable[[int], Path]) -> Iterator[Group]:
     """Rank 0 of a `world`-process group: starts `python -m module RANK WORLD ADDRESS *args` for ranks 1..world-1

@@ -32,6 +32,9 @@ BUDGET_EPOCH_CAP = 10_000
 BN_CALIBRATION_IMAGES = 256  # images per BN re-estimation before each validation (benchmarks/perf/bn_validation.py)
 
 
+CHECKPOINT = "last.pt"  # in the run's folder: the latest epoch's weights, optimizer, schedule and random state
+
+
 class StopRequested(Exception):
     """Raised inside the loop when the caller asked the run to stop; the checkpoint is kept."""
 
@@ -111,7 +114,7 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
     @property
     def last_path(self) -> Path:
-        return self.run_dir / "last.pt"
+        return self.run_dir / CHECKPOINT
 
     @property
     def best_path(self) -> Path:

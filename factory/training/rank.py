@@ -16,7 +16,7 @@ import torch
 
 from factory.catalog import Catalog
 from factory.training import distributed
-from factory.training.engine import StopRequested
+from factory.training.engine import CHECKPOINT, StopRequested
 from factory.training.run import _trainer_for
 from factory.workspace import Workspace
 
@@ -25,24 +25,38 @@ def main(argv: list[str]) -> int:
     rank, world, address, home, run_id, mode = int(argv[0]), int(argv[1]), argv[2], argv[3], argv[4], argv[5]
     print(f"--- rank {rank} of {world}, run {run_id} ({mode}), pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
           flush=True)
+    try:
+        _train(home, run_id, mode == "resume", lambda device: distributed.join(rank, world, address, device))
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def follow(home: str, run_id: str, on_event=None, stop=None) -> dict:
+    """A rank other than 0 in a process group its launcher made (Ray Train's TorchTrainer): from the run's last
+    checkpoint when it has one, as rank 0 (factory.training.run.run_job) decides alike."""
+    resume = (Workspace.open(home).run_dir(run_id) / CHECKPOINT).exists()
+    _train(home, run_id, resume, lambda device: distributed.adopted(torch.distributed.get_world_size()))
+    return {}
+
+
+def _train(home: str, run_id: str, resume: bool, group_for) -> None:
     ws = Workspace.open(home)
     catalog = Catalog(ws.catalog_location)
     try:
         resolved = catalog.run(run_id)["config"]
         device = resolved.get("device", "auto")
-        group = distributed.join(rank, world, address, device)  # its GPU set before the model is built
+        group = group_for(device)  # its GPU set before the model is built
         trainer = _trainer_for(ws, catalog, run_id, resolved, lambda event: None, None)[-1]
         trainer.group = group
         distributed.sync_batchnorm(trainer.model, device)
         group.ready()
-        trainer.fit(resume=mode == "resume")
+        trainer.fit(resume=resume)
     except StopRequested:
-        return 0  # rank 0 was asked to stop, and every rank stopped at the same step
+        pass  # rank 0 was asked to stop, and every rank stopped at the same step
     finally:
         catalog.close()
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from factory.refs import dataset_row_for
 from factory.tasks import DEFAULT_TASK, all_tasks, task_of
 from factory.tasks.base import Task
 from factory.training import defaults, distributed
-from factory.training.engine import Event, StopRequested, seed_everything
+from factory.executors.base import JobSpec
+from factory.training.engine import CHECKPOINT, Event, StopRequested, seed_everything
 from factory.workspace import Workspace, append_event, atomic_write_json
 
 EventSink = Callable[[Event], None]
@@ -144,6 +145,26 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
     return result
 
 
+def job(run_id: str, home: str, resolved: dict) -> JobSpec:
+    """The run as an executor's job (factory.executors): on a GPU when it asks for CUDA, with its ranks."""
+    gpus = 1.0 if resolved.get("device") == "cuda" else 0.0  # "auto": the worker's own (a GPU where Ray gave it one)
+    return JobSpec("train", "factory.training.run:run_job", {"home": home, "run_id": run_id}, job_id=run_id,
+                   gpus=gpus, resumable=True, distributed=resolved.get("devices") or 1,
+                   rank_function="factory.training.rank:follow")
+
+
+def run_job(home: str, run_id: str, on_event: EventSink | None = None, stop: threading.Event | None = None) -> dict:
+    """`execute_run` in a workspace session of its own, from the run's last checkpoint when it has one (a run
+    resumed, or a job run again after its worker died)."""
+    ws = Workspace.open(home)
+    catalog = Catalog(ws.catalog_location)
+    try:
+        return execute_run(ws, catalog, run_id, resume=(ws.run_dir(run_id) / CHECKPOINT).exists(), on_event=on_event,
+                           stop=stop)
+    finally:
+        catalog.close()
+
+
 def _trainer_for(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, sink: EventSink,
                  stop: threading.Event | None):
     """The run's splits, initial model and trainer, as every data-parallel rank builds them alike."""
@@ -171,8 +192,8 @@ def _fit(ws: Workspace, run_id: str, resolved: dict, trainer, resume: bool, sink
     if devices == 1:
         return trainer.fit(resume=resume)
     device = resolved.get("device", "auto")
-    with distributed.launched(devices, device, "factory.training.rank", [str(ws.home), run_id, "resume" if resume else "new"],
-                              lambda rank: distributed.rank_log(ws.run_dir(run_id), rank)) as group:
+    with distributed.ranks(devices, device, "factory.training.rank", [str(ws.home), run_id, "resume" if resume else "new"],
+                           lambda rank: distributed.rank_log(ws.run_dir(run_id), rank)) as group:
         trainer.group = group
         restore = distributed.sync_batchnorm(trainer.model, device)
         sink({"type": "stage", "stage": "data parallel", "processes": devices, "backend": distributed.backend(device),
