@@ -12,7 +12,7 @@ import uuid
 from typing import Any, Callable
 
 from factory import api as core_api
-from factory import params, processes
+from factory import executors, params, processes
 from factory.api import Home, session
 from factory.errors import ConfigError, FactoryError, NotFoundError
 from factory.jobs import JobManager
@@ -105,9 +105,9 @@ class ApiJobs:
         self._known(args["model"])
 
         def work(on_event: Callable) -> dict:
-            model, target = args.pop("model"), args.pop("target")
-            return targets_api.export(model, target, home=self.home, **args,
-                                      log=lambda line: on_event({"type": "log", "message": line}))
+            model, target = args.pop("model"), args.pop("target")  # EDGEFACTORY_EXECUTOR says where it runs
+            return executors.call("export", targets_api.export, ref=model, target=target, home=self.home, **args,
+                                  log=lambda line: on_event({"type": "log", "message": line}))
         return work
 
     def _bench(self, given: Any) -> Callable[[Callable], dict]:
@@ -118,11 +118,13 @@ class ApiJobs:
 
         def work(on_event: Callable) -> dict:
             if args.get("report") or args.get("target") is None:
-                out = bench_api.report(args["model"], home=self.home, log=lambda line: on_event({"type": "log", "message": line}),
-                                       progress=lambda stage, done, total: on_event({"type": "progress", "stage": stage,
-                                                                                     "done": done, "total": total}))
+                out = executors.call("report", bench_api.report, ref=args["model"], home=self.home,
+                                     log=lambda line: on_event({"type": "log", "message": line}),
+                                     progress=lambda stage, done, total: on_event({"type": "progress", "stage": stage,
+                                                                                   "done": done, "total": total}))
                 return {k: out[k] for k in ("json", "html", "measured_rows", "warnings")}
-            return bench_api.bench(args["model"], args["target"], precision=args.get("precision", "fp32"), home=self.home)
+            return executors.call("bench", bench_api.bench, ref=args["model"], target=args["target"],
+                                  precision=args.get("precision", "fp32"), home=self.home)
         return work
 
     def _known(self, ref: str) -> None:

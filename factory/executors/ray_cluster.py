@@ -96,7 +96,8 @@ class RayExecutor:
         ref = _submit(ray, spec, str(folder))
         on_event({"type": "executor", "executor": "ray", "job": spec.job_id,
                   "message": f"{spec.kind} {spec.job_id} submitted to the Ray cluster at "
-                             f"{ray.get_runtime_context().gcs_address} ({_resources_text(spec)})"})
+                             f"{os.environ.get(ADDRESS_ENV) or ray.get_runtime_context().gcs_address} "
+                             f"({_resources_text(spec)})"})
         follower = _Follower(events, offset, on_event)
         try:
             _wait(ray, ref, follower, folder, stop)
