@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Iterator
 from factory import processes
 
 SUBDIRS = ("datasets", "runs", "models", "artifacts", "reports")
+MACHINE = re.sub(r"[^A-Za-z0-9]", "", processes.HOST)[:40] or "host"  # in scratch folder names
 
 
 def default_home() -> Path:
@@ -41,11 +43,12 @@ class Workspace:
 
     @contextlib.contextmanager
     def scratch(self, prefix: str = "") -> Iterator[Path]:
-        """A temporary folder inside the workspace (tmp/<pid>.<start>-<prefix><random>), removed on exit; one a killed process
-        left behind is removed by the next open (never the system's temp folder, where nothing would find it)."""
+        """A temporary folder inside the workspace (tmp/<pid>.<start>.<machine>-<prefix><random>), removed on exit; one
+        a killed process left behind is removed by the next open on its machine (never the system's temp folder, where
+        nothing would find it)."""
         root = self.home / "tmp"
         root.mkdir(exist_ok=True)
-        path = root / f"{os.getpid()}.{int(processes.started() or 0)}-{prefix}{uuid.uuid4().hex[:8]}"
+        path = root / f"{os.getpid()}.{int(processes.started() or 0)}.{MACHINE}-{prefix}{uuid.uuid4().hex[:8]}"
         path.mkdir()
         try:
             yield path
@@ -53,11 +56,14 @@ class Workspace:
             shutil.rmtree(path, ignore_errors=True)
 
     def clean_scratch(self) -> int:
-        """Remove the scratch folders of processes that are gone; returns how many."""
+        """Remove the scratch folders of this machine's processes that are gone; returns how many. (A workspace
+        several machines mount holds the others' too: their PIDs mean nothing here.)"""
         root = self.home / "tmp"
         removed = 0
         for path in root.iterdir() if root.is_dir() else ():
-            pid, _, start = path.name.split("-", 1)[0].partition(".")
+            pid, start, machine = (path.name.split("-", 1)[0].split(".", 2) + ["", ""])[:3]
+            if machine not in ("", MACHINE):
+                continue
             if pid.isdigit() and not processes.alive(int(pid), int(start) if start.isdigit() else None):
                 shutil.rmtree(path, ignore_errors=True)
                 removed += 1

@@ -296,8 +296,11 @@ def test_scratch_folders_live_in_the_workspace_and_a_killed_processes_are_cleane
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     left = ws.home / "tmp" / f"{int(dead.stdout)}-demo-0123abcd"  # what a kill -9 during an import leaves
     (left / "digits").mkdir(parents=True)
+    elsewhere = ws.home / "tmp" / f"{int(dead.stdout)}.1796000000.gpunode7-export-4567abcd"  # another machine's
+    elsewhere.mkdir()
     with ws.scratch() as mine:
         assert Workspace.open(ws.home) and not left.exists() and mine.is_dir()  # the next open cleans; live ones stay
+        assert elsewhere.is_dir()  # a shared workspace: that PID means nothing on this machine
 
 
 def test_a_run_whose_pid_was_reused_or_is_a_zombie_is_interrupted(tmp_path: Path):
@@ -309,7 +312,7 @@ def test_a_run_whose_pid_was_reused_or_is_a_zombie_is_interrupted(tmp_path: Path
     from factory import processes
     from factory.catalog import Catalog
     from factory.training.run import mark_orphans
-    from factory.workspace import Workspace
+    from factory.workspace import MACHINE, Workspace
 
     ws = Workspace.open(tmp_path / "ws")
     cat = Catalog(ws.catalog_path)
@@ -330,7 +333,7 @@ def test_a_run_whose_pid_was_reused_or_is_a_zombie_is_interrupted(tmp_path: Path
         assert cat.run("mine-alive")["status"] == "running" and cat.run("reused")["status"] == "interrupted"
         # a scratch folder of a live PID with another start time was its earlier owner's: cleaned too
         left = ws.home / "tmp" / f"{other.pid}.{int(processes.started(other.pid)) - 3600}-demo-0123abcd"
-        kept = ws.home / "tmp" / f"{other.pid}.{int(processes.started(other.pid))}-demo-4567abcd"
+        kept = ws.home / "tmp" / f"{other.pid}.{int(processes.started(other.pid))}.{MACHINE}-demo-4567abcd"
         left.mkdir(parents=True)
         kept.mkdir()
         Workspace.open(ws.home)

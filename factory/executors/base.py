@@ -15,7 +15,8 @@ class JobSpec:
     """One job: what to call, with what, and what it needs.
 
     `kwargs["home"]` is the workspace; `job_id` names its folder there (runs/<job_id>/). `cpus` and `gpus` are what
-    a cluster reserves for it (each, for every rank; `cpus` None: a whole node's cores, at most 8), `resumable` jobs
+    a cluster reserves for it (each, for every rank; `cpus` None: a whole node's cores, at most 8; `gpus` None: one
+    where the cluster has GPUs, else none), `resumable` jobs
     (training) go on from their last checkpoint when the worker running them died and the job is run again.
     `distributed` ranks > 1: rank 0 calls `function`, the others `rank_function`, in one torch.distributed group."""
 
@@ -24,7 +25,7 @@ class JobSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     job_id: str = ""
     cpus: float | None = None
-    gpus: float = 0.0
+    gpus: float | None = 0.0
     resumable: bool = False
     distributed: int = 1
     rank_function: str = ""

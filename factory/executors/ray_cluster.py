@@ -92,7 +92,7 @@ class RayExecutor:
         (folder / "stop").unlink(missing_ok=True)
         events = folder / "events.jsonl"
         offset = events.stat().st_size if events.exists() else 0  # a resumed job's folder has the earlier tries'
-        spec = replace(spec, cpus=cpus_for(ray, spec))
+        spec = replace(spec, cpus=cpus_for(ray, spec), gpus=gpus_for(ray, spec))
         ref = _submit(ray, spec, str(folder))
         on_event({"type": "executor", "executor": "ray", "job": spec.job_id,
                   "message": f"{spec.kind} {spec.job_id} submitted to the Ray cluster at "
@@ -116,6 +116,13 @@ def cpus_for(ray, spec: JobSpec) -> float:
         return spec.cpus
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
     return max(1.0, min(largest, MAX_AUTO_CPUS) // spec.distributed)
+
+
+def gpus_for(ray, spec: JobSpec) -> float:
+    """The GPUs each rank asks for: its own count, else one where the cluster has GPUs (training on `auto`)."""
+    if spec.gpus is not None:
+        return spec.gpus
+    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
 def _resources_text(spec: JobSpec) -> str:

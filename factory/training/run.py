@@ -147,7 +147,7 @@ def execute_run(ws: Workspace, catalog: Catalog, run_id: str, *, resume: bool = 
 
 def job(run_id: str, home: str, resolved: dict) -> JobSpec:
     """The run as an executor's job (factory.executors): on a GPU when it asks for CUDA, with its ranks."""
-    gpus = 1.0 if resolved.get("device") == "cuda" else 0.0  # "auto": the worker's own (a GPU where Ray gave it one)
+    gpus = {"cuda": 1.0, "cpu": 0.0}.get(resolved.get("device"))  # None ("auto"): one where the cluster has GPUs
     return JobSpec("train", "factory.training.run:run_job", {"home": home, "run_id": run_id}, job_id=run_id,
                    gpus=gpus, resumable=True, distributed=resolved.get("devices") or 1,
                    rank_function="factory.training.rank:follow")
