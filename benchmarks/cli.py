@@ -9,6 +9,7 @@ from benchmarks import api
 from factory import executors
 from factory.executors import add_executor_option
 from factory.progress import StageBars, say
+from targets import api as targets_api
 
 
 def _log(a: argparse.Namespace):
@@ -23,8 +24,8 @@ def cmd_bench(a: argparse.Namespace) -> dict:
                          detectors=[d for d in a.suite_detectors.split(",") if d] if a.suite_detectors is not None else None)
     if not a.ref or not a.target:
         raise SystemExit("edgefactory bench: give MODEL and --target (or --suite)")
-    out = executors.call("bench", api.bench, executor_name=a.executor, ref=a.ref, target=a.target, precision=a.precision,
-                         device=a.device, home=a.home)
+    out = executors.call("bench", api.bench, executor_name=a.executor, gpus=targets_api.gpus_needed(a.target, a.device),
+                         ref=a.ref, target=a.target, precision=a.precision, device=a.device, home=a.home)
     if not a.json:
         lat = out["latency_ms"]
         acc = "–" if out["accuracy"] is None else f"{out['accuracy']:.4f}"

@@ -101,13 +101,12 @@ def train(config: dict | TrainConfig, *, home: Home = None, on_event: Callable[[
     name = executors.chosen(executor)
     with session(home) as (ws, catalog):
         runs.mark_orphans(catalog)
-        run_id = runs.start_run(ws, catalog, cfg)
-        resolved = catalog.run(run_id)["config"]
+        run_id = runs.start_run(ws, catalog, cfg, here=name == executors.DEFAULT)
         if on_event:
-            on_event({"type": "run", "run": run_id, "config": resolved})
+            on_event({"type": "run", "run": run_id, "config": catalog.run(run_id)["config"]})
         if name == executors.DEFAULT:
             return runs.execute_run(ws, catalog, run_id, on_event=on_event, stop=stop)
-    return executors.run(runs.job(run_id, str(ws.home), resolved), on_event, stop, name)
+    return runs.execute_job(str(ws.home), run_id, on_event, stop, name)
 
 
 def resolve_training(config: dict | TrainConfig, *, home: Home = None) -> dict:
@@ -125,11 +124,10 @@ def start_training(config: dict | TrainConfig, jobs: JobManager, *, home: Home =
     """Start training in a background thread of this process; returns the run id at once."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     with session(home) as (ws, catalog):
-        run_id = runs.start_run(ws, catalog, cfg)
-        spec = runs.job(run_id, str(ws.home), catalog.run(run_id)["config"])
+        run_id = runs.start_run(ws, catalog, cfg, here=executors.chosen() == executors.DEFAULT)
 
     def work(on_event: Callable[[Event], None], stop: threading.Event) -> dict:  # EDGEFACTORY_EXECUTOR says where
-        return executors.run(spec, on_event, stop)
+        return runs.execute_job(str(ws.home), run_id, on_event, stop)
 
     jobs.start(run_id, work)
     return run_id
@@ -148,7 +146,7 @@ def resume_training(run_id: str, *, home: Home = None, on_event: Callable[[Event
             return {"task": run["config"].get("task") or DEFAULT_TASK, **run["result"]}
         if run["status"] == "running":
             raise ConfigError(f"Run {run_id} is still running (process {run['pid']}).", fix="Wait for it or stop it first.")
-    return executors.run(runs.job(run_id, str(ws.home), run["config"]), on_event, stop, executor)
+    return runs.execute_job(str(ws.home), run_id, on_event, stop, executor)
 
 
 def list_runs(*, home: Home = None) -> list[dict]:

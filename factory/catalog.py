@@ -177,14 +177,17 @@ class Catalog:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Catalog"]:
-        """A write transaction that takes the database's write lock at once (SQLite: BEGIN IMMEDIATE)."""
-        self.db.begin()
+        """A write transaction that takes the database's write lock at once (SQLite: BEGIN IMMEDIATE). On any error,
+        the lock's wait included, it is rolled back and the error raised (a rollback that fails too, on a connection
+        that is gone, does not hide it)."""
         try:
+            self.db.begin()
             yield self
         except BaseException:
-            self.db.execute("ROLLBACK")
+            with contextlib.suppress(DatabaseError):
+                self.db.rollback()
             raise
-        self.db.execute("COMMIT")
+        self.db.commit()
 
     def close(self) -> None:
         self.db.close()

@@ -106,12 +106,14 @@ class ApiJobs:
 
         def work(on_event: Callable) -> dict:
             model, target = args.pop("model"), args.pop("target")  # EDGEFACTORY_EXECUTOR says where it runs
-            return executors.call("export", targets_api.export, ref=model, target=target, home=self.home, **args,
+            return executors.call("export", targets_api.export, gpus=targets_api.gpus_needed(target, args.get("device")),
+                                  ref=model, target=target, home=self.home, **args,
                                   log=lambda line: on_event({"type": "log", "message": line}))
         return work
 
     def _bench(self, given: Any) -> Callable[[Callable], dict]:
         from benchmarks import api as bench_api
+        from targets import api as targets_api
 
         args = params.check(bench_api.BenchParams, given)
         self._known(args["model"])
@@ -123,7 +125,8 @@ class ApiJobs:
                                      progress=lambda stage, done, total: on_event({"type": "progress", "stage": stage,
                                                                                    "done": done, "total": total}))
                 return {k: out[k] for k in ("json", "html", "measured_rows", "warnings")}
-            return executors.call("bench", bench_api.bench, ref=args["model"], target=args["target"],
+            return executors.call("bench", bench_api.bench, gpus=targets_api.gpus_needed(args["target"]),
+                                  ref=args["model"], target=args["target"],
                                   precision=args.get("precision", "fp32"), home=self.home)
         return work
 

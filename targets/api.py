@@ -61,6 +61,17 @@ def export(ref: str, target: str, *, precision: str = "fp32", max_drop: float = 
     return export_in_child(ws.home, ref, plan, log=log)
 
 
+GPU_DEVICES = ("cuda", "gpu")
+
+
+def gpus_needed(target: str, device: str | None = None) -> float:
+    """The GPUs a job exporting to or measuring `target` on `device` (default: the target's own) needs on a cluster's
+    worker (factory.executors): one for a GPU device (TensorRT's cuda, OpenVINO's gpu), else none."""
+    from targets.driver import default_device
+
+    return 1.0 if (device or default_device(TARGETS.get(target))) in GPU_DEVICES else 0.0
+
+
 def compress(ref: str, target: str, *, prune: float | None = None, target_latency_ms: float | None = None,
              max_drop: float = 1.0, precision: str = "fp32", finetune_epochs: int = 15, keep_if_slower: bool = False,
              home: Home = None, log: Callable[[str], None] | None = None) -> dict:

@@ -15,7 +15,8 @@ from targets import api
 
 def cmd_export(a: argparse.Namespace) -> dict:
     log = say if not a.quiet else None
-    out = executors.call("export", api.export, executor_name=a.executor, ref=a.ref, target=a.target,
+    out = executors.call("export", api.export, executor_name=a.executor, gpus=api.gpus_needed(a.target, a.device),
+                         ref=a.ref, target=a.target,
                          precision=a.precision, max_drop=a.max_drop, device=a.device,
                          calibration_size=a.calibration_size, dynamic_batch=a.dynamic_batch,
                          keep_if_slower=a.keep_if_slower, home=a.home, log=log,
@@ -34,7 +35,8 @@ def cmd_export(a: argparse.Namespace) -> dict:
 
 def cmd_compress(a: argparse.Namespace) -> dict:
     log = say if not a.quiet else None
-    out = executors.call("compress", api.compress, executor_name=a.executor, ref=a.ref, target=a.target, prune=a.prune,
+    out = executors.call("compress", api.compress, executor_name=a.executor, gpus=api.gpus_needed(a.target),
+                         ref=a.ref, target=a.target, prune=a.prune,
                          target_latency_ms=a.target_latency, max_drop=a.max_drop, precision=a.precision,
                          finetune_epochs=a.finetune_epochs, keep_if_slower=a.keep_if_slower, home=a.home, log=log)
     if not a.json:

@@ -51,3 +51,28 @@ def test_the_event_file_is_followed_by_whole_lines(tmp_path: Path):
         fh.write('och", "epoch": 2}\n{"half a line a killed worker left\n' + json.dumps({"type": "resumed"}) + "\n")
     follower.read()
     assert seen == [{"type": "epoch", "epoch": 1}, {"type": "epoch", "epoch": 2}, {"type": "resumed"}]
+
+
+def test_a_run_its_executor_lost_is_left_interrupted(tmp_path: Path, shapes_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """A Ray job whose worker died for good (or that was cancelled) leaves its run behind as `running`, with the PID
+    of a process on a machine this one cannot judge: the caller marks it interrupted, so `--resume` takes it."""
+    from factory import api
+    from factory.catalog import Catalog
+    from factory.executors.ray_cluster import JobFailed
+    from factory.training import run as runs
+
+    home = tmp_path / "ws"
+    api.import_dataset(shapes_dir, "shapes", home=home)
+
+    def lost(spec, on_event, stop, name=None):
+        catalog = Catalog(home / "catalog.sqlite")
+        catalog.update_run(spec.job_id, status="running", pid=4_000_000, host="gpu-node-7")  # what the worker left
+        catalog.close()
+        raise JobFailed("The Ray worker running train job died 4 times.", fix="...")
+
+    monkeypatch.setattr(executors, "run", lost)
+    with pytest.raises(JobFailed):
+        api.train({"dataset": "shapes", "model": "tiny_cls", "epochs": 1}, home=home, executor="ray")
+    (row,) = api.list_runs(home=home)
+    assert row["status"] == "interrupted"
+    assert runs.job(row["run"], str(home), {"device": "auto", "devices": 2}).gpus is None  # one where the cluster has

@@ -121,8 +121,9 @@ def test_ctrl_c_stops_a_ray_job_and_resume_goes_on_from_its_checkpoint(ray_home:
     assert proc.returncode == 130 and "--resume" in err
     stopped = the_run(ray_home, "stopped")
     assert stopped["status"] == "stopped" and 1 <= len(stopped["history"]) < 5
-    _, out, _ = run_cli("train", "--resume", run["id"], "--executor", "ray", home=ray_home, timeout=600)
+    _, out, err = run_cli("train", "--resume", run["id"], "--executor", "ray", home=ray_home, timeout=600)
     assert out["run"] == run["id"] and out["metrics"]["epochs_run"] == 5
+    assert "runs it again" not in err  # a resume is a new submission, not a retry
     events = [json.loads(line) for line in (ray_home / "runs" / run["id"] / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3, 4, 5]
 
@@ -167,3 +168,16 @@ def test_devices_2_trains_on_two_ray_train_workers(ray_home: Path):
     one = [json.loads(line) for line in (ray_home / "runs" / alone["run"] / "log.jsonl").read_text().splitlines()]
     assert [e["samples"] for e in events if e["type"] == "epoch"] == [e["samples"] for e in one if e["type"] == "epoch"]
     assert (ray_home / "runs" / out["run"] / "executor" / "result.json").is_file()  # rank 0's, read by the job
+
+
+def test_ctrl_c_stops_a_ray_train_job_at_once_and_its_own_error_is_not_retried(ray_home: Path):
+    """Ray Train retries a worker group that failed; a Stop (and a job's own error) must end the job as itself."""
+    proc = cli("train", "--dataset", "shapes", *SLOW_TRAINING, "--epochs", "6", "--devices", "2", "--name", "ddp-stop",
+               "--executor", "ray", home=ray_home)
+    run = the_run(ray_home, "ddp-stop", epoch=1, timeout=600)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert the_run(ray_home, "ddp-stop")["status"] == "stopped"
+    folder = ray_home / "runs" / run["id"] / "executor"
+    assert len((folder / "attempts").read_text().splitlines()) == 1 and "runs it again" not in err

@@ -81,10 +81,10 @@ def new_job_id(kind: str) -> str:
 
 
 def call(kind: str, function: Callable[..., dict], *, executor_name: str | None = None,
-         stop: threading.Event | None = None, **kwargs: Any) -> dict:
+         stop: threading.Event | None = None, gpus: float = 0.0, **kwargs: Any) -> dict:
     """`function(**kwargs)` (an API function of the factory or a package above it: export, bench, report, index
-    build) on the chosen executor. Its `log` and `progress` callbacks work on every executor: a remote job's reach
-    the caller as events. Locally it is a plain call."""
+    build) on the chosen executor, with `gpus` on a cluster's worker. Its `log` and `progress` callbacks work on
+    every executor: a remote job's reach the caller as events. Locally it is a plain call."""
     name = chosen(executor_name)
     if name == DEFAULT:
         return function(**kwargs)
@@ -92,7 +92,7 @@ def call(kind: str, function: Callable[..., dict], *, executor_name: str | None 
     kwargs["home"] = str(Workspace.open(kwargs.get("home")).home)
     spec = JobSpec(kind, "factory.executors:api_job", {"function": f"{function.__module__}:{function.__qualname__}",
                                                        "kwargs": kwargs, "callbacks": list(callbacks),
-                                                       "home": kwargs["home"]}, job_id=new_job_id(kind))
+                                                       "home": kwargs["home"]}, job_id=new_job_id(kind), gpus=gpus)
 
     def on_event(event: dict) -> None:
         if event["type"] == "progress" and "progress" in callbacks:

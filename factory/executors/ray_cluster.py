@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from factory.errors import ConfigError, FactoryError, MissingDependencyError
 from factory.executors.base import JobSpec
+from factory.training.engine import StopRequested
 from factory.workspace import append_event
 
 ADDRESS_ENV = "EDGEFACTORY_RAY_ADDRESS"
@@ -56,7 +58,7 @@ def connect():
     with _CONNECTED:
         if not ray.is_initialized():
             address = os.environ.get(ADDRESS_ENV) or None
-            if address:
+            if address and address != "auto":
                 _reachable(address)
             env = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
             try:
@@ -89,7 +91,8 @@ class RayExecutor:
         ray = connect()
         folder = channel(spec)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "stop").unlink(missing_ok=True)
+        for left in ("stop", "attempts", "error.pickle"):  # an earlier submission's (a run resumed)
+            (folder / left).unlink(missing_ok=True)
         events = folder / "events.jsonl"
         offset = events.stat().st_size if events.exists() else 0  # a resumed job's folder has the earlier tries'
         spec = replace(spec, cpus=cpus_for(ray, spec), gpus=gpus_for(ray, spec))
@@ -98,6 +101,11 @@ class RayExecutor:
                   "message": f"{spec.kind} {spec.job_id} submitted to the Ray cluster at "
                              f"{os.environ.get(ADDRESS_ENV) or ray.get_runtime_context().gcs_address} "
                              f"({_resources_text(spec)})"})
+        if not os.environ.get("EDGEFACTORY_CATALOG") and len([n for n in ray.nodes() if n.get("Alive")]) > 1:
+            on_event({"type": "warning", "message": "the cluster has several nodes but the catalog is the workspace's "
+                                                    "catalog.sqlite, which SQLite cannot share safely between machines",
+                      "fix": "Set EDGEFACTORY_CATALOG=postgresql://... (a database every node reaches; `edgefactory "
+                             "catalog copy --to URL` moves the catalog there)."})
         follower = _Follower(events, offset, on_event)
         try:
             _wait(ray, ref, follower, folder, stop)
@@ -198,8 +206,6 @@ def _result(ray, ref, spec: JobSpec) -> dict:
         raise JobFailed(f"The {spec.kind} job {spec.job_id} failed on the Ray cluster: {str(exc)[:500]}",
                         fix=f"See {Path(spec.kwargs['home']) / 'runs' / spec.job_id}.") from exc
     except exceptions.TaskCancelledError as exc:
-        from factory.training.engine import StopRequested
-
         raise StopRequested() from exc
     except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.OutOfMemoryError,
             exceptions.RayError) as exc:
@@ -255,30 +261,54 @@ def _watch_stop(path: Path, stop: threading.Event, done: threading.Event) -> Non
 
 
 def _ray_train(spec: JobSpec, folder: Path) -> dict:
-    """A job of several ranks on Ray Train: rank 0 runs the job itself; the others run `spec.rank_function`."""
+    """A job of several ranks on Ray Train: rank 0 runs the job itself; the others run `spec.rank_function`. A group
+    that lost a worker (killed, its node gone) is started again (RETRIES times), the training then resuming from its
+    checkpoint; the job's own error (a FactoryError, a Stop) ends it as itself, never retried."""
+    import ray.train
+    from ray.exceptions import RayActorError
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    result_path = folder / "result.json"
-    result_path.unlink(missing_ok=True)
-    trainer = TorchTrainer(
-        functools.partial(_train_worker, asdict(spec), str(folder)),
-        scaling_config=ScalingConfig(num_workers=spec.distributed, use_gpu=spec.gpus > 0,
-                                     resources_per_worker={"CPU": spec.cpus, **({"GPU": spec.gpus} if spec.gpus else {})}),
-        run_config=RunConfig(name=spec.job_id, storage_path=str(folder / "ray-train"),
-                             failure_config=FailureConfig(max_failures=RETRIES)))
-    trainer.fit()
-    return json.loads(result_path.read_text())
+    for attempt in range(RETRIES + 1):
+        for left in ("result.json", "error.pickle"):
+            (folder / left).unlink(missing_ok=True)
+        trainer = TorchTrainer(
+            functools.partial(_train_worker, asdict(spec), str(folder)),
+            scaling_config=ScalingConfig(num_workers=spec.distributed, use_gpu=bool(spec.gpus),
+                                         resources_per_worker={"CPU": spec.cpus, **({"GPU": spec.gpus} if spec.gpus else {})}),
+            run_config=RunConfig(name=f"{spec.job_id}-{attempt}", storage_path=str(folder / "ray-train"),
+                                 failure_config=FailureConfig(max_failures=0)))  # the retries are this loop's
+        try:
+            trainer.fit()
+            return json.loads((folder / "result.json").read_text())
+        except ray.train.TrainingFailedError as exc:
+            failures = getattr(exc, "worker_failures", {}) or {}
+            lost = any(isinstance(e, RayActorError) for e in failures.values())
+            if lost and attempt < RETRIES:
+                continue
+            if (folder / "error.pickle").exists():  # rank 0's own error
+                raise pickle.loads((folder / "error.pickle").read_bytes()) from None
+            first = next(iter(failures.values()), exc)
+            raise JobFailed(f"The {spec.kind} job {spec.job_id} failed on its Ray Train workers"
+                            f"{f' ({RETRIES + 1} times a worker was lost)' if lost else ''}: "
+                            f"{str(first).splitlines()[0][:300]}",
+                            fix=f"See {folder.parent}; `edgefactory train --resume {spec.job_id}` goes on from the last "
+                                "checkpoint.") from exc
+    raise AssertionError("unreachable")
 
 
 def _train_worker(spec_fields: dict, folder: str) -> None:
     import ray.train
 
     spec = JobSpec(**spec_fields)
-    if ray.train.get_context().get_world_rank() == 0:
-        result = _here(spec, Path(folder))
-        tmp = Path(folder) / f".result-{os.getpid()}.json"
-        tmp.write_text(json.dumps(result, default=str))
-        tmp.replace(Path(folder) / "result.json")
-    else:
+    if ray.train.get_context().get_world_rank() != 0:
         replace(spec, function=spec.rank_function).call(lambda event: None, threading.Event())
+        return
+    try:
+        result = _here(spec, Path(folder))
+    except (FactoryError, StopRequested) as exc:  # the job's own end: told as itself, not retried
+        Path(folder, "error.pickle").write_bytes(pickle.dumps(exc))
+        raise
+    tmp = Path(folder) / f".result-{os.getpid()}.json"
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(Path(folder) / "result.json")

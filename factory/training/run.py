@@ -24,6 +24,7 @@ from factory.refs import dataset_row_for
 from factory.tasks import DEFAULT_TASK, all_tasks, task_of
 from factory.tasks.base import Task
 from factory.training import defaults, distributed
+from factory import executors
 from factory.executors.base import JobSpec
 from factory.training.engine import CHECKPOINT, Event, StopRequested, seed_everything
 from factory.workspace import Workspace, append_event, atomic_write_json
@@ -35,9 +36,9 @@ def new_run_id() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
+def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig, *, here: bool = True) -> dict:
     """Fill the options the user left out from the data and architecture, each with its reason under "why";
-    the result is saved before work starts."""
+    the result is saved before work starts. `here`: the run trains on this machine (its devices are checked)."""
     ds = dataset_row_for(catalog, cfg.dataset)
     task = task_of(ds)
     arch = cfg.model or task.default_architecture(cfg.to_dict())
@@ -59,7 +60,8 @@ def resolve_config(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> dict:
     if cfg.pretrained is not None and cfg.pretrained not in task.pretrained_sources:
         raise ConfigError(f"--pretrained {cfg.pretrained} does not apply to {task.name} models.",
                           fix=f"Use one of: {', '.join(task.pretrained_sources)}; or leave it out.")
-    distributed.check_devices(cfg.devices or 1, cfg.device)
+    if here:  # a cluster's job is checked by its scheduler (Ray waits for, or refuses, what no node has)
+        distributed.check_devices(cfg.devices or 1, cfg.device)
     res = defaults.Resolution(cfg.to_dict(), read_metadata(ws, parent) if parent else None)
     data = DatasetSplits.open(ws, ds)
     extra = task.resolve(ws, ds, arch, res, data.entries("train"), data.root)
@@ -101,11 +103,11 @@ def _deliver(sink: EventSink, event: Event, log_path: Path) -> None:
                                 "error": f"{type(exc).__name__}: {exc}"})
 
 
-def start_run(ws: Workspace, catalog: Catalog, cfg: TrainConfig) -> str:
+def start_run(ws: Workspace, catalog: Catalog, cfg: TrainConfig, *, here: bool = True) -> str:
     """Create the run record and save its resolved config; returns the run id. The reasons it stores are in English
     (the chat, speaking another language, renders them again when it shows them)."""
     with speaking("en"):
-        resolved = resolve_config(ws, catalog, cfg)
+        resolved = resolve_config(ws, catalog, cfg, here=here)
     run_id = new_run_id()
     ws.run_dir(run_id).mkdir(parents=True)
     atomic_write_json(ws.run_dir(run_id) / "config.json", resolved)
@@ -151,6 +153,29 @@ def job(run_id: str, home: str, resolved: dict) -> JobSpec:
     return JobSpec("train", "factory.training.run:run_job", {"home": home, "run_id": run_id}, job_id=run_id,
                    gpus=gpus, resumable=True, distributed=resolved.get("devices") or 1,
                    rank_function="factory.training.rank:follow")
+
+
+def execute_job(home: str, run_id: str, on_event: EventSink | None = None, stop: threading.Event | None = None,
+                executor: str | None = None) -> dict:
+    """The run on `executor` (factory.executors). A run its executor lost (its worker died for good, or it was
+    cancelled) is left `interrupted`, never `running`: its last process may be on a machine no command runs on."""
+    ws = Workspace.open(home)
+    catalog = Catalog(ws.catalog_location)
+    try:
+        spec = job(run_id, str(ws.home), catalog.run(run_id)["config"])
+    finally:
+        catalog.close()
+    try:
+        return executors.run(spec, on_event, stop, executor)
+    except BaseException:
+        catalog = Catalog(ws.catalog_location)
+        try:
+            run = catalog.run(run_id)
+            if run and run["status"] in ("queued", "running") and run["pid"] != os.getpid():
+                catalog.update_run(run_id, status="interrupted")
+        finally:
+            catalog.close()
+        raise
 
 
 def run_job(home: str, run_id: str, on_event: EventSink | None = None, stop: threading.Event | None = None) -> dict:
