@@ -46,6 +46,12 @@ def shown(location: str | Path) -> str:
     return urlunsplit(parts._replace(netloc="@".join(netloc)))
 
 
+def _said(exc: Exception) -> str:
+    """A driver's message on one line, ending with a full stop (psycopg's span lines, with tabs)."""
+    text = " ".join(str(exc).split())
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 def connect(location: str | Path) -> "SQLite | PostgreSQL":
     if is_url(location):
         return PostgreSQL(str(location))
@@ -159,7 +165,7 @@ class PostgreSQL:
             self.conn = self.psycopg.connect(self.url, autocommit=True, row_factory=self.row_factory, connect_timeout=10,
                                              options=f"-c lock_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         except self.psycopg.Error as exc:
-            raise CatalogError(f"Cannot connect to the catalog at {self.location}: {str(exc).strip()}.",
+            raise CatalogError(f"Cannot connect to the catalog at {self.location}: {_said(exc)}",
                                fix="Start the PostgreSQL server and check the URL's host, port, user, password and "
                                    "database (EDGEFACTORY_CATALOG), or unset it for the workspace's catalog.sqlite.") from exc
 
@@ -244,11 +250,11 @@ class PostgreSQL:
         errors = self.psycopg.errors
         if isinstance(exc, (errors.LockNotAvailable, errors.QueryCanceled, errors.SerializationFailure)):
             return CatalogBusy(f"The catalog at {self.location} is locked by another process writing to it: "
-                               f"{str(exc).strip()}.", fix="Try again in a moment.")
+                               f"{_said(exc)}", fix="Try again in a moment.")
         if isinstance(exc, self.psycopg.OperationalError):
-            return DatabaseError(f"The catalog at {self.location} cannot be reached: {str(exc).strip()}.",
+            return DatabaseError(f"The catalog at {self.location} cannot be reached: {_said(exc)}",
                                 fix="Check that the PostgreSQL server is running and reachable from this machine.")
-        return DatabaseError(f"The catalog at {self.location} failed: {str(exc).strip()}.",
+        return DatabaseError(f"The catalog at {self.location} failed: {_said(exc)}",
                             fix="Check that the database is an edgefactory catalog.")
 
     def close(self) -> None:
