@@ -19,13 +19,13 @@ from factory.executors import ray_cluster
 def test_the_local_executor_is_a_plain_call_with_its_callbacks(monkeypatch: pytest.MonkeyPatch):
     lines = []
 
-    def job(*, ref: str, log=None) -> dict:
+    def job(*, ref: str, kind: str = "auto", log=None) -> dict:
         log(f"working on {ref}")
-        return {"ref": ref, "thread": threading.get_ident()}
+        return {"ref": ref, "kind": kind, "thread": threading.get_ident()}
 
     monkeypatch.delenv(executors.ENV, raising=False)
-    out = executors.call("export", job, ref="m:v1", log=lines.append)
-    assert out == {"ref": "m:v1", "thread": threading.get_ident()} and lines == ["working on m:v1"]
+    out = executors.call("index", job, ref="m:v1", kind="hnsw", log=lines.append)  # `kind`: the function's own
+    assert out == {"ref": "m:v1", "kind": "hnsw", "thread": threading.get_ident()} and lines == ["working on m:v1"]
     monkeypatch.setenv(executors.ENV, "rya")
     with pytest.raises(NotFoundError, match="Unknown executor 'rya'. Did you mean 'ray'?"):
         executors.call("export", job, ref="m:v1")

@@ -80,10 +80,10 @@ def new_job_id(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def call(kind: str, function: Callable[..., dict], *, executor_name: str | None = None,
+def call(kind: str, function: Callable[..., dict], /, *, executor_name: str | None = None,
          stop: threading.Event | None = None, gpus: float = 0.0, **kwargs: Any) -> dict:
     """`function(**kwargs)` (an API function of the factory or a package above it: export, bench, report, index
-    build) on the chosen executor, with `gpus` on a cluster's worker. Its `log` and `progress` callbacks work on
+    build; `kwargs` may hold a `kind` of its own) on the chosen executor, with `gpus` on a cluster's worker. Its `log` and `progress` callbacks work on
     every executor: a remote job's reach the caller as events. Locally it is a plain call."""
     name = chosen(executor_name)
     if name == DEFAULT:
