@@ -35,11 +35,8 @@ Home = str | Path | None
 def session(home: Home = None) -> Iterator[tuple[Workspace, Catalog]]:
     """Open the workspace and its catalog (migrating it if needed) for one call."""
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_location)
-    try:
+    with Catalog(ws.catalog_location) as catalog:
         yield ws, catalog
-    finally:
-        catalog.close()
 
 
 # -- datasets ------------------------------------------------------------------------------------
@@ -164,15 +161,8 @@ def copy_catalog(to: str, *, home: Home = None) -> dict:
     if not ws.catalog_path.is_file():
         raise NotFoundError(f"{ws.catalog_path} does not exist: this workspace has no catalog to copy.",
                             fix="Pass --home (or set EDGEFACTORY_HOME) to the workspace whose catalog should move.")
-    source = Catalog(ws.catalog_path)
-    try:
-        dest = Catalog(to)
-        try:
-            rows = catalog_copy(source, dest)
-        finally:
-            dest.close()
-    finally:
-        source.close()
+    with Catalog(ws.catalog_path) as source, Catalog(to) as dest:
+        rows = catalog_copy(source, dest)
     return {"from": str(ws.catalog_path), "to": dest.location, "rows": rows,
             "next": "export EDGEFACTORY_CATALOG=<the URL> on every machine that shares this workspace"}
 

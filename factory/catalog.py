@@ -76,6 +76,8 @@ MIGRATIONS: list[str | dict[str, str]] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+PUT_OWNER = ("INSERT INTO schema_owners (owner, version, model_tables) VALUES (?, ?, ?) ON CONFLICT (owner) "
+             "DO UPDATE SET version = excluded.version, model_tables = excluded.model_tables")
 JSON_COLUMNS = {"parity", "compression", "classes", "splits", "stats", "issues", "metrics", "config", "progress", "history",
                 "result", "model_tables"}
 
@@ -102,6 +104,10 @@ def register_schema(schema: Schema) -> Schema:
     SCHEMAS[schema.owner] = schema
     JSON_COLUMNS.update(schema.json_columns)
     return schema
+
+
+def insert_sql(table: str, columns: list[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _decode(row: Any) -> dict[str, Any]:
@@ -171,9 +177,7 @@ class Catalog:
                                    "workspace.")
         for version in range(current, len(schema.migrations)):
             self._execute_script(schema.migrations[version])
-        self.execute("INSERT INTO schema_owners (owner, version, model_tables) VALUES (?, ?, ?) ON CONFLICT (owner) "
-                     "DO UPDATE SET version = excluded.version, model_tables = excluded.model_tables",
-                     (schema.owner, len(schema.migrations), json.dumps(list(schema.model_tables))))
+        self.execute(PUT_OWNER, (schema.owner, len(schema.migrations), json.dumps(list(schema.model_tables))))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Catalog"]:
@@ -192,6 +196,12 @@ class Catalog:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one statement written for SQLite (`?` placeholders); JSON values are encoded."""
         self.db.execute(sql, [_encode(v) for v in params])
@@ -206,9 +216,7 @@ class Catalog:
         return int(row["latest"] or 0) + 1
 
     def insert(self, table: str, row: dict[str, Any]) -> None:
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
+        self.execute(insert_sql(table, list(row)), list(row.values()))
 
     def select(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         return [_decode(r) for r in self.db.execute(sql, params)]
@@ -246,7 +254,7 @@ class Catalog:
     def put_artifact(self, row: dict[str, Any]) -> None:
         """Insert or replace the row of (model, version, target, precision); call inside `transaction()`."""
         self.execute("DELETE FROM artifacts WHERE model = ? AND version = ? AND target = ? AND precision = ?",
-                          (row["model"], row["version"], row["target"], row["precision"]))
+                     (row["model"], row["version"], row["target"], row["precision"]))
         self.insert("artifacts", row)
 
     # -- runs -----------------------------------------------------------------------------------
@@ -291,9 +299,10 @@ def copy_catalog(source: Catalog, dest: Catalog) -> dict[str, int]:
     if taken:
         raise CatalogError(f"The catalog {dest.location} already holds {', '.join(taken)}: a copy goes into an empty one.",
                            fix="Create a new database for it (createdb NAME), or keep using the one it holds.")
-    if source.schema_version() != dest.schema_version():
-        raise CatalogError(f"{source.location} is at schema version {source.schema_version()}, {dest.location} at "
-                           f"{dest.schema_version()}.", fix="Open both with this edgefactory first (any command migrates).")
+    versions = source.schema_version(), dest.schema_version()
+    if versions[0] != versions[1]:
+        raise CatalogError(f"{source.location} is at schema version {versions[0]}, {dest.location} at {versions[1]}.",
+                           fix="Open both with this edgefactory first (any command migrates).")
     theirs, ours = source.db.tables(), dest.db.tables()
     missing = [t for t in theirs if t not in ours and t not in BOOKKEEPING]
     if any(not theirs[t] for t in missing):
@@ -309,11 +318,9 @@ def copy_catalog(source: Catalog, dest: Catalog) -> dict[str, int]:
             rows = [dict(r) for r in source.db.execute(f"SELECT * FROM {table}")]
             if rows:
                 columns = list(rows[0])
-                dest.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                                    [[r[c] for c in columns] for r in rows])
+                dest.db.executemany(insert_sql(table, columns), [[r[c] for c in columns] for r in rows])
                 dest.db.identities_follow(table)
             copied[table] = len(rows)
-        dest.executemany("INSERT INTO schema_owners (owner, version, model_tables) VALUES (?, ?, ?) ON CONFLICT (owner) "
-                         "DO UPDATE SET version = excluded.version, model_tables = excluded.model_tables",
-                         [(r["owner"], r["version"], r["model_tables"]) for r in source.select("SELECT * FROM schema_owners")])
+        dest.executemany(PUT_OWNER, [(r["owner"], r["version"], r["model_tables"])
+                                     for r in source.select("SELECT * FROM schema_owners")])
     return copied

@@ -22,11 +22,8 @@ def run_export(job: ExportJob) -> dict:
 def export_here(home: Path, ref: str, plan: ExportPlan, log: Log | None = None) -> dict:
     """One ExportJob in its own workspace session (what the child process of `export_in_child` runs)."""
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_location)
-    try:
+    with Catalog(ws.catalog_location) as catalog:
         return run_export(ExportJob(ws, catalog, ref, plan, log=log))
-    finally:
-        catalog.close()
 
 
 # imported once by the fork server that export children fork from: what an export loads lazily (about 900

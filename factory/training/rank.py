@@ -16,8 +16,8 @@ import torch
 
 from factory.catalog import Catalog
 from factory.training import distributed
-from factory.training.engine import CHECKPOINT, StopRequested
-from factory.training.run import _trainer_for
+from factory.training.engine import StopRequested
+from factory.training.run import _trainer_for, has_checkpoint
 from factory.workspace import Workspace
 
 
@@ -36,15 +36,13 @@ def main(argv: list[str]) -> int:
 def follow(home: str, run_id: str, on_event=None, stop=None) -> dict:
     """A rank other than 0 in a process group its launcher made (Ray Train's TorchTrainer): from the run's last
     checkpoint when it has one, as rank 0 (factory.training.run.run_job) decides alike."""
-    resume = (Workspace.open(home).run_dir(run_id) / CHECKPOINT).exists()
-    _train(home, run_id, resume, lambda device: distributed.adopted(torch.distributed.get_world_size()))
+    _train(home, run_id, has_checkpoint(Workspace.open(home), run_id), lambda device: distributed.adopted(torch.distributed.get_world_size()))
     return {}
 
 
 def _train(home: str, run_id: str, resume: bool, group_for) -> None:
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_location)
-    try:
+    with Catalog(ws.catalog_location) as catalog:
         resolved = catalog.run(run_id)["config"]
         device = resolved.get("device", "auto")
         group = group_for(device)  # its GPU set before the model is built
@@ -52,11 +50,10 @@ def _train(home: str, run_id: str, resume: bool, group_for) -> None:
         trainer.group = group
         distributed.sync_batchnorm(trainer.model, device)
         group.ready()
-        trainer.fit(resume=resume)
-    except StopRequested:
-        pass  # rank 0 was asked to stop, and every rank stopped at the same step
-    finally:
-        catalog.close()
+        try:
+            trainer.fit(resume=resume)
+        except StopRequested:
+            pass  # rank 0 was asked to stop, and every rank stopped at the same step
 
 
 if __name__ == "__main__":

@@ -12,20 +12,19 @@ from typing import Callable
 
 import torch
 
-from factory import processes
+from factory import executors, processes
 from factory.catalog import Catalog
 from factory.config import TrainConfig
 from factory.datasets.publish import validate_name
 from factory.datasets.splits import DatasetSplits
 from factory.errors import ConfigError, FactoryError, TrainingError
+from factory.executors.base import JobSpec
 from factory.i18n import speaking
 from factory.models import load_model, read_metadata, register_model_version, resolve_model
 from factory.refs import dataset_row_for
 from factory.tasks import DEFAULT_TASK, all_tasks, task_of
 from factory.tasks.base import Task
 from factory.training import defaults, distributed
-from factory import executors
-from factory.executors.base import JobSpec
 from factory.training.engine import CHECKPOINT, Event, StopRequested, seed_everything
 from factory.workspace import Workspace, append_event, atomic_write_json
 
@@ -160,21 +159,15 @@ def execute_job(home: str, run_id: str, on_event: EventSink | None = None, stop:
     """The run on `executor` (factory.executors). A run its executor lost (its worker died for good, or it was
     cancelled) is left `interrupted`, never `running`: its last process may be on a machine no command runs on."""
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_location)
-    try:
+    with Catalog(ws.catalog_location) as catalog:
         spec = job(run_id, str(ws.home), catalog.run(run_id)["config"])
-    finally:
-        catalog.close()
     try:
         return executors.run(spec, on_event, stop, executor)
     except BaseException:
-        catalog = Catalog(ws.catalog_location)
-        try:
+        with Catalog(ws.catalog_location) as catalog:
             run = catalog.run(run_id)
             if run and run["status"] in ("queued", "running") and run["pid"] != os.getpid():
                 catalog.update_run(run_id, status="interrupted")
-        finally:
-            catalog.close()
         raise
 
 
@@ -182,12 +175,13 @@ def run_job(home: str, run_id: str, on_event: EventSink | None = None, stop: thr
     """`execute_run` in a workspace session of its own, from the run's last checkpoint when it has one (a run
     resumed, or a job run again after its worker died)."""
     ws = Workspace.open(home)
-    catalog = Catalog(ws.catalog_location)
-    try:
-        return execute_run(ws, catalog, run_id, resume=(ws.run_dir(run_id) / CHECKPOINT).exists(), on_event=on_event,
-                           stop=stop)
-    finally:
-        catalog.close()
+    with Catalog(ws.catalog_location) as catalog:
+        return execute_run(ws, catalog, run_id, resume=has_checkpoint(ws, run_id), on_event=on_event, stop=stop)
+
+
+def has_checkpoint(ws: Workspace, run_id: str) -> bool:
+    """Whether the run has a last checkpoint to resume from (every rank decides alike from it)."""
+    return (ws.run_dir(run_id) / CHECKPOINT).exists()
 
 
 def _trainer_for(ws: Workspace, catalog: Catalog, run_id: str, resolved: dict, sink: EventSink,
