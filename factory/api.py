@@ -101,8 +101,6 @@ def train(config: dict | TrainConfig, *, home: Home = None, on_event: Callable[[
         run_id = runs.start_run(ws, catalog, cfg, here=name == executors.DEFAULT)
         if on_event:
             on_event({"type": "run", "run": run_id, "config": catalog.run(run_id)["config"]})
-        if name == executors.DEFAULT:
-            return runs.execute_run(ws, catalog, run_id, on_event=on_event, stop=stop)
     return runs.execute_job(str(ws.home), run_id, on_event, stop, name)
 
 

@@ -36,6 +36,7 @@ def alive(pid: int | None, start: float | None = None) -> bool:
     return start is None or now == 0.0 or abs(now - start) < SAME_START_S
 
 
-def on_this_machine(host: str | None) -> bool:
-    """Whether a record's process ran here (records from before machines were noted did)."""
-    return host is None or host == HOST
+def gone(pid: int | None, start: float | None, host: str | None) -> bool:
+    """Whether a record's process is known to have ended: it ran on this machine (records from before machines were
+    noted did) and is not alive. Another machine's is that machine's to judge."""
+    return host in (None, HOST) and not alive(pid, start)

@@ -164,6 +164,6 @@ class ApiJobs:
             pass
         with session(self.home) as (_, catalog):
             run = catalog.run(job_id)
-        return run is None or run["status"] not in ("queued", "running") or (
-            processes.on_this_machine(run.get("host")) and not processes.alive(run["pid"], run["pid_started"]))
+        return run is None or run["status"] not in ("queued", "running") or processes.gone(run["pid"], run["pid_started"],
+                                                                                           run.get("host"))
 

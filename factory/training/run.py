@@ -277,7 +277,7 @@ def mark_orphans(catalog: Catalog) -> list[str]:
     whose PID now names another process (reused) or a zombie is dead too. Another machine's runs (a shared catalog)
     are that machine's to judge, or their executor's."""
     orphans = [r["id"] for r in catalog.runs() if r["status"] in ("running", "queued") and r["pid"] != os.getpid()
-               and processes.on_this_machine(r.get("host")) and not processes.alive(r["pid"], r.get("pid_started"))]
+               and processes.gone(r["pid"], r.get("pid_started"), r.get("host"))]
     for run_id in orphans:
         catalog.update_run(run_id, status="interrupted")
     return orphans
