@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-import uuid
 from typing import Any, Callable
 
 from factory import api as core_api
@@ -67,7 +65,7 @@ class ApiJobs:
         if kind == "train":
             job_id = core_api.start_training(params, self.manager, home=self.home)
         else:
-            job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            job_id = executors.new_job_id(kind)
             work = self._export(params) if kind == "export" else self._bench(params)
             with session(self.home) as (_, catalog):
                 catalog.create_run(job_id, kind, params, os.getpid())
@@ -108,7 +106,7 @@ class ApiJobs:
             model, target = args.pop("model"), args.pop("target")  # EDGEFACTORY_EXECUTOR says where it runs
             return executors.call("export", targets_api.export, gpus=targets_api.gpus_needed(target, args.get("device")),
                                   ref=model, target=target, home=self.home, **args,
-                                  log=lambda line: on_event({"type": "log", "message": line}))
+                                  log=executors.event_callbacks(on_event)["log"])
         return work
 
     def _bench(self, given: Any) -> Callable[[Callable], dict]:
@@ -121,9 +119,7 @@ class ApiJobs:
         def work(on_event: Callable) -> dict:
             if args.get("report") or args.get("target") is None:
                 out = executors.call("report", bench_api.report, ref=args["model"], home=self.home,
-                                     log=lambda line: on_event({"type": "log", "message": line}),
-                                     progress=lambda stage, done, total: on_event({"type": "progress", "stage": stage,
-                                                                                   "done": done, "total": total}))
+                                     **executors.event_callbacks(on_event))
                 return {k: out[k] for k in ("json", "html", "measured_rows", "warnings")}
             return executors.call("bench", bench_api.bench, gpus=targets_api.gpus_needed(args["target"]),
                                   ref=args["model"], target=args["target"],

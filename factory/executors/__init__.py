@@ -18,14 +18,13 @@ import time
 import uuid
 from typing import Any, Callable
 
-from factory.executors.base import EventSink, Executor, JobSpec
+from factory.executors.base import CALLBACKS, EventSink, Executor, JobSpec, event_callbacks, named
 from factory.registry import Registry
 from factory.workspace import Workspace
 
-__all__ = ["EXECUTORS", "EventSink", "Executor", "JobSpec", "call", "chosen", "executor", "run"]
+__all__ = ["EXECUTORS", "EventSink", "Executor", "JobSpec", "call", "chosen", "event_callbacks", "executor", "run"]
 ENV = "EDGEFACTORY_EXECUTOR"
 DEFAULT = "local"
-CALLBACKS = ("log", "progress")  # the API functions' callbacks that a remote job turns into events
 
 
 EXECUTORS: Registry[Callable[[], Executor]] = Registry("executor")
@@ -83,8 +82,9 @@ def new_job_id(kind: str) -> str:
 def call(kind: str, function: Callable[..., dict], /, *, executor_name: str | None = None,
          stop: threading.Event | None = None, gpus: float = 0.0, **kwargs: Any) -> dict:
     """`function(**kwargs)` (an API function of the factory or a package above it: export, bench, report, index
-    build; `kwargs` may hold a `kind` of its own) on the chosen executor, with `gpus` on a cluster's worker. Its `log` and `progress` callbacks work on
-    every executor: a remote job's reach the caller as events. Locally it is a plain call."""
+    build; `kwargs` may hold a `kind` of its own) on the chosen executor, with `gpus` on a cluster's worker. Its
+    `log` and `progress` callbacks work on every executor: a remote job's reach the caller as events. Locally it is a
+    plain call."""
     name = chosen(executor_name)
     if name == DEFAULT:
         return function(**kwargs)
@@ -106,7 +106,5 @@ def call(kind: str, function: Callable[..., dict], /, *, executor_name: str | No
 def api_job(function: str, kwargs: dict, callbacks: list[str], home: str, on_event: EventSink,
             stop: threading.Event) -> dict:
     """What `call` runs remotely: the API function, its callbacks turned into events."""
-    given = {"log": lambda line: on_event({"type": "log", "message": line}),
-             "progress": lambda stage, done, total: on_event({"type": "progress", "stage": stage, "done": done,
-                                                               "total": total})}
-    return JobSpec("api", function).function_object()(**kwargs, **{k: given[k] for k in callbacks})
+    given = event_callbacks(on_event)
+    return named(function)(**kwargs, **{k: given[k] for k in callbacks})

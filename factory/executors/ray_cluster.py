@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from factory import processes
 from factory.errors import ConfigError, FactoryError, MissingDependencyError
 from factory.executors.base import JobSpec
 from factory.training.engine import StopRequested
@@ -34,6 +35,8 @@ POLL_S = 0.25
 CONNECT_TIMEOUT_S = 5.0
 STOP_GRACE_S = 120.0  # a stopped job ends at its next step; after this it is cancelled
 MAX_AUTO_CPUS = 8  # a job that names no CPU count takes a whole node's cores, at most this many
+START_FIX = (f"Start it (`ray start --head --port 6379` on the head node) or correct {ADDRESS_ENV} (HOST:PORT of the "
+             "head node), or use --executor local.")
 PASSED_ENV = ("EDGEFACTORY_CATALOG", "EDGEFACTORY_VERBOSE")  # what a worker needs of the caller's settings
 _CONNECTED = threading.Lock()
 
@@ -66,8 +69,7 @@ def connect():
                          include_dashboard=False, runtime_env={"env_vars": env} if env else None)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ConfigError(f"Cannot reach the Ray cluster at {address}: {str(exc).splitlines()[0][:300]}",
-                                  fix=f"Start it (`ray start --head --port 6379` on the head node) or correct "
-                                      f"{ADDRESS_ENV} (HOST:PORT of the head), or use --executor local.") from exc
+                                  fix=START_FIX) from exc
     return ray
 
 
@@ -77,9 +79,7 @@ def _reachable(address: str) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"Cannot reach the Ray cluster at {address} ({ADDRESS_ENV}): {exc}.",
-                          fix=f"Start it (`ray start --head --port 6379` on the head node) or correct {ADDRESS_ENV} "
-                              "(HOST:PORT of the head node), or use --executor local.") from exc
+        raise ConfigError(f"Cannot reach the Ray cluster at {address} ({ADDRESS_ENV}): {exc}.", fix=START_FIX) from exc
 
 
 class RayExecutor:
@@ -171,12 +171,15 @@ class _Follower:
             self.on_event(event)
 
 
+def _ended(ray, ref, follower: _Follower) -> bool:
+    """Whether the task has ended, after waiting POLL_S for it and handing on its new events."""
+    done, _ = ray.wait([ref], timeout=POLL_S)
+    follower.read()
+    return bool(done)
+
+
 def _wait(ray, ref, follower: _Follower, folder: Path, stop: threading.Event | None) -> None:
-    while True:
-        done, _ = ray.wait([ref], timeout=POLL_S)
-        follower.read()
-        if done:
-            return
+    while not _ended(ray, ref, follower):
         if stop is not None and stop.is_set():
             _stop(ray, ref, follower, folder)
             return
@@ -187,9 +190,7 @@ def _stop(ray, ref, follower: _Follower, folder: Path) -> None:
     (folder / "stop").touch()
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline:
-        done, _ = ray.wait([ref], timeout=POLL_S)
-        follower.read()
-        if done:
+        if _ended(ray, ref, follower):
             return
     ray.cancel(ref, force=True)
 
@@ -204,7 +205,7 @@ def _result(ray, ref, spec: JobSpec) -> dict:
         if isinstance(cause, BaseException):  # the job's own error (a FactoryError with its fix, StopRequested)
             raise cause from None
         raise JobFailed(f"The {spec.kind} job {spec.job_id} failed on the Ray cluster: {str(exc)[:500]}",
-                        fix=f"See {Path(spec.kwargs['home']) / 'runs' / spec.job_id}.") from exc
+                        fix=f"See {channel(spec).parent}.") from exc
     except exceptions.TaskCancelledError as exc:
         raise StopRequested() from exc
     except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.OutOfMemoryError,
@@ -234,7 +235,7 @@ def _here(spec: JobSpec, folder: Path) -> dict:
 
     if attempt > 1:
         on_event({"type": "warning", "message": f"the Ray worker running {spec.job_id} stopped (killed, or its node "
-                                                f"lost); Ray runs it again on {socket.gethostname()} (try {attempt} of "
+                                                f"lost); Ray runs it again on {processes.HOST} (try {attempt} of "
                                                 f"{RETRIES + 1})" + (", from its last checkpoint" if spec.resumable else "")})
     stop, done = threading.Event(), threading.Event()
     watcher = threading.Thread(target=_watch_stop, args=(folder / "stop", stop, done), daemon=True)
@@ -248,7 +249,7 @@ def _here(spec: JobSpec, folder: Path) -> dict:
 def _count_attempt(folder: Path) -> int:
     """This try's number (1 first): each try adds a line to the job's `attempts` file."""
     with open(folder / "attempts", "a+") as fh:
-        fh.write(f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
+        fh.write(f"{processes.HOST} {os.getpid()} {time.time():.0f}\n")
         fh.seek(0)
         return len(fh.read().splitlines())
 
